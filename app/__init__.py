@@ -1,0 +1,1 @@
+"""pgreco: a recommender that lives inside PostgreSQL. This package is the thin Python side."""

@@ -1,0 +1,105 @@
+"""`reco migrate`: Alembic's versioned DDL, then the repeatable sql/ files.
+
+The sql/ files hold the current definition of every function, procedure and view. They are
+applied in file-name order, all in one transaction, whenever any of them changed since the
+last run (checksums in ``reco.sql_files``), so a file may rely on the ones before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "sql"
+MIGRATE_LOCK = 7_281_001  # advisory lock key: one migration at a time
+
+
+@dataclass
+class MigrateResult:
+    alembic_from: str | None
+    alembic_to: str | None
+    sql_applied: list[str]
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def sql_files() -> list[Path]:
+    return sorted(SQL_DIR.glob("*.sql"))
+
+
+def _checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def alembic_revision(conn: psycopg.Connection) -> str | None:
+    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
+    if not exists or not _first(exists):
+        return None
+    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    return _first(row) if row else None
+
+
+def pending_sql(conn: psycopg.Connection) -> list[str]:
+    """The sql/ files whose checksum differs from the applied one (or that are new)."""
+    if not _first(conn.execute("SELECT to_regclass('reco.sql_files') IS NOT NULL").fetchone()):
+        return [p.name for p in sql_files()]
+    applied = {
+        _first(r): r["checksum"] if isinstance(r, dict) else r[1]
+        for r in conn.execute("SELECT filename, checksum FROM reco.sql_files").fetchall()
+    }
+    return [p.name for p in sql_files() if applied.get(p.name) != _checksum(p)]
+
+
+def migrate(url: str) -> MigrateResult:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        try:
+            before = alembic_revision(conn)
+            command.upgrade(alembic_config(url), "head")
+            after = alembic_revision(conn)
+            applied = apply_sql(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+    return MigrateResult(before, after, applied)
+
+
+def apply_sql(conn: psycopg.Connection) -> list[str]:
+    """Re-apply every sql/ file when any changed; returns the changed file names."""
+    changed = pending_sql(conn)
+    if not changed:
+        return []
+    with conn.transaction():
+        for path in sql_files():
+            conn.execute(path.read_text())
+        conn.execute("DELETE FROM reco.sql_files")
+        for path in sql_files():
+            conn.execute(
+                "INSERT INTO reco.sql_files (filename, checksum) VALUES (%s, %s)",
+                (path.name, _checksum(path)),
+            )
+    return changed
+
+
+def is_current(conn: psycopg.Connection) -> bool:
+    """True when the versioned head is applied and no sql/ file changed (used by /readyz)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    return alembic_revision(conn) == head and not pending_sql(conn)
+
+
+def _first(row):
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]

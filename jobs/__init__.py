@@ -1,0 +1,1 @@
+"""The pgreco job catalog and runner."""

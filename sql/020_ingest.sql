@@ -1,0 +1,550 @@
+-- Ingest: users, features, plans and events, from JSON (API, SQL) or staged CSV (reco import).
+--
+-- Every entry point takes a batch and returns a report
+--   {"accepted": n, "duplicates": n, "rejected": [{"index": i, "field": "...", "reason": "..."}]}
+-- Valid rows are stored, bad rows are reported, a retried batch reports duplicates and changes
+-- nothing. One private core per entity (reco._*_rows) serves both the JSON and the CSV path.
+
+DROP TYPE IF EXISTS reco.event_input CASCADE;
+CREATE TYPE reco.event_input AS (
+    idx bigint, problem text[], event_id text, user_id text, feature_id text,
+    occurred_at text, kind text, success text, props jsonb);
+COMMENT ON TYPE reco.event_input IS 'internal: one raw event row (text fields), as parsed from JSON or CSV';
+
+DROP TYPE IF EXISTS reco._event_checked CASCADE;
+CREATE TYPE reco._event_checked AS (
+    idx bigint, event_id text, user_id text, feature_key int, occurred_at timestamptz,
+    kind text, success boolean, props jsonb, field text, reason text);
+
+DROP TYPE IF EXISTS reco._user_checked CASCADE;
+CREATE TYPE reco._user_checked AS (
+    idx bigint, user_id text, paid boolean, attributes jsonb, field text, reason text);
+
+DROP TYPE IF EXISTS reco._feature_checked CASCADE;
+CREATE TYPE reco._feature_checked AS (
+    idx bigint, feature_id text, name text, category text, requires_paid boolean, tags text[],
+    description text, active boolean, embedding real[], field text, reason text);
+
+DROP TYPE IF EXISTS reco._plan_checked CASCADE;
+CREATE TYPE reco._plan_checked AS (
+    idx bigint, plan_id text, name text, price numeric, quota numeric, overage_price numeric,
+    includes_paid_features boolean, active boolean, field text, reason text);
+
+DROP TYPE IF EXISTS reco.user_input CASCADE;
+CREATE TYPE reco.user_input AS (
+    idx bigint, problem text[], user_id text, paid text, attributes jsonb);
+COMMENT ON TYPE reco.user_input IS 'internal: one raw user row, as parsed from JSON or CSV';
+
+DROP TYPE IF EXISTS reco.feature_input CASCADE;
+CREATE TYPE reco.feature_input AS (
+    idx bigint, problem text[], feature_id text, name text, category text, requires_paid text,
+    tags text[], description text, active text, embedding real[]);
+COMMENT ON TYPE reco.feature_input IS 'internal: one raw feature row, as parsed from JSON or CSV';
+
+DROP TYPE IF EXISTS reco.plan_input CASCADE;
+CREATE TYPE reco.plan_input AS (
+    idx bigint, problem text[], plan_id text, name text, price text, quota text,
+    overage_price text, includes_paid_features text, active text);
+COMMENT ON TYPE reco.plan_input IS 'internal: one raw plan row, as parsed from JSON or CSV';
+
+-- ---------------------------------------------------------------------------------------
+-- Shared helpers
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._report(p_accepted bigint, p_duplicates bigint, p_rejected jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object('accepted', p_accepted, 'duplicates', p_duplicates,
+                              'rejected', coalesce(p_rejected, '[]'::jsonb))
+$$;
+
+CREATE OR REPLACE FUNCTION reco._rejections(p_idx bigint[], p_field text[], p_reason text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_agg(jsonb_build_object('index', i, 'field', f, 'reason', r) ORDER BY i)
+    FROM unnest(p_idx, p_field, p_reason) AS t(i, f, r)
+    WHERE f IS NOT NULL
+$$;
+
+CREATE OR REPLACE FUNCTION reco._require_array(p_batch jsonb, p_name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_batch IS NULL OR jsonb_typeof(p_batch) <> 'array' THEN
+        RAISE EXCEPTION '% must be a JSON array, got %', p_name, coalesce(jsonb_typeof(p_batch), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a JSON array of objects, e.g. ''[{"user_id": "U1"}]''::jsonb.';
+    END IF;
+END $$;
+
+-- The first problem with the shape of one JSON element: not an object, or a field that must
+-- be a scalar holding an object or array. NULL when the shape is fine.
+CREATE OR REPLACE FUNCTION reco._json_shape_problem(p_row jsonb, p_scalars text[])
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(p_row) <> 'object' THEN ARRAY['(row)', 'not a JSON object']
+        ELSE (SELECT ARRAY[f, format('expected a string, number or boolean, got a JSON %s',
+                                     jsonb_typeof(p_row -> f))]
+              FROM unnest(p_scalars) AS f
+              WHERE jsonb_typeof(p_row -> f) IN ('object', 'array')
+              LIMIT 1)
+    END
+$$;
+
+CREATE OR REPLACE FUNCTION reco._missing(p text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p IS NULL OR btrim(p) = ''
+$$;
+
+-- ---------------------------------------------------------------------------------------
+-- Events
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._check_events(p_tenant_id int, p_rows reco.event_input[],
+                                              p_safe_time boolean)
+RETURNS SETOF reco._event_checked
+LANGUAGE sql STABLE AS $$
+    SELECT r.idx,
+           coalesce(nullif(r.event_id, ''),
+                    'h:' || md5(concat_ws('|', r.user_id, r.feature_id, p.kind,
+                                          extract(epoch FROM p.ts)::text))),
+           r.user_id, f.feature_key, p.ts, p.kind, p.ok, nullif(r.props, 'null'::jsonb),
+           e.err[1], e.err[2]
+    FROM unnest(p_rows) AS r
+    LEFT JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = r.feature_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN p_safe_time THEN reco._parse_time_safe(r.occurred_at)
+                    ELSE reco._parse_time(r.occurred_at) END AS ts,
+               reco._parse_bool(r.success) AS ok,
+               coalesce(nullif(btrim(r.kind), ''), 'use') AS kind
+    ) AS p
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN r.problem IS NOT NULL THEN r.problem
+        WHEN reco._missing(r.user_id) THEN ARRAY['user_id', 'missing']
+        WHEN length(r.user_id) > 200 THEN ARRAY['user_id', 'longer than 200 characters']
+        WHEN reco._missing(r.feature_id) THEN ARRAY['feature_id', 'missing']
+        WHEN f.feature_key IS NULL THEN ARRAY['feature_id', format('unknown feature "%s"', r.feature_id)]
+        WHEN NOT f.active THEN ARRAY['feature_id', format('feature "%s" is inactive', r.feature_id)]
+        WHEN reco._missing(r.occurred_at) THEN ARRAY['occurred_at', 'missing']
+        WHEN p.ts IS NULL THEN
+            ARRAY['occurred_at', format('"%s" is not a time (ISO 8601 or epoch seconds)', r.occurred_at)]
+        WHEN p.ts > now() + (reco.setting('max_future', p_tenant_id) ->> 0)::interval THEN
+            ARRAY['occurred_at', format('%s is in the future', r.occurred_at)]
+        WHEN p.ts < '1970-01-01 00:00:00+00' THEN ARRAY['occurred_at', 'before 1970']
+        WHEN p.kind !~ '^[A-Za-z0-9_.:-]{1,40}$' THEN
+            ARRAY['kind', 'use 1-40 letters, digits, "_", ".", ":" or "-"']
+        WHEN NOT reco._missing(r.success) AND p.ok IS NULL THEN
+            ARRAY['success', format('"%s" is not a boolean', r.success)]
+        WHEN r.props IS NOT NULL AND jsonb_typeof(r.props) NOT IN ('object', 'null') THEN
+            ARRAY['props', 'not a JSON object']
+        WHEN length(r.event_id) > 200 THEN ARRAY['event_id', 'longer than 200 characters']
+    END AS err) AS e
+$$;
+
+CREATE OR REPLACE FUNCTION reco._ingest_event_rows(p_tenant_id int, p_rows reco.event_input[])
+RETURNS jsonb
+LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
+DECLARE
+    _rows reco._event_checked[];
+    _tau float8 := (reco.setting('decay_tau_days', p_tenant_id))::float8 * 86400;
+    _gamma float8 := (reco.setting('success_bonus', p_tenant_id))::float8;
+    _kind_weights jsonb := reco.setting('kind_weights', p_tenant_id);
+    _t0 float8;
+    _valid bigint;
+    _fresh bigint;
+    _max timestamptz;
+    _rejected jsonb;
+BEGIN
+    BEGIN
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, false) AS c);
+    EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format
+            OR numeric_value_out_of_range OR invalid_parameter_value THEN
+        -- a time that looks right but is not a date (2024-02-30): check row by row
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, true) AS c);
+    END;
+
+    SELECT count(*), max(occurred_at) INTO _valid, _max
+    FROM unnest(_rows) WHERE field IS NULL;
+    _rejected := (SELECT reco._rejections(array_agg(idx), array_agg(field), array_agg(reason))
+                  FROM unnest(_rows));
+    IF _valid = 0 THEN
+        RETURN reco._report(0, 0, _rejected);
+    END IF;
+
+    -- users seen for the first time become cold users
+    INSERT INTO reco.users (tenant_id, user_id)
+    SELECT DISTINCT p_tenant_id, r.user_id
+    FROM unnest(_rows) AS r
+    WHERE r.field IS NULL
+      AND NOT EXISTS (SELECT 1 FROM reco.users u
+                      WHERE u.tenant_id = p_tenant_id AND u.user_id = r.user_id)
+    ORDER BY 2
+    ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
+
+    -- a partition for each month that holds data (not the gaps between)
+    PERFORM reco.ensure_event_partitions(m.month, m.month)
+    FROM (SELECT DISTINCT date_trunc('month', occurred_at) AS month
+          FROM unnest(_rows) WHERE field IS NULL) AS m;
+
+    -- Decay epoch t0: wait for a running rebase (it locks interactions in SHARE ROW EXCLUSIVE),
+    -- then read it. A tenant's first events set it: t0 follows the data, not the wall clock.
+    LOCK TABLE reco.interactions IN ROW EXCLUSIVE MODE;
+    SELECT extract(epoch FROM decay_epoch) INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
+    IF _t0 IS NULL THEN
+        UPDATE reco.tenants SET decay_epoch = coalesce(decay_epoch, date_trunc('day', _max))
+        WHERE tenant_id = p_tenant_id
+        RETURNING extract(epoch FROM decay_epoch) INTO _t0;
+    END IF;
+
+    WITH fresh AS (
+        INSERT INTO reco.event_ids (tenant_id, event_id, occurred_at)
+        SELECT p_tenant_id, r.event_id, r.occurred_at FROM unnest(_rows) AS r WHERE r.field IS NULL
+        ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING
+        RETURNING event_id
+    ), ins AS (
+        INSERT INTO reco.events (tenant_id, occurred_at, user_key, feature_key, event_id, kind,
+                                 success, props)
+        SELECT p_tenant_id, r.occurred_at, u.user_key, r.feature_key, r.event_id, r.kind,
+               r.success, r.props
+        FROM (SELECT DISTINCT ON (event_id) * FROM unnest(_rows)
+              WHERE field IS NULL ORDER BY event_id, idx) AS r
+        JOIN fresh ON fresh.event_id = r.event_id
+        JOIN reco.users u ON u.tenant_id = p_tenant_id AND u.user_id = r.user_id
+        RETURNING user_key, feature_key, occurred_at, kind, success
+    ), agg AS (
+        SELECT user_key, feature_key,
+               sum(coalesce((_kind_weights ->> kind)::float8, 1.0)
+                   * exp(least(700.0, greatest(-700.0,
+                         (extract(epoch FROM occurred_at)::float8 - _t0) / _tau)))
+                   * (1.0 + _gamma * (success IS TRUE)::int)) AS weight,
+               count(*) AS uses,
+               count(*) FILTER (WHERE success) AS successes,
+               count(*) FILTER (WHERE NOT success) AS failures,
+               min(occurred_at) AS first_at,
+               max(occurred_at) AS last_at
+        FROM ins GROUP BY user_key, feature_key
+    ), upsert AS (
+        INSERT INTO reco.interactions AS i (tenant_id, user_key, feature_key, weight, uses,
+                                            successes, failures, first_at, last_at)
+        SELECT p_tenant_id, user_key, feature_key, weight, uses, successes, failures,
+               first_at, last_at
+        FROM agg ORDER BY user_key, feature_key
+        ON CONFLICT ON CONSTRAINT interactions_pkey DO UPDATE
+            SET weight = i.weight + excluded.weight,
+                uses = i.uses + excluded.uses,
+                successes = i.successes + excluded.successes,
+                failures = i.failures + excluded.failures,
+                first_at = least(i.first_at, excluded.first_at),
+                last_at = greatest(i.last_at, excluded.last_at)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ins) INTO _fresh;
+
+    RETURN reco._report(_fresh, _valid - _fresh, _rejected);
+END $$;
+COMMENT ON FUNCTION reco._ingest_event_rows(int, reco.event_input[]) IS
+    'internal: validate, deduplicate and store events, update reco.interactions; returns the report';
+
+CREATE OR REPLACE FUNCTION reco.ingest_events(p_events jsonb, p_tenant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reco._require_array(p_events, 'p_events');
+    RETURN reco._ingest_event_rows(reco._tenant_id(p_tenant), ARRAY(
+        SELECT ROW(t.ord - 1,
+                   reco._json_shape_problem(t.e, '{event_id,user_id,feature_id,occurred_at,kind,success}'),
+                   t.e ->> 'event_id', t.e ->> 'user_id', t.e ->> 'feature_id',
+                   t.e ->> 'occurred_at', t.e ->> 'kind', t.e ->> 'success',
+                   CASE WHEN jsonb_typeof(t.e) = 'object' THEN t.e -> 'props' END
+               )::reco.event_input
+        FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(e, ord)));
+END $$;
+COMMENT ON FUNCTION reco.ingest_events(jsonb, text) IS
+$c$ingest a JSON array of usage events [{event_id?, user_id, feature_id, occurred_at, kind?, success?, props?}].
+occurred_at: ISO 8601 (no offset = UTC) or epoch seconds. Unknown users are created; unknown or inactive
+features, bad or future times are rejected per row. Idempotent on event_id (without one, on the content).
+reco.interactions is updated in the same transaction. Returns {"accepted", "duplicates", "rejected": [{index, field, reason}]}.$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- Users: fields given overwrite, fields left out keep their value; attributes are merged
+-- (a key set to null is removed).
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._upsert_user_rows(p_tenant_id int, p_rows reco.user_input[])
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _rows reco._user_checked[];
+    _valid bigint;
+    _updated bigint;
+    _inserted bigint;
+BEGIN
+    _rows := ARRAY(
+        SELECT ROW(r.idx, r.user_id, reco._parse_bool(r.paid),
+                   jsonb_strip_nulls(coalesce(nullif(r.attributes, 'null'), '{}')),
+                   e.err[1], e.err[2])::reco._user_checked
+        FROM unnest(p_rows) AS r
+        CROSS JOIN LATERAL (SELECT CASE
+            WHEN r.problem IS NOT NULL THEN r.problem
+            WHEN reco._missing(r.user_id) THEN ARRAY['user_id', 'missing']
+            WHEN length(r.user_id) > 200 THEN ARRAY['user_id', 'longer than 200 characters']
+            WHEN NOT reco._missing(r.paid) AND reco._parse_bool(r.paid) IS NULL THEN
+                ARRAY['paid', format('"%s" is not a boolean', r.paid)]
+            WHEN r.attributes IS NOT NULL AND jsonb_typeof(r.attributes) NOT IN ('object', 'null') THEN
+                ARRAY['attributes', 'not a JSON object']
+        END AS err) AS e);
+    SELECT count(*) INTO _valid FROM unnest(_rows) WHERE field IS NULL;
+
+    -- within a batch the last row for a user wins; an unchanged row is a duplicate
+    WITH b AS (SELECT DISTINCT ON (user_id) * FROM unnest(_rows)
+               WHERE field IS NULL ORDER BY user_id, idx DESC)
+    UPDATE reco.users u
+    SET paid = coalesce(b.paid, u.paid),
+        attributes = jsonb_strip_nulls(u.attributes || b.attributes),
+        updated_at = now()
+    FROM b
+    WHERE u.tenant_id = p_tenant_id AND u.user_id = b.user_id
+      AND (coalesce(b.paid, u.paid), jsonb_strip_nulls(u.attributes || b.attributes))
+          IS DISTINCT FROM (u.paid, u.attributes);
+    GET DIAGNOSTICS _updated = ROW_COUNT;
+
+    INSERT INTO reco.users (tenant_id, user_id, paid, attributes)
+    SELECT DISTINCT ON (b.user_id) p_tenant_id, b.user_id, coalesce(b.paid, false), b.attributes
+    FROM unnest(_rows) AS b
+    WHERE b.field IS NULL
+      AND NOT EXISTS (SELECT 1 FROM reco.users u
+                      WHERE u.tenant_id = p_tenant_id AND u.user_id = b.user_id)
+    ORDER BY b.user_id, b.idx DESC
+    ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
+    GET DIAGNOSTICS _inserted = ROW_COUNT;
+
+    RETURN reco._report(_updated + _inserted, _valid - _updated - _inserted,
+        (SELECT reco._rejections(array_agg(idx), array_agg(field), array_agg(reason)) FROM unnest(_rows)));
+END $$;
+COMMENT ON FUNCTION reco._upsert_user_rows(int, reco.user_input[]) IS
+    'internal: validate and upsert users; returns the report';
+
+CREATE OR REPLACE FUNCTION reco.upsert_users(p_users jsonb, p_tenant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reco._require_array(p_users, 'p_users');
+    RETURN reco._upsert_user_rows(reco._tenant_id(p_tenant), ARRAY(
+        SELECT ROW(t.ord - 1, reco._json_shape_problem(t.e, '{user_id,paid}'),
+                   t.e ->> 'user_id', t.e ->> 'paid',
+                   CASE WHEN jsonb_typeof(t.e) = 'object' THEN t.e -> 'attributes' END
+               )::reco.user_input
+        FROM jsonb_array_elements(p_users) WITH ORDINALITY AS t(e, ord)));
+END $$;
+COMMENT ON FUNCTION reco.upsert_users(jsonb, text) IS
+$c$create or update users from a JSON array [{user_id, paid?, attributes?}]. Fields left out keep their
+stored value; attributes (industry, usage_band, ...) are merged into the stored ones and a key set to null
+is removed. Returns {"accepted", "duplicates" (unchanged rows), "rejected": [{index, field, reason}]}.$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- Features: fields given overwrite, fields left out keep their value.
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._upsert_feature_rows(p_tenant_id int, p_rows reco.feature_input[])
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _rows reco._feature_checked[];
+    _valid bigint;
+    _updated bigint;
+    _inserted bigint;
+BEGIN
+    _rows := ARRAY(
+        SELECT ROW(r.idx, r.feature_id, nullif(btrim(r.name), ''), nullif(btrim(r.category), ''),
+                   reco._parse_bool(r.requires_paid),
+                   ARRAY(SELECT btrim(t) FROM unnest(r.tags) AS t WHERE btrim(t) <> ''),
+                   r.description, reco._parse_bool(r.active), r.embedding,
+                   e.err[1], e.err[2])::reco._feature_checked
+        FROM unnest(p_rows) AS r
+        CROSS JOIN LATERAL (SELECT CASE
+            WHEN r.problem IS NOT NULL THEN r.problem
+            WHEN reco._missing(r.feature_id) THEN ARRAY['feature_id', 'missing']
+            WHEN length(r.feature_id) > 200 THEN ARRAY['feature_id', 'longer than 200 characters']
+            WHEN NOT reco._missing(r.requires_paid) AND reco._parse_bool(r.requires_paid) IS NULL THEN
+                ARRAY['requires_paid', format('"%s" is not a boolean', r.requires_paid)]
+            WHEN NOT reco._missing(r.active) AND reco._parse_bool(r.active) IS NULL THEN
+                ARRAY['active', format('"%s" is not a boolean', r.active)]
+            WHEN r.embedding IS NOT NULL AND cardinality(r.embedding) = 0 THEN
+                ARRAY['embedding', 'empty']
+            WHEN r.embedding IS NOT NULL AND array_position(r.embedding, NULL) IS NOT NULL THEN
+                ARRAY['embedding', 'contains null']
+        END AS err) AS e);
+    SELECT count(*) INTO _valid FROM unnest(_rows) WHERE field IS NULL;
+
+    WITH b AS (SELECT DISTINCT ON (feature_id) * FROM unnest(_rows)
+               WHERE field IS NULL ORDER BY feature_id, idx DESC),
+    n AS (
+        SELECT f.feature_key, coalesce(b.name, f.name) AS name,
+               coalesce(b.category, f.category) AS category,
+               coalesce(b.requires_paid, f.requires_paid) AS requires_paid,
+               CASE WHEN b.tags IS NULL OR cardinality(b.tags) = 0 THEN f.tags ELSE b.tags END AS tags,
+               coalesce(b.description, f.description) AS description,
+               coalesce(b.active, f.active) AS active,
+               coalesce(b.embedding, f.embedding) AS embedding
+        FROM b JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = b.feature_id
+    )
+    UPDATE reco.features f
+    SET name = n.name, category = n.category, requires_paid = n.requires_paid, tags = n.tags,
+        description = n.description, active = n.active, embedding = n.embedding,
+        updated_at = now()
+    FROM n
+    WHERE f.tenant_id = p_tenant_id AND f.feature_key = n.feature_key
+      AND (n.name, n.category, n.requires_paid, n.tags, n.description, n.active, n.embedding)
+          IS DISTINCT FROM
+          (f.name, f.category, f.requires_paid, f.tags, f.description, f.active, f.embedding);
+    GET DIAGNOSTICS _updated = ROW_COUNT;
+
+    INSERT INTO reco.features (tenant_id, feature_id, name, category, requires_paid, tags,
+                               description, active, embedding)
+    SELECT DISTINCT ON (b.feature_id) p_tenant_id, b.feature_id, coalesce(b.name, b.feature_id),
+           coalesce(b.category, 'general'), coalesce(b.requires_paid, false),
+           coalesce(b.tags, '{}'), b.description, coalesce(b.active, true), b.embedding
+    FROM unnest(_rows) AS b
+    WHERE b.field IS NULL
+      AND NOT EXISTS (SELECT 1 FROM reco.features f
+                      WHERE f.tenant_id = p_tenant_id AND f.feature_id = b.feature_id)
+    ORDER BY b.feature_id, b.idx DESC
+    ON CONFLICT ON CONSTRAINT features_tenant_id_feature_id_key DO NOTHING;
+    GET DIAGNOSTICS _inserted = ROW_COUNT;
+
+    RETURN reco._report(_updated + _inserted, _valid - _updated - _inserted,
+        (SELECT reco._rejections(array_agg(idx), array_agg(field), array_agg(reason)) FROM unnest(_rows)));
+END $$;
+COMMENT ON FUNCTION reco._upsert_feature_rows(int, reco.feature_input[]) IS
+    'internal: validate and upsert features; returns the report';
+
+CREATE OR REPLACE FUNCTION reco.upsert_features(p_features jsonb, p_tenant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reco._require_array(p_features, 'p_features');
+    RETURN reco._upsert_feature_rows(reco._tenant_id(p_tenant), ARRAY(
+        SELECT ROW(t.ord - 1,
+                   coalesce(
+                       reco._json_shape_problem(t.e,
+                           '{feature_id,name,category,requires_paid,description,active}'),
+                       CASE
+                           WHEN jsonb_typeof(t.e -> 'tags') NOT IN ('array', 'null') THEN
+                               ARRAY['tags', 'not a JSON array of strings']
+                           WHEN jsonb_typeof(t.e -> 'tags') = 'array' AND jsonb_path_exists(
+                                   t.e -> 'tags', '$[*] ? (@.type() != "string")') THEN
+                               ARRAY['tags', 'not a JSON array of strings']
+                           WHEN jsonb_typeof(t.e -> 'embedding') NOT IN ('array', 'null') THEN
+                               ARRAY['embedding', 'not a JSON array of numbers']
+                           WHEN jsonb_typeof(t.e -> 'embedding') = 'array' AND jsonb_path_exists(
+                                   t.e -> 'embedding', '$[*] ? (@.type() != "number")') THEN
+                               ARRAY['embedding', 'not a JSON array of numbers']
+                       END),
+                   t.e ->> 'feature_id', t.e ->> 'name', t.e ->> 'category',
+                   t.e ->> 'requires_paid',
+                   CASE WHEN jsonb_typeof(t.e -> 'tags') = 'array'
+                             AND NOT jsonb_path_exists(t.e -> 'tags', '$[*] ? (@.type() != "string")')
+                        THEN ARRAY(SELECT jsonb_array_elements_text(t.e -> 'tags')) END,
+                   t.e ->> 'description', t.e ->> 'active',
+                   CASE WHEN jsonb_typeof(t.e -> 'embedding') = 'array'
+                             AND NOT jsonb_path_exists(t.e -> 'embedding', '$[*] ? (@.type() != "number")')
+                        THEN ARRAY(SELECT x::real FROM jsonb_array_elements_text(t.e -> 'embedding') AS x)
+                   END
+               )::reco.feature_input
+        FROM jsonb_array_elements(p_features) WITH ORDINALITY AS t(e, ord)));
+END $$;
+COMMENT ON FUNCTION reco.upsert_features(jsonb, text) IS
+$c$create or update catalog features from a JSON array [{feature_id, name?, category?, requires_paid?, tags?,
+description?, active?, embedding?}]. Fields left out keep their stored value (new features: name = feature_id,
+category 'general', free, active). embedding: an optional client vector (array of numbers) that the embeddings
+job prefers over the content embedding. Returns {"accepted", "duplicates", "rejected": [{index, field, reason}]}.$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- Plans: a plan row is replaced whole (quota or overage_price left out = unlimited / none).
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._upsert_plan_rows(p_tenant_id int, p_rows reco.plan_input[])
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _rows reco._plan_checked[];
+    _valid bigint;
+    _changed bigint;
+BEGIN
+    _rows := ARRAY(
+        SELECT ROW(r.idx, r.plan_id, coalesce(nullif(btrim(r.name), ''), r.plan_id),
+                   reco._parse_number(r.price), reco._parse_number(r.quota),
+                   reco._parse_number(r.overage_price),
+                   coalesce(reco._parse_bool(r.includes_paid_features), false),
+                   coalesce(reco._parse_bool(r.active), true),
+                   e.err[1], e.err[2])::reco._plan_checked
+        FROM unnest(p_rows) AS r
+        CROSS JOIN LATERAL (SELECT CASE
+            WHEN r.problem IS NOT NULL THEN r.problem
+            WHEN reco._missing(r.plan_id) THEN ARRAY['plan_id', 'missing']
+            WHEN length(r.plan_id) > 200 THEN ARRAY['plan_id', 'longer than 200 characters']
+            WHEN reco._missing(r.price) THEN ARRAY['price', 'missing']
+            WHEN reco._parse_number(r.price) IS NULL OR reco._parse_number(r.price) < 0
+                 OR reco._parse_number(r.price) >= 1e10 THEN
+                ARRAY['price', format('"%s" is not an amount >= 0', r.price)]
+            WHEN NOT reco._missing(r.quota) AND (reco._parse_number(r.quota) IS NULL
+                 OR reco._parse_number(r.quota) < 0 OR reco._parse_number(r.quota) > 2e9
+                 OR reco._parse_number(r.quota) <> trunc(reco._parse_number(r.quota))) THEN
+                ARRAY['quota', format('"%s" is not a whole number >= 0', r.quota)]
+            WHEN NOT reco._missing(r.overage_price) AND (reco._parse_number(r.overage_price) IS NULL
+                 OR reco._parse_number(r.overage_price) < 0
+                 OR reco._parse_number(r.overage_price) >= 1e8) THEN
+                ARRAY['overage_price', format('"%s" is not an amount >= 0', r.overage_price)]
+            WHEN NOT reco._missing(r.includes_paid_features)
+                 AND reco._parse_bool(r.includes_paid_features) IS NULL THEN
+                ARRAY['includes_paid_features', format('"%s" is not a boolean', r.includes_paid_features)]
+            WHEN NOT reco._missing(r.active) AND reco._parse_bool(r.active) IS NULL THEN
+                ARRAY['active', format('"%s" is not a boolean', r.active)]
+        END AS err) AS e);
+    SELECT count(*) INTO _valid FROM unnest(_rows) WHERE field IS NULL;
+
+    INSERT INTO reco.plans AS p (tenant_id, plan_id, name, price, quota, overage_price,
+                                 includes_paid_features, active)
+    SELECT DISTINCT ON (b.plan_id) p_tenant_id, b.plan_id, b.name, b.price, b.quota::int,
+           b.overage_price, b.includes_paid_features, b.active
+    FROM unnest(_rows) AS b
+    WHERE b.field IS NULL
+    ORDER BY b.plan_id, b.idx DESC
+    ON CONFLICT ON CONSTRAINT plans_pkey DO UPDATE
+        SET name = excluded.name, price = excluded.price, quota = excluded.quota,
+            overage_price = excluded.overage_price,
+            includes_paid_features = excluded.includes_paid_features,
+            active = excluded.active, updated_at = now()
+        WHERE (p.name, p.price, p.quota, p.overage_price, p.includes_paid_features, p.active)
+              IS DISTINCT FROM (excluded.name, excluded.price, excluded.quota,
+                                excluded.overage_price, excluded.includes_paid_features,
+                                excluded.active);
+    GET DIAGNOSTICS _changed = ROW_COUNT;
+
+    RETURN reco._report(_changed, _valid - _changed,
+        (SELECT reco._rejections(array_agg(idx), array_agg(field), array_agg(reason)) FROM unnest(_rows)));
+END $$;
+COMMENT ON FUNCTION reco._upsert_plan_rows(int, reco.plan_input[]) IS
+    'internal: validate and upsert plans; returns the report';
+
+CREATE OR REPLACE FUNCTION reco.upsert_plans(p_plans jsonb, p_tenant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reco._require_array(p_plans, 'p_plans');
+    RETURN reco._upsert_plan_rows(reco._tenant_id(p_tenant), ARRAY(
+        SELECT ROW(t.ord - 1,
+                   reco._json_shape_problem(t.e,
+                       '{plan_id,name,price,quota,overage_price,includes_paid_features,active}'),
+                   t.e ->> 'plan_id', t.e ->> 'name', t.e ->> 'price', t.e ->> 'quota',
+                   t.e ->> 'overage_price', t.e ->> 'includes_paid_features', t.e ->> 'active'
+               )::reco.plan_input
+        FROM jsonb_array_elements(p_plans) WITH ORDINALITY AS t(e, ord)));
+END $$;
+COMMENT ON FUNCTION reco.upsert_plans(jsonb, text) IS
+$c$create or replace pricing plans from a JSON array [{plan_id, name?, price, quota?, overage_price?,
+includes_paid_features?, active?}]. price per month; quota = uses included per month (absent: unlimited);
+overage_price per use beyond the quota (absent: no overage, the plan does not fit beyond its quota).
+Returns {"accepted", "duplicates", "rejected": [{index, field, reason}]}.$c$;
