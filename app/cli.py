@@ -106,3 +106,100 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --------------------------------------------------------------------------------------------
+# import, generate
+# --------------------------------------------------------------------------------------------
+
+def _progress():
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
+
+
+def run_import(kind: str, path: Path, *, delimiter: str = ",", columns: str | None = None,
+               mapping: list[str] | None = None, encoding: str = "utf-8",
+               tenant: str | None = None, quiet: bool = False):
+    """Import one file with a progress bar; returns the ImportResult."""
+    from app.importer import Progress, import_csv, parse_delimiter
+
+    maps: dict[str, str] = {}
+    for m in mapping or []:
+        target, sep, source = m.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--map takes FIELD=COLUMN, got {m!r}")
+        maps[target.strip()] = source.strip()
+    with _progress() as bar, db.connect() as conn:
+        tasks: dict[str, int] = {}
+
+        def start(phase: str, total: int) -> None:
+            label = f"{kind} {'copy' if phase == 'copy' else 'merge'}"
+            tasks[phase] = bar.add_task(label, total=total, visible=not quiet)
+
+        def advance(phase: str, n: int) -> None:
+            bar.advance(tasks[phase], n)
+
+        return import_csv(
+            conn, kind, path, delimiter=parse_delimiter(delimiter),
+            columns=[c.strip() for c in columns.split(",")] if columns else None,
+            mapping=maps, encoding=encoding, tenant=tenant, progress=Progress(start, advance),
+        )
+
+
+def _print_import(result) -> None:
+    console.print(
+        f"{result.kind}: {result.rows:,} rows in {result.seconds:.1f} s "
+        f"({result.rows_per_second:,.0f} rows/s): {result.accepted:,} accepted, "
+        f"{result.duplicates:,} duplicates, {result.rejected:,} rejected")
+    if result.rejected_file:
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(result.reasons.items()))
+        console.print(f"  rejected rows ({reasons}) written to {result.rejected_file}")
+
+
+@app.command("import")
+def import_cmd(
+    kind: Annotated[str, typer.Argument(help="users | features | plans | events")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file")],
+    delimiter: Annotated[str, typer.Option(help="one character, or tab/comma/semicolon/pipe")] = ",",
+    columns: Annotated[str | None, typer.Option(
+        help="comma-separated column names for a file WITHOUT a header row")] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="FIELD=COLUMN: take a field from a differently named column (repeatable)")] = None,
+    encoding: Annotated[str, typer.Option(help="file encoding (utf-8, latin-1, ...)")] = "utf-8",
+    tenant: TenantOpt = None,
+) -> None:
+    """Import a CSV file (header row; documented columns; COPY + one set-based merge)."""
+    from app.importer import ImportFileError
+
+    if kind not in ("users", "features", "plans", "events"):
+        raise typer.BadParameter("KIND must be users, features, plans or events")
+    try:
+        result = run_import(kind, file, delimiter=delimiter, columns=columns, mapping=map_,
+                            encoding=encoding, tenant=tenant)
+    except ImportFileError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _print_import(result)
+
+
+@app.command()
+def generate(
+    users: Annotated[int, typer.Option(min=1, help="number of users")] = 5000,
+    features: Annotated[int, typer.Option(min=5, help="number of features")] = 24,
+    days: Annotated[int, typer.Option(min=1, help="days of history")] = 90,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 42,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path(".reco/demo"),
+) -> None:
+    """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product."""
+    from app.generate import generate as gen
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress() as bar:
+        task = bar.add_task("events", total=None)
+        counts = gen(out, users=users, features=features, days=days, seed=seed,
+                     progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))

@@ -283,7 +283,7 @@ DECLARE
 BEGIN
     _rows := ARRAY(
         SELECT ROW(r.idx, r.user_id, reco._parse_bool(r.paid),
-                   jsonb_strip_nulls(coalesce(nullif(r.attributes, 'null'), '{}')),
+                   coalesce(nullif(r.attributes, 'null'), '{}'),
                    e.err[1], e.err[2])::reco._user_checked
         FROM unnest(p_rows) AS r
         CROSS JOIN LATERAL (SELECT CASE
@@ -311,7 +311,8 @@ BEGIN
     GET DIAGNOSTICS _updated = ROW_COUNT;
 
     INSERT INTO reco.users (tenant_id, user_id, paid, attributes)
-    SELECT DISTINCT ON (b.user_id) p_tenant_id, b.user_id, coalesce(b.paid, false), b.attributes
+    SELECT DISTINCT ON (b.user_id) p_tenant_id, b.user_id, coalesce(b.paid, false),
+           jsonb_strip_nulls(b.attributes)
     FROM unnest(_rows) AS b
     WHERE b.field IS NULL
       AND NOT EXISTS (SELECT 1 FROM reco.users u

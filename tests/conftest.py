@@ -1,0 +1,123 @@
+"""One database fixture, three sources (first that applies):
+
+1. ``RECO_TEST_DATABASE_URL``: an existing server (e.g. one with pg_cron) — the tests create
+   and drop their own databases on it;
+2. testcontainers with a pgvector image, when a Docker engine answers;
+3. otherwise the embedded server, in ``.reco/test`` (started for the session, stopped after).
+
+A migrated template database is built once per session; each test gets a fresh clone
+(``CREATE DATABASE ... TEMPLATE``), as procrastinate's test suite does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from app.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of a maintenance database on the server the tests use."""
+    url = os.environ.get("RECO_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if os.environ.get("RECO_TEST_DOCKER", "1") != "0" and _docker_engine_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(PGVECTOR_IMAGE, driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    from app.embedded import EmbeddedServer
+
+    server = EmbeddedServer(ROOT / ".reco" / "test", ephemeral=True)
+    was_running = server.status().running
+    server.start()
+    yield server.url("postgres")
+    if not was_running:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    name = f"reco_tpl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(with_dbname(server_url, name))
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"reco_t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    yield with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_db(server_url: str) -> Iterator[str]:
+    """A database with nothing in it (for migration tests)."""
+    name = f"reco_e{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as c:
+        yield c
+
+
+@pytest.fixture
+def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the `reco` CLI (in-process) at the test database."""
+    from app.settings import get_settings
+
+    monkeypatch.setenv("RECO_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
