@@ -1,0 +1,49 @@
+-- Documentation of the tables for analysts (\d+ in psql, BI tools). Repeatable, so the
+-- words can follow the code without a versioned migration.
+
+COMMENT ON SCHEMA reco IS 'pgreco: a recommender inside PostgreSQL (tables, jobs, serving functions)';
+
+COMMENT ON TABLE reco.tenants IS 'one row per customer of pgreco; every other table leads with tenant_id';
+COMMENT ON COLUMN reco.tenants.slug IS 'the tenant''s name in function calls (p_tenant) and the reco.tenant setting';
+COMMENT ON COLUMN reco.tenants.decay_epoch IS
+    't0 of the interaction time decay: weights are stored relative to it; set from the tenant''s first events and rebased by the maintenance job';
+
+COMMENT ON TABLE reco.users IS 'end users of the product; created by upsert_users or on their first event (cold users)';
+COMMENT ON COLUMN reco.users.user_key IS 'internal surrogate key (compact joins); user_id is the external id';
+COMMENT ON COLUMN reco.users.user_id IS 'external user id, as the client knows it';
+COMMENT ON COLUMN reco.users.paid IS 'on a paid plan: paid-only features are recommended only to paid users';
+COMMENT ON COLUMN reco.users.attributes IS 'segment attributes (industry, usage_band, company_size, ...), see setting segment_attributes';
+
+COMMENT ON TABLE reco.features IS 'the catalog: the things recommended (product features, articles, SKUs, ...)';
+COMMENT ON COLUMN reco.features.feature_key IS 'internal surrogate key; feature_id is the external id';
+COMMENT ON COLUMN reco.features.requires_paid IS 'only available on paid plans';
+COMMENT ON COLUMN reco.features.active IS 'inactive features are never recommended and their events are rejected';
+COMMENT ON COLUMN reco.features.embedding IS 'optional client-supplied vector; preferred over the content embedding';
+
+COMMENT ON TABLE reco.plans IS 'pricing plans, for reco.recommend_plan';
+COMMENT ON COLUMN reco.plans.price IS 'price per month';
+COMMENT ON COLUMN reco.plans.quota IS 'uses included per month; NULL = unlimited';
+COMMENT ON COLUMN reco.plans.overage_price IS 'price per use beyond the quota; NULL = no overage (the plan does not fit)';
+COMMENT ON COLUMN reco.plans.includes_paid_features IS 'paid-only features are available on this plan';
+
+COMMENT ON TABLE reco.events IS
+    'raw usage events, partitioned by month of occurred_at (reco.events_YYYY_MM, created as data arrives)';
+COMMENT ON COLUMN reco.events.event_id IS
+    'the client''s idempotency key; when absent, ''h:'' + md5 of user, feature, kind and time';
+COMMENT ON COLUMN reco.events.kind IS 'event kind (default use); weighted by setting kind_weights';
+COMMENT ON COLUMN reco.events.success IS 'did the use succeed (NULL: unknown)';
+
+COMMENT ON TABLE reco.event_ids IS 'every event_id ever accepted, per tenant: makes ingest idempotent across partitions';
+
+COMMENT ON TABLE reco.interactions IS
+    'the user x feature matrix R, updated on every ingest in the same transaction';
+COMMENT ON COLUMN reco.interactions.weight IS
+    'Σ kind_weight · exp((t - t0)/τ) · (1 + γ·success) over the pair''s events; relative to tenants.decay_epoch';
+COMMENT ON COLUMN reco.interactions.uses IS 'number of events';
+COMMENT ON COLUMN reco.interactions.successes IS 'events with success = true';
+COMMENT ON COLUMN reco.interactions.failures IS 'events with success = false';
+COMMENT ON COLUMN reco.interactions.first_at IS 'first event: when the user adopted the feature';
+
+COMMENT ON TABLE reco.setting_definitions IS 'every setting with its documented default and meaning';
+COMMENT ON TABLE reco.settings IS 'per-tenant overrides of settings (reco.set_setting); read on every call';
+COMMENT ON TABLE reco.sql_files IS 'checksums of the applied sql/ files (repeatable migrations, reco migrate)';
