@@ -18,8 +18,8 @@ from app.settings import get_settings
 app = typer.Typer(help="pgreco: a recommender that lives inside PostgreSQL.", no_args_is_help=True)
 db_app = typer.Typer(help="The database: the embedded server, or RECO_DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: RECO_TENANT or 'default').")]
 
@@ -133,7 +133,8 @@ def run_import(kind: str, path: Path, *, delimiter: str = ",", columns: str | No
         if not sep:
             raise typer.BadParameter(f"--map takes FIELD=COLUMN, got {m!r}")
         maps[target.strip()] = source.strip()
-    with _progress() as bar, db.connect() as conn:
+    url = db.database_url()
+    with _progress() as bar:
         tasks: dict[str, int] = {}
 
         def start(phase: str, total: int) -> None:
@@ -144,7 +145,7 @@ def run_import(kind: str, path: Path, *, delimiter: str = ",", columns: str | No
             bar.advance(tasks[phase], n)
 
         return import_csv(
-            conn, kind, path, delimiter=parse_delimiter(delimiter),
+            url, kind, path, delimiter=parse_delimiter(delimiter),
             columns=[c.strip() for c in columns.split(",")] if columns else None,
             mapping=maps, encoding=encoding, tenant=tenant, progress=Progress(start, advance),
         )

@@ -1,16 +1,21 @@
 """`reco import`: CSV files into users, features, plans or events.
 
-The file is streamed into a temporary staging table with COPY (one text column per file
+The file is streamed into an unlogged staging table with COPY (one text column per file
 column), then merged in chunks by ``reco.import_staged`` — the same checks as the JSON ingest
-functions. Rejected rows go to ``<file>.rejected.csv`` next to the input, with their reasons.
+functions — on several connections at once (chunks are independent: ingest is idempotent and
+takes its row locks in key order). The staging table is dropped at the end. Rejected rows go to ``<file>.rejected.csv`` next to the input, with their reasons.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +107,7 @@ def resolve_columns(kind: str, file_columns: list[str], mapping: dict[str, str])
 
 
 def import_csv(
-    conn: psycopg.Connection,
+    url: str,
     kind: str,
     path: Path,
     *,
@@ -111,7 +116,8 @@ def import_csv(
     mapping: dict[str, str] | None = None,
     encoding: str = "utf-8",
     tenant: str | None = None,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = 50_000,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import one CSV file. ``columns`` names the columns of a file without a header row."""
@@ -122,16 +128,35 @@ def import_csv(
     has_header = columns is None
     file_columns = read_header(path, delimiter, encoding) if has_header else list(columns or [])
     target_columns = resolve_columns(kind, file_columns, mapping or {})
+    workers = workers or min(2, os.cpu_count() or 1)
     result = ImportResult(kind)
     t0 = time.perf_counter()
-    conn.autocommit = True
-    stage = sql.Identifier("_reco_stage")
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
-    conn.execute(sql.SQL(
-        "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {})"
-    ).format(stage, sql.SQL(", ").join(
-        sql.SQL("{} text").format(sql.Identifier(c)) for c in file_columns)))
+    stage_name = f"_stage_{uuid.uuid4().hex[:12]}"
+    stage = sql.Identifier("reco", stage_name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL(
+            "CREATE UNLOGGED TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {})"
+        ).format(stage, sql.SQL(", ").join(
+            sql.SQL("{} text").format(sql.Identifier(c)) for c in file_columns)))
+        try:
+            result.rows = _copy(conn, stage, path, file_columns, has_header, delimiter, encoding,
+                                progress)
+            rejected = _merge(url, kind, f"reco.{stage_name}", target_columns, tenant, result, chunk_rows,
+                              workers, progress)
+            result.rejected = len(rejected)
+            if rejected:
+                result.rejected_file = _write_rejected(conn, stage, path, file_columns, rejected,
+                                                       has_header, delimiter)
+                for _, fld, _reason in rejected:
+                    result.reasons[fld] = result.reasons.get(fld, 0) + 1
+        finally:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    result.seconds = time.perf_counter() - t0
+    return result
 
+
+def _copy(conn, stage, path: Path, file_columns, has_header: bool, delimiter: str,
+          encoding: str, progress: Progress) -> int:
     copy_sql = sql.SQL(
         "COPY {} ({}) FROM STDIN (FORMAT csv, HEADER {}, DELIMITER {}, ENCODING {})"
     ).format(stage, sql.SQL(", ").join(map(sql.Identifier, file_columns)),
@@ -142,44 +167,66 @@ def import_csv(
             while block := fh.read(COPY_BLOCK):
                 copy.write(block)
                 progress.advance("copy", len(block))
-    except psycopg.errors.DataError as exc:  # malformed CSV: wrong number of columns, bad quoting
-        raise ImportFileError(f"{path}: {exc.diag.message_primary} ({exc.diag.context or ''})".strip()) from exc
-    n = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage)).fetchone()
-    result.rows = n[0] if isinstance(n, tuple) else next(iter(n.values()))
+    except (psycopg.errors.DataError, psycopg.errors.BadCopyFileFormat) as exc:
+        # malformed CSV: wrong number of columns, bad quoting, bad encoding
+        raise ImportFileError(f"{path}: {exc.diag.message_primary} ({exc.diag.context or ''})") from exc
     conn.execute(sql.SQL("ANALYZE {}").format(stage))
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage)).fetchone()[0]
 
+
+def _merge(url: str, kind: str, stage_name: str, target_columns: dict[str, str], tenant: str | None,
+           result: ImportResult, chunk_rows: int, workers: int,
+           progress: Progress) -> list[tuple[int, str, str]]:
+    """Merge the staged rows chunk by chunk, each chunk in its own transaction."""
+    chunks = [(lo, min(lo + chunk_rows - 1, result.rows))
+              for lo in range(1, result.rows + 1, chunk_rows)]
     rejected: list[tuple[int, str, str]] = []
+    lock = threading.Lock()
+    local = threading.local()
+    connections: list[psycopg.Connection] = []
     progress.start("merge", result.rows)
-    for lo in range(1, result.rows + 1, chunk_rows):
-        hi = min(lo + chunk_rows - 1, result.rows)
-        row = conn.execute(
-            "SELECT reco.import_staged(%s, %s::regclass, %s::jsonb, %s, %s, %s)",
-            (kind, "pg_temp._reco_stage", psycopg.types.json.Jsonb(target_columns), lo, hi, tenant),
-        ).fetchone()
-        report = row[0] if isinstance(row, tuple) else next(iter(row.values()))
-        result.accepted += report["accepted"]
-        result.duplicates += report["duplicates"]
-        for r in report["rejected"]:
-            rejected.append((r["index"], r["field"], r["reason"]))
-        progress.advance("merge", hi - lo + 1)
 
-    result.rejected = len(rejected)
-    if rejected:
-        result.rejected_file = _write_rejected(conn, path, file_columns, rejected, has_header, delimiter)
-        for _, fld, _reason in rejected:
-            result.reasons[fld] = result.reasons.get(fld, 0) + 1
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
-    result.seconds = time.perf_counter() - t0
-    return result
+    def run(chunk: tuple[int, int]) -> None:
+        if not hasattr(local, "conn"):
+            local.conn = psycopg.connect(url, autocommit=True)
+            with lock:
+                connections.append(local.conn)
+        lo, hi = chunk
+        for attempt in range(5):
+            try:
+                report = local.conn.execute(
+                    "SELECT reco.import_staged(%s, %s::regclass, %s::jsonb, %s, %s, %s)",
+                    (kind, stage_name, psycopg.types.json.Jsonb(target_columns), lo, hi, tenant),
+                ).fetchone()[0]
+                break
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))  # the chunk rolled back; ingest is idempotent
+        with lock:
+            result.accepted += report["accepted"]
+            result.duplicates += report["duplicates"]
+            rejected.extend((r["index"], r["field"], r["reason"]) for r in report["rejected"])
+            progress.advance("merge", hi - lo + 1)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for future in [pool.submit(run, c) for c in chunks]:
+                future.result()
+    finally:
+        for c in connections:
+            c.close()
+    rejected.sort()
+    return rejected
 
 
-def _write_rejected(conn, path: Path, file_columns: list[str], rejected, has_header: bool,
-                    delimiter: str) -> Path:
+def _write_rejected(conn, stage, path: Path, file_columns: list[str], rejected,
+                    has_header: bool, delimiter: str) -> Path:
     out = path.with_name(path.name + ".rejected.csv")
     by_line = {line: (fld, reason) for line, fld, reason in rejected}
     cols = sql.SQL(", ").join(map(sql.Identifier, file_columns))
     cur = conn.execute(
-        sql.SQL("SELECT line, {} FROM pg_temp._reco_stage WHERE line = ANY(%s) ORDER BY line").format(cols),
+        sql.SQL("SELECT line, {} FROM {} WHERE line = ANY(%s) ORDER BY line").format(cols, stage),
         (list(by_line),),
     )
     buf = io.StringIO()

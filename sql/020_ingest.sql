@@ -103,54 +103,66 @@ $$;
 -- ---------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION reco._check_events(p_tenant_id int, p_rows reco.event_input[],
-                                              p_safe_time boolean)
+                                              p_latest timestamptz, p_safe_time boolean)
 RETURNS SETOF reco._event_checked
 LANGUAGE sql STABLE AS $$
-    SELECT r.idx,
-           coalesce(nullif(r.event_id, ''),
-                    'h:' || md5(concat_ws('|', r.user_id, r.feature_id, p.kind,
-                                          extract(epoch FROM p.ts)::text))),
-           r.user_id, f.feature_key, p.ts, p.kind, p.ok, nullif(r.props, 'null'::jsonb),
-           e.err[1], e.err[2]
-    FROM unnest(p_rows) AS r
-    LEFT JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = r.feature_id
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN p_safe_time THEN reco._parse_time_safe(r.occurred_at)
-                    ELSE reco._parse_time(r.occurred_at) END AS ts,
-               reco._parse_bool(r.success) AS ok,
-               coalesce(nullif(btrim(r.kind), ''), 'use') AS kind
-    ) AS p
-    CROSS JOIN LATERAL (SELECT CASE
-        WHEN r.problem IS NOT NULL THEN r.problem
-        WHEN reco._missing(r.user_id) THEN ARRAY['user_id', 'missing']
-        WHEN length(r.user_id) > 200 THEN ARRAY['user_id', 'longer than 200 characters']
-        WHEN reco._missing(r.feature_id) THEN ARRAY['feature_id', 'missing']
-        WHEN f.feature_key IS NULL THEN ARRAY['feature_id', format('unknown feature "%s"', r.feature_id)]
-        WHEN NOT f.active THEN ARRAY['feature_id', format('feature "%s" is inactive', r.feature_id)]
-        WHEN reco._missing(r.occurred_at) THEN ARRAY['occurred_at', 'missing']
-        WHEN p.ts IS NULL THEN
-            ARRAY['occurred_at', format('"%s" is not a time (ISO 8601 or epoch seconds)', r.occurred_at)]
-        WHEN p.ts > now() + (reco.setting('max_future', p_tenant_id) ->> 0)::interval THEN
-            ARRAY['occurred_at', format('%s is in the future', r.occurred_at)]
-        WHEN p.ts < '1970-01-01 00:00:00+00' THEN ARRAY['occurred_at', 'before 1970']
-        WHEN p.kind !~ '^[A-Za-z0-9_.:-]{1,40}$' THEN
-            ARRAY['kind', 'use 1-40 letters, digits, "_", ".", ":" or "-"']
-        WHEN NOT reco._missing(r.success) AND p.ok IS NULL THEN
-            ARRAY['success', format('"%s" is not a boolean', r.success)]
-        WHEN r.props IS NOT NULL AND jsonb_typeof(r.props) NOT IN ('object', 'null') THEN
-            ARRAY['props', 'not a JSON object']
-        WHEN length(r.event_id) > 200 THEN ARRAY['event_id', 'longer than 200 characters']
-    END AS err) AS e
+    -- OFFSET 0 keeps each level from being flattened into the next, so the parsed values and
+    -- the error are computed once per row instead of at every reference.
+    SELECT c.idx,
+           coalesce(nullif(c.event_id, ''),
+                    'h:' || md5(concat_ws('|', c.user_id, c.feature_id, c.kind,
+                                          extract(epoch FROM c.ts)::text))),
+           c.user_id, c.feature_key, c.ts, c.kind, c.ok, nullif(c.props, 'null'::jsonb),
+           c.err[1], c.err[2]
+    FROM (
+        SELECT p.*, CASE
+            WHEN p.problem IS NOT NULL THEN p.problem
+            WHEN reco._missing(p.user_id) THEN ARRAY['user_id', 'missing']
+            WHEN length(p.user_id) > 200 THEN ARRAY['user_id', 'longer than 200 characters']
+            WHEN reco._missing(p.feature_id) THEN ARRAY['feature_id', 'missing']
+            WHEN p.feature_key IS NULL THEN ARRAY['feature_id', format('unknown feature "%s"', p.feature_id)]
+            WHEN NOT p.active THEN ARRAY['feature_id', format('feature "%s" is inactive', p.feature_id)]
+            WHEN reco._missing(p.occurred_at) THEN ARRAY['occurred_at', 'missing']
+            WHEN p.ts IS NULL THEN
+                ARRAY['occurred_at', format('"%s" is not a time (ISO 8601 or epoch seconds)', p.occurred_at)]
+            WHEN p.ts > p_latest THEN ARRAY['occurred_at', format('%s is in the future', p.occurred_at)]
+            WHEN p.ts < '1970-01-01 00:00:00+00' THEN ARRAY['occurred_at', 'before 1970']
+            WHEN p.kind !~ '^[A-Za-z0-9_.:-]{1,40}$' THEN
+                ARRAY['kind', 'use 1-40 letters, digits, "_", ".", ":" or "-"']
+            WHEN NOT reco._missing(p.success) AND p.ok IS NULL THEN
+                ARRAY['success', format('"%s" is not a boolean', p.success)]
+            WHEN p.props IS NOT NULL AND jsonb_typeof(p.props) NOT IN ('object', 'null') THEN
+                ARRAY['props', 'not a JSON object']
+            WHEN length(p.event_id) > 200 THEN ARRAY['event_id', 'longer than 200 characters']
+        END AS err
+        FROM (
+            SELECT r.idx, r.problem, r.event_id, r.user_id, r.feature_id, r.occurred_at, r.success,
+                   r.props, f.feature_key, f.active,
+                   CASE WHEN p_safe_time THEN reco._parse_time_safe(r.occurred_at)
+                        ELSE reco._parse_time(r.occurred_at) END AS ts,
+                   reco._parse_bool(r.success) AS ok,
+                   coalesce(nullif(btrim(r.kind), ''), 'use') AS kind
+            FROM unnest(p_rows) AS r
+            LEFT JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = r.feature_id
+            OFFSET 0
+        ) AS p
+        OFFSET 0
+    ) AS c
 $$;
 
 CREATE OR REPLACE FUNCTION reco._ingest_event_rows(p_tenant_id int, p_rows reco.event_input[])
 RETURNS jsonb
-LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
+LANGUAGE plpgsql
+-- batches differ in size: plan each with its real row counts (a cached generic plan guesses a
+-- few rows for unnest() and picks nested loops that are quadratic on a 50k-row chunk)
+SET plan_cache_mode = force_custom_plan
+SET TimeZone = 'UTC' AS $$
 DECLARE
     _rows reco._event_checked[];
     _tau float8 := (reco.setting('decay_tau_days', p_tenant_id))::float8 * 86400;
     _gamma float8 := (reco.setting('success_bonus', p_tenant_id))::float8;
     _kind_weights jsonb := reco.setting('kind_weights', p_tenant_id);
+    _latest timestamptz := now() + (reco.setting('max_future', p_tenant_id) ->> 0)::interval;
     _t0 float8;
     _valid bigint;
     _fresh bigint;
@@ -158,11 +170,11 @@ DECLARE
     _rejected jsonb;
 BEGIN
     BEGIN
-        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, false) AS c);
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, false) AS c);
     EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format
             OR numeric_value_out_of_range OR invalid_parameter_value THEN
         -- a time that looks right but is not a date (2024-02-30): check row by row
-        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, true) AS c);
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, true) AS c);
     END;
 
     SELECT count(*), max(occurred_at) INTO _valid, _max
@@ -274,7 +286,7 @@ reco.interactions is updated in the same transaction. Returns {"accepted", "dupl
 
 CREATE OR REPLACE FUNCTION reco._upsert_user_rows(p_tenant_id int, p_rows reco.user_input[])
 RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     _rows reco._user_checked[];
     _valid bigint;
@@ -350,7 +362,7 @@ is removed. Returns {"accepted", "duplicates" (unchanged rows), "rejected": [{in
 
 CREATE OR REPLACE FUNCTION reco._upsert_feature_rows(p_tenant_id int, p_rows reco.feature_input[])
 RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     _rows reco._feature_checked[];
     _valid bigint;
@@ -468,7 +480,7 @@ job prefers over the content embedding. Returns {"accepted", "duplicates", "reje
 
 CREATE OR REPLACE FUNCTION reco._upsert_plan_rows(p_tenant_id int, p_rows reco.plan_input[])
 RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     _rows reco._plan_checked[];
     _valid bigint;
