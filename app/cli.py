@@ -114,7 +114,12 @@ if __name__ == "__main__":  # pragma: no cover
 
 def _progress():
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
     )
 
     return Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
@@ -123,7 +128,7 @@ def _progress():
 
 def run_import(kind: str, path: Path, *, delimiter: str = ",", columns: str | None = None,
                mapping: list[str] | None = None, encoding: str = "utf-8",
-               tenant: str | None = None, quiet: bool = False):
+               tenant: str | None = None, quiet: bool = False, url: str | None = None):
     """Import one file with a progress bar; returns the ImportResult."""
     from app.importer import Progress, import_csv, parse_delimiter
 
@@ -133,7 +138,7 @@ def run_import(kind: str, path: Path, *, delimiter: str = ",", columns: str | No
         if not sep:
             raise typer.BadParameter(f"--map takes FIELD=COLUMN, got {m!r}")
         maps[target.strip()] = source.strip()
-    url = db.database_url()
+    url = url or db.database_url()
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -204,3 +209,95 @@ def generate(
         counts = gen(out, users=users, features=features, days=days, seed=seed,
                      progress=lambda n: bar.advance(task, n))
     console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+
+
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(min=1)] = 20_000,
+    features: Annotated[int, typer.Option(min=5)] = 24,
+    days: Annotated[int, typer.Option(min=1)] = 90,
+    seed: int = 42,
+) -> None:
+    """Start the database, migrate, generate and import demo data, and say what was done."""
+    from app.generate import generate as gen
+    from app.migrate import migrate as run_migrate
+
+    settings = get_settings()
+    url = db.database_url()
+    where = "RECO_DATABASE_URL" if settings.database_url else f"embedded server in {settings.data_dir}"
+    console.print(f"[bold]database[/bold]  {where}: {url}")
+    result = run_migrate(url)
+    console.print(f"[bold]migrate[/bold]   schema {result.alembic_to}, "
+                  f"{len(result.sql_applied)} sql/ files applied")
+
+    out = settings.data_dir / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress() as bar:
+        task = bar.add_task("generate", total=None)
+        counts = gen(out, users=users, features=features, days=days, seed=seed,
+                     progress=lambda n: bar.advance(task, n))
+    console.print(f"[bold]generate[/bold]  {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    for kind in ("features", "plans", "users", "events"):
+        _print_import(run_import(kind, out / f"{kind}.csv"))
+
+    with db.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT (SELECT count(*) FROM reco.users) AS users,
+                      (SELECT count(*) FROM reco.features) AS features,
+                      (SELECT count(*) FROM reco.plans) AS plans,
+                      (SELECT count(*) FROM reco.events) AS events,
+                      (SELECT count(*) FROM reco.interactions) AS interactions""").fetchone()
+        sample = conn.execute("SELECT user_id FROM reco.users ORDER BY user_key LIMIT 1").fetchone()
+    console.print("[bold]tables[/bold]    " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()))
+    console.print("\nNext:")
+    console.print(f'  psql "$({sys.argv[0]} db url)"     # then: \\dt+ reco.*')
+    console.print(f"  SELECT * FROM reco.interactions i JOIN reco.users u USING (tenant_id, user_key) "
+                  f"WHERE u.user_id = '{sample['user_id'] if sample else 'U1'}';")
+    console.print("  .venv/bin/reco db stop             # when done")
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks
+# --------------------------------------------------------------------------------------------
+
+bench_app = typer.Typer(help="Benchmarks that print numbers (in a separate <db>_bench database).",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    users: Annotated[int, typer.Option(help="demo users to generate (sets the event count)")] = 100_000,
+    features: int = 50,
+    days: int = 90,
+    seed: int = 7,
+    batch_events: Annotated[int, typer.Option(help="events sent through reco.ingest_events")] = 200_000,
+) -> None:
+    """CSV import rate (events/s, interactions included) and reco.ingest_events in 1,000-event batches."""
+    from app import bench
+    from app.generate import generate as gen
+
+    url = bench.bench_database(db.database_url())
+    out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
+    if not (out / "events.csv").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with _progress() as bar:
+            task = bar.add_task("generate", total=None)
+            gen(out, users=users, features=features, days=days, seed=seed,
+                progress=lambda n: bar.advance(task, n))
+    for kind in ("features", "plans", "users"):
+        run_import(kind, out / f"{kind}.csv", quiet=True, url=url)
+    events = run_import("events", out / "events.csv", url=url)
+    _print_import(events)
+    with db.connect(url) as conn:
+        pairs = conn.execute("SELECT count(*) AS n FROM reco.interactions").fetchone()["n"]
+    console.print(f"CSV import: {events.rows:,} events -> {pairs:,} interaction rows in "
+                  f"{events.seconds:.1f} s = [bold]{events.rows_per_second:,.0f} events/s[/bold] "
+                  f"(target >= 100,000)")
+
+    sample = bench.read_events(out / "events.csv", batch_events, prefix="b:")
+    stats = bench.ingest_batches(url, sample, 1000)
+    console.print(
+        f"reco.ingest_events: {stats.events:,} events in {len(stats.latencies_ms)} batches of 1,000, "
+        f"{stats.seconds:.1f} s = [bold]{stats.rate:,.0f} events/s[/bold] (target >= 20,000); "
+        f"batch median {bench.median(stats.latencies_ms):.1f} ms, p99 {stats.pct(0.99):.1f} ms")

@@ -3,7 +3,8 @@
 The file is streamed into an unlogged staging table with COPY (one text column per file
 column), then merged in chunks by ``reco.import_staged`` — the same checks as the JSON ingest
 functions — on several connections at once (chunks are independent: ingest is idempotent and
-takes its row locks in key order). The staging table is dropped at the end. Rejected rows go to ``<file>.rejected.csv`` next to the input, with their reasons.
+takes its row locks in key order). The staging table is dropped at the end. Rejected rows go
+to ``<file>.rejected.csv`` next to the input, with their reasons.
 """
 
 from __future__ import annotations

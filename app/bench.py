@@ -1,0 +1,87 @@
+"""Benchmarks that print numbers (``reco bench ...``); never run by the test suite.
+
+They work in a database of their own, ``<database>_bench`` on the same server, dropped and
+re-created at the start, so they never touch the data of the real database.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from app.migrate import migrate
+
+
+def bench_database(url: str) -> str:
+    """Drop and create ``<db>_bench`` next to the database of ``url``; return its URL."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    name = f"{info.get('dbname') or 'reco'}_bench"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    bench_url = psycopg.conninfo.make_conninfo(url, dbname=name)
+    migrate(_as_uri(bench_url, url, name))
+    return _as_uri(bench_url, url, name)
+
+
+def _as_uri(conninfo: str, original: str, dbname: str) -> str:
+    """Alembic wants a URI: rebuild one when the original was a URI."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in original:
+        return conninfo
+    p = urlsplit(original)
+    return urlunsplit((p.scheme, p.netloc, "/" + dbname, p.query, p.fragment))
+
+
+@dataclass
+class BatchStats:
+    events: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    def pct(self, q: float) -> float:
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def read_events(path: Path, limit: int, prefix: str) -> list[dict]:
+    """The first ``limit`` events of a CSV file, with fresh event ids (``prefix`` + old id)."""
+    out: list[dict] = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            row["event_id"] = prefix + row["event_id"]
+            out.append({k: v for k, v in row.items() if v != ""})
+            if len(out) >= limit:
+                break
+    return out
+
+
+def ingest_batches(url: str, events: list[dict], batch_size: int = 1000) -> BatchStats:
+    latencies: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for i in range(0, len(events), batch_size):
+            batch = events[i:i + batch_size]
+            t = time.perf_counter()
+            report = conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(batch),)).fetchone()[0]
+            latencies.append((time.perf_counter() - t) * 1000)
+            if report["rejected"]:
+                raise RuntimeError(f"benchmark batch rejected rows: {report['rejected'][:3]}")
+        seconds = time.perf_counter() - t0
+    return BatchStats(len(events), seconds, latencies)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else 0.0
