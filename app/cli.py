@@ -201,7 +201,7 @@ def generate(
     out: Annotated[Path, typer.Option(help="output directory")] = Path(".reco/demo"),
 ) -> None:
     """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product."""
-    from app.generate import generate as gen
+    from app.demodata import generate as gen
 
     out.mkdir(parents=True, exist_ok=True)
     with _progress() as bar:
@@ -219,7 +219,7 @@ def demo(
     seed: int = 42,
 ) -> None:
     """Start the database, migrate, generate and import demo data, and say what was done."""
-    from app.generate import generate as gen
+    from app.demodata import generate as gen
     from app.migrate import migrate as run_migrate
 
     settings = get_settings()
@@ -275,7 +275,7 @@ def bench_ingest(
 ) -> None:
     """CSV import rate (events/s, interactions included) and reco.ingest_events in 1,000-event batches."""
     from app import bench
-    from app.generate import generate as gen
+    from app.demodata import generate as gen
 
     url = bench.bench_database(db.database_url())
     out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
