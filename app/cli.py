@@ -15,7 +15,8 @@ from rich.console import Console
 from app import db
 from app.settings import get_settings
 
-app = typer.Typer(help="pgreco: a recommender that lives inside PostgreSQL.", no_args_is_help=True)
+app = typer.Typer(help="pgreco: a recommender that lives inside PostgreSQL.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database: the embedded server, or RECO_DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(soft_wrap=True)
@@ -100,12 +101,19 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """Console entry point: database errors are reported as one clear message, not a traceback."""
+    import psycopg
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    try:
+        app()
+    except psycopg.Error as exc:
+        diag = exc.diag
+        err.print(f"[red]error:[/red] {diag.message_primary or exc}"
+                  + (f" (SQLSTATE {diag.sqlstate})" if diag.sqlstate else ""))
+        if diag.message_hint:
+            err.print(f"hint: {diag.message_hint}")
+        raise SystemExit(1) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,3 +309,7 @@ def bench_ingest(
         f"reco.ingest_events: {stats.events:,} events in {len(stats.latencies_ms)} batches of 1,000, "
         f"{stats.seconds:.1f} s = [bold]{stats.rate:,.0f} events/s[/bold] (target >= 20,000); "
         f"batch median {bench.median(stats.latencies_ms):.1f} ms, p99 {stats.pct(0.99):.1f} ms")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -137,16 +137,20 @@ BEGIN
     WHILE _month <= p_to LOOP
         _name := 'events_' || to_char(_month, 'YYYY_MM');
         IF to_regclass('reco.' || _name) IS NULL THEN
-            -- serialise creators; re-check under the lock
+            -- Serialise creators. The lock alone is not enough: an advisory lock does not
+            -- refresh this session's view of the catalog, so a partition created meanwhile
+            -- by another session may still look absent; its CREATE then says duplicate_table.
             PERFORM pg_advisory_xact_lock(7281002);
-            IF to_regclass('reco.' || _name) IS NULL THEN
+            BEGIN
                 EXECUTE format(
                     'CREATE TABLE reco.%I PARTITION OF reco.events FOR VALUES FROM (%L) TO (%L)',
                     _name, _month, _month + interval '1 month');
                 EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _name,
                     format('reco.events for %s (UTC)', to_char(_month, 'YYYY-MM')));
                 _created := _created + 1;
-            END IF;
+            EXCEPTION WHEN duplicate_table THEN
+                NULL;  -- created by a concurrent session
+            END;
         END IF;
         _month := _month + interval '1 month';
     END LOOP;

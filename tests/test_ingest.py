@@ -224,3 +224,33 @@ def test_concurrent_batches_on_two_connections(catalog, db_url):
     assert conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"] == 50
     agg = conn.execute("SELECT sum(uses) AS uses, sum(successes) AS s FROM reco.interactions").fetchone()
     assert agg == {"uses": 1500, "s": 1500}
+
+
+def test_concurrent_sessions_create_the_same_partition(catalog, db_url):
+    """Two sessions ingesting into a month with no partition yet: one creates it, both succeed."""
+    months = [f"20{y:02d}-{m:02d}" for y in (21, 22) for m in range(1, 13)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(tag: str) -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                for month in months:
+                    barrier.wait()
+                    c.execute("SELECT reco.ingest_events(%s)", (Jsonb([
+                        {"event_id": f"{tag}-{month}", "user_id": "U1", "feature_id": "cutout",
+                         "occurred_at": f"{month}-15T12:00:00Z"}]),))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    conn = catalog
+    assert conn.execute("SELECT count(*) AS n FROM reco.events").fetchone()["n"] == 2 * len(months)
+    n_parts = conn.execute("SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'reco.events'::regclass")
+    assert n_parts.fetchone()["n"] == len(months)
