@@ -1,0 +1,507 @@
+-- Jobs: the refresh procedures behind every derived table, their catalog, run log and the
+-- pg_cron integration. Each job body is a function reco.job_<name>(tenant_id) returning the
+-- rows it wrote; reco.run_job wraps it with an advisory lock, a run-log row and commits.
+
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('neighbors_k', '20', 'neighbours kept per feature in reco.feature_neighbors'),
+    ('neighbor_shrinkage', '10', 'cosine × users/(users + shrinkage): damps similarities seen by few users'),
+    ('min_feature_users', '20', 'features used by fewer users also get content neighbours (cold features)'),
+    ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
+    ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description) VALUES
+    ('maintenance', 'reco.job_maintenance', '7 3 * * *', '{}', 1,
+     'rebase the decay epoch of interaction weights; create the next months'' event partitions'),
+    ('feature_stats', 'reco.job_feature_stats', '*/15 * * * *', '{}', 2,
+     'popularity and success rate per feature, globally and per segment'),
+    ('cohort_priors', 'reco.job_cohort_priors', '*/15 * * * *', '{feature_stats}', 3,
+     'P(feature | attribute = value), Laplace-smoothed, for the segment attributes'),
+    ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{}', 4,
+     'feature content embeddings, feature factors and user vectors (HNSW) for nearest-user search'),
+    ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{embeddings}', 5,
+     'ItemCF: cosine between feature columns of the interaction matrix, top-K, plus content neighbours'),
+    ('bandit', 'reco.job_bandit', '0 * * * *', '{}', 6,
+     'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
+ON CONFLICT (name) DO UPDATE
+    SET procedure = excluded.procedure, schedule = excluded.schedule,
+        depends_on = excluded.depends_on, position = excluded.position,
+        description = excluded.description;
+
+-- ---------------------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------------------
+
+-- sqrt of a weight relative to the user's largest weight: in (0, 1], free of the decay scale
+CREATE OR REPLACE VIEW reco.interaction_strengths AS
+SELECT tenant_id, user_key, feature_key,
+       sqrt(weight / nullif(max(weight) OVER (PARTITION BY tenant_id, user_key), 0)) AS strength
+FROM reco.interactions;
+COMMENT ON VIEW reco.interaction_strengths IS
+    'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
+
+CREATE OR REPLACE FUNCTION reco._segment_attributes(p_tenant_id int)
+RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT ARRAY(SELECT jsonb_array_elements_text(reco.setting('segment_attributes', p_tenant_id)))
+$$;
+
+-- the (attribute, value) pairs of one user: ('*', '*') first, then one per segment attribute
+CREATE OR REPLACE FUNCTION reco._user_segments(p_paid boolean, p_attributes jsonb, p_names text[])
+RETURNS TABLE (attribute text, value text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '*', '*'
+    UNION ALL
+    SELECT a, CASE WHEN a = 'paid' THEN p_paid::text ELSE p_attributes ->> a END
+    FROM unnest(p_names) AS a
+    WHERE (CASE WHEN a = 'paid' THEN p_paid::text ELSE p_attributes ->> a END) IS NOT NULL
+$$;
+
+-- ---------------------------------------------------------------------------------------
+-- feature_stats
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.job_feature_stats(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _names text[] := reco._segment_attributes(p_tenant_id);
+    _n bigint;
+BEGIN
+    DELETE FROM reco.segments WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.segments (tenant_id, attribute, value, users)
+    SELECT p_tenant_id, s.attribute, s.value, count(*)
+    FROM reco.users u
+    CROSS JOIN LATERAL reco._user_segments(u.paid, u.attributes, _names) AS s
+    WHERE u.tenant_id = p_tenant_id
+    GROUP BY s.attribute, s.value;
+
+    DELETE FROM reco.feature_stats WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_stats (tenant_id, attribute, value, feature_key, users, uses,
+                                    successes, failures, popularity, success_rate)
+    SELECT p_tenant_id, s.attribute, s.value, i.feature_key, count(*), sum(i.uses),
+           sum(i.successes), sum(i.failures),
+           count(*)::float8 / max(seg.users),
+           (sum(i.successes) + 1.0) / (sum(i.successes) + sum(i.failures) + 2.0)
+    FROM reco.interactions i
+    JOIN reco.users u ON u.tenant_id = i.tenant_id AND u.user_key = i.user_key
+    CROSS JOIN LATERAL reco._user_segments(u.paid, u.attributes, _names) AS s
+    JOIN reco.segments seg ON seg.tenant_id = p_tenant_id AND seg.attribute = s.attribute
+                          AND seg.value = s.value
+    WHERE i.tenant_id = p_tenant_id
+    GROUP BY s.attribute, s.value, i.feature_key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_feature_stats(int) IS 'job body: rebuild reco.segments and reco.feature_stats for a tenant';
+
+-- ---------------------------------------------------------------------------------------
+-- cohort_priors: P(i | a = v) = (users of i in the segment + 1) / (users in the segment + 2)
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.job_cohort_priors(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _n bigint;
+BEGIN
+    DELETE FROM reco.cohort_priors WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.cohort_priors (tenant_id, attribute, value, feature_key, prob)
+    SELECT p_tenant_id, seg.attribute, seg.value, f.feature_key,
+           (coalesce(st.users, 0) + 1.0) / (seg.users + 2.0)
+    FROM reco.segments seg
+    JOIN reco.features f ON f.tenant_id = seg.tenant_id AND f.active
+    LEFT JOIN reco.feature_stats st ON st.tenant_id = seg.tenant_id AND st.attribute = seg.attribute
+                                   AND st.value = seg.value AND st.feature_key = f.feature_key
+    WHERE seg.tenant_id = p_tenant_id AND seg.attribute <> '*';
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_cohort_priors(int) IS 'job body: rebuild reco.cohort_priors from reco.feature_stats';
+
+-- ---------------------------------------------------------------------------------------
+-- embeddings: content vectors, feature factors, user vectors
+-- ---------------------------------------------------------------------------------------
+
+-- A 64-dim vector from weighted tokens by the hashing trick (sign from a second hash).
+CREATE OR REPLACE FUNCTION reco._hash_embedding(p_tokens text[], p_weights float8[])
+RETURNS vector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT l2_normalize(ARRAY(
+        SELECT coalesce(sum(CASE WHEN hashtext(t || '#') % 2 = 0 THEN w ELSE -w END), 0)::real
+        FROM generate_series(0, 63) AS d
+        LEFT JOIN unnest(p_tokens, p_weights) AS x(t, w) ON abs(hashtext(t)) % 64 = d
+        GROUP BY d ORDER BY d)::vector)
+$$;
+
+-- A client vector of any length folded into 64 dims and normalised.
+CREATE OR REPLACE FUNCTION reco._fold_embedding(p real[])
+RETURNS vector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT l2_normalize(ARRAY(
+        SELECT coalesce(sum(x), 0)::real
+        FROM generate_series(0, 63) AS d
+        LEFT JOIN unnest(p) WITH ORDINALITY AS t(x, i) ON (t.i - 1) % 64 = d
+        GROUP BY d ORDER BY d)::vector)
+$$;
+
+CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _active int;
+    _svd_ok boolean;
+    _n bigint;
+BEGIN
+    -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
+    DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
+    SELECT p_tenant_id, f.feature_key,
+           CASE WHEN f.embedding IS NOT NULL THEN reco._fold_embedding(f.embedding)
+                ELSE reco._hash_embedding(t.tokens, t.weights) END,
+           CASE WHEN f.embedding IS NOT NULL THEN 'client' ELSE 'content' END
+    FROM reco.features f
+    CROSS JOIN LATERAL (
+        SELECT array_agg(tok) AS tokens, array_agg(w) AS weights FROM (
+            SELECT 'category:' || lower(f.category) AS tok, 3.0::float8 AS w
+            UNION ALL SELECT 'paid:' || f.requires_paid::text, 0.5
+            UNION ALL SELECT 'tag:' || lower(tag), 1.5 FROM unnest(f.tags) AS tag
+            UNION ALL SELECT 'word:' || word, 0.5
+            FROM regexp_split_to_table(lower(coalesce(f.description, '') || ' ' || f.name), '[^a-z0-9]+') AS word
+            WHERE length(word) >= 3
+        ) AS x
+    ) AS t
+    WHERE f.tenant_id = p_tenant_id;
+
+    -- 2. feature factors: one-hot (exact cosine) when the active catalog fits 64 dims; else the
+    --    SVD factors written by `reco jobs run embeddings` if they cover the catalog; else a
+    --    deterministic random projection (approximate cosine).
+    SELECT count(*) INTO _active FROM reco.features WHERE tenant_id = p_tenant_id AND active;
+    SELECT count(*) = _active AND _active > 0 INTO _svd_ok
+    FROM reco.feature_factors ff
+    JOIN reco.features f USING (tenant_id, feature_key)
+    WHERE ff.tenant_id = p_tenant_id AND ff.method = 'svd' AND f.active;
+    IF _active <= 64 OR NOT _svd_ok THEN
+        DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
+        INSERT INTO reco.feature_factors (tenant_id, feature_key, factor, method)
+        SELECT p_tenant_id, f.feature_key,
+               CASE WHEN _active <= 64 THEN
+                   ARRAY(SELECT CASE WHEN d = f.pos THEN 1 ELSE 0 END::real
+                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+               ELSE
+                   ARRAY(SELECT (hashtext(f.feature_key || ':' || d)::float8 / 2147483648.0)::real
+                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+               END,
+               CASE WHEN _active <= 64 THEN 'exact' ELSE 'random' END
+        FROM (SELECT feature_key, (row_number() OVER (ORDER BY feature_key) - 1)::int AS pos
+              FROM reco.features WHERE tenant_id = p_tenant_id AND active) AS f;
+    END IF;
+
+    -- 3. user vectors: normalise(Σ strength · factor), rebuilt into a new table that replaces
+    --    the old one in a short transaction (HNSW is built once, not row by row; readers keep
+    --    the old vectors until the swap)
+    DROP TABLE IF EXISTS reco._user_vectors_new;
+    CREATE TABLE reco._user_vectors_new (LIKE reco.user_vectors INCLUDING DEFAULTS);
+    INSERT INTO reco._user_vectors_new
+    SELECT tenant_id, user_key, embedding FROM reco.user_vectors WHERE tenant_id <> p_tenant_id;
+    INSERT INTO reco._user_vectors_new (tenant_id, user_key, embedding)
+    SELECT p_tenant_id, s.user_key,
+           l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector))
+    FROM reco.interaction_strengths s
+    JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
+    WHERE s.tenant_id = p_tenant_id AND s.strength > 0
+    GROUP BY s.user_key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    ALTER TABLE reco._user_vectors_new ADD CONSTRAINT user_vectors_new_pkey PRIMARY KEY (tenant_id, user_key);
+    CREATE INDEX user_vectors_new_embedding_idx ON reco._user_vectors_new
+        USING hnsw (embedding vector_cosine_ops);
+    DROP TABLE reco.user_vectors;
+    ALTER TABLE reco._user_vectors_new RENAME TO user_vectors;
+    ALTER TABLE reco.user_vectors RENAME CONSTRAINT user_vectors_new_pkey TO user_vectors_pkey;
+    ALTER INDEX reco.user_vectors_new_embedding_idx RENAME TO user_vectors_embedding_idx;
+    COMMENT ON TABLE reco.user_vectors IS
+        'one vector per user with interactions: normalise(Σ strength · feature factor); HNSW cosine index for nearest users';
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_embeddings(int) IS
+    'job body: feature content embeddings, feature factors and user vectors for a tenant';
+
+-- ---------------------------------------------------------------------------------------
+-- feature_neighbors: ItemCF cosine on the columns of R, top-K, plus content neighbours
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.job_feature_neighbors(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _k int := reco.setting('neighbors_k', p_tenant_id)::int;
+    _shrink float8 := reco.setting('neighbor_shrinkage', p_tenant_id)::float8;
+    _min_users int := reco.setting('min_feature_users', p_tenant_id)::int;
+    _n bigint;
+BEGIN
+    DELETE FROM reco.feature_cooccurrence WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_cooccurrence (tenant_id, feature_key, other_key, dot, users)
+    SELECT p_tenant_id, a.feature_key, b.feature_key, sum(a.strength * b.strength), count(*)
+    FROM reco.interaction_strengths a
+    JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
+    WHERE a.tenant_id = p_tenant_id AND b.tenant_id = p_tenant_id
+    GROUP BY a.feature_key, b.feature_key;
+
+    DELETE FROM reco.feature_neighbors WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
+    SELECT p_tenant_id, feature_key, other_key, score, 'cf', rank
+    FROM (
+        SELECT c.feature_key, c.other_key,
+               c.dot / sqrt(da.dot * db.dot) * c.users / (c.users + _shrink) AS score,
+               row_number() OVER (PARTITION BY c.feature_key
+                                  ORDER BY c.dot / sqrt(da.dot * db.dot) * c.users / (c.users + _shrink) DESC,
+                                           c.other_key) AS rank
+        FROM reco.feature_cooccurrence c
+        JOIN reco.feature_cooccurrence da ON da.tenant_id = c.tenant_id
+             AND da.feature_key = c.feature_key AND da.other_key = c.feature_key
+        JOIN reco.feature_cooccurrence db ON db.tenant_id = c.tenant_id
+             AND db.feature_key = c.other_key AND db.other_key = c.other_key
+        JOIN reco.features f ON f.tenant_id = c.tenant_id AND f.feature_key = c.other_key AND f.active
+        WHERE c.tenant_id = p_tenant_id AND c.feature_key <> c.other_key
+    ) AS ranked
+    WHERE rank <= _k;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+
+    -- features with little usage: content neighbours (cosine of content embeddings) fill up to K
+    INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
+    SELECT p_tenant_id, feature_key, neighbor_key, score, 'content', (have + r)::smallint
+    FROM (
+        SELECT a.feature_key, b.feature_key AS neighbor_key, 1 - (a.content <=> b.content) AS score,
+               coalesce(h.have, 0) AS have,
+               row_number() OVER (PARTITION BY a.feature_key ORDER BY a.content <=> b.content, b.feature_key) AS r
+        FROM reco.feature_embeddings a
+        JOIN reco.features fa ON fa.tenant_id = a.tenant_id AND fa.feature_key = a.feature_key
+        JOIN reco.feature_embeddings b ON b.tenant_id = a.tenant_id AND b.feature_key <> a.feature_key
+        JOIN reco.features fb ON fb.tenant_id = b.tenant_id AND fb.feature_key = b.feature_key AND fb.active
+        LEFT JOIN (SELECT feature_key, count(*) AS have FROM reco.feature_neighbors
+                   WHERE tenant_id = p_tenant_id GROUP BY feature_key) AS h ON h.feature_key = a.feature_key
+        LEFT JOIN reco.feature_cooccurrence d ON d.tenant_id = a.tenant_id
+             AND d.feature_key = a.feature_key AND d.other_key = a.feature_key
+        WHERE a.tenant_id = p_tenant_id AND coalesce(d.users, 0) < _min_users
+          AND NOT EXISTS (SELECT 1 FROM reco.feature_neighbors n WHERE n.tenant_id = p_tenant_id
+                          AND n.feature_key = a.feature_key AND n.neighbor_key = b.feature_key)
+    ) AS c
+    WHERE have + r <= _k;
+    RETURN _n + (SELECT count(*) FROM reco.feature_neighbors
+                 WHERE tenant_id = p_tenant_id AND source = 'content');
+END $$;
+COMMENT ON FUNCTION reco.job_feature_neighbors(int) IS
+    'job body: rebuild reco.feature_cooccurrence and reco.feature_neighbors (cf + content) for a tenant';
+
+-- ---------------------------------------------------------------------------------------
+-- bandit: Beta counters from exposures and the uses that followed them
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.job_bandit(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
+    _n bigint;
+BEGIN
+    UPDATE reco.exposures x
+    SET used_at = (SELECT min(e.occurred_at) FROM reco.events e
+                   WHERE e.tenant_id = x.tenant_id AND e.user_key = x.user_key
+                     AND e.feature_key = x.feature_key
+                     AND e.occurred_at >= x.shown_at AND e.occurred_at < x.shown_at + _window)
+    WHERE x.tenant_id = p_tenant_id;
+
+    DELETE FROM reco.bandit_arms WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.bandit_arms (tenant_id, segment, feature_key, alpha, beta)
+    SELECT p_tenant_id, segment, feature_key,
+           1 + count(*) FILTER (WHERE used_at IS NOT NULL),
+           1 + count(*) FILTER (WHERE used_at IS NULL)
+    FROM reco.exposures WHERE tenant_id = p_tenant_id
+    GROUP BY segment, feature_key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures and reco.events';
+
+-- ---------------------------------------------------------------------------------------
+-- maintenance: rebase the decay epoch, create the coming months' partitions
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.rebase_epoch(p_tenant_id int, p_new_epoch timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _old timestamptz;
+    _tau float8 := (reco.setting('decay_tau_days', p_tenant_id))::float8 * 86400;
+    _n bigint;
+BEGIN
+    -- waits for running ingests (ROW EXCLUSIVE) and holds new ones until commit
+    LOCK TABLE reco.interactions IN SHARE ROW EXCLUSIVE MODE;
+    SELECT decay_epoch INTO _old FROM reco.tenants WHERE tenant_id = p_tenant_id FOR UPDATE;
+    IF _old IS NULL OR _old = p_new_epoch THEN
+        RETURN 0;
+    END IF;
+    UPDATE reco.interactions
+    SET weight = greatest(weight * exp(greatest(-700.0, least(700.0,
+                     -extract(epoch FROM p_new_epoch - _old)::float8 / _tau))), 1e-300)
+    WHERE tenant_id = p_tenant_id;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    UPDATE reco.tenants SET decay_epoch = p_new_epoch WHERE tenant_id = p_tenant_id;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.rebase_epoch(int, timestamptz) IS
+    'move a tenant''s decay epoch t0, rescaling every interaction weight so that nothing changes but the scale';
+
+CREATE OR REPLACE FUNCTION reco.job_maintenance(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tau float8 := (reco.setting('decay_tau_days', p_tenant_id))::float8 * 86400;
+    _limit float8 := reco.setting('rebase_after', p_tenant_id)::float8;
+    _t0 timestamptz;
+    _latest timestamptz;
+    _n bigint := 0;
+BEGIN
+    _n := reco.ensure_event_partitions(now(), now() + interval '2 months');
+    SELECT decay_epoch INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
+    SELECT max(last_at) INTO _latest FROM reco.interactions WHERE tenant_id = p_tenant_id;
+    IF _t0 IS NOT NULL AND _latest IS NOT NULL
+       AND abs(extract(epoch FROM _latest - _t0)::float8 / _tau) > _limit THEN
+        _n := _n + reco.rebase_epoch(p_tenant_id, date_trunc('day', _latest));
+    END IF;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_maintenance(int) IS
+    'job body: create event partitions for the next two months; rebase the decay epoch when due';
+
+-- ---------------------------------------------------------------------------------------
+-- run_job: lock, log, run, commit
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE PROCEDURE reco.run_job(p_job text, p_tenant text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    _job record;
+    _tenant record;
+    _run bigint;
+    _rows bigint;
+    _err text;
+    _failed text[] := '{}';
+BEGIN
+    IF p_job = 'all' THEN
+        FOR _job IN SELECT name FROM reco.jobs ORDER BY position LOOP
+            CALL reco.run_job(_job.name, p_tenant);
+        END LOOP;
+        RETURN;
+    END IF;
+    SELECT * INTO _job FROM reco.jobs WHERE name = p_job;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown job "%"', p_job
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT name, description FROM reco.jobs; lists the jobs; ''all'' runs them in order.';
+    END IF;
+    FOR _tenant IN
+        SELECT tenant_id, slug FROM reco.tenants
+        WHERE p_tenant IS NULL OR tenant_id = reco._tenant_id(p_tenant)
+        ORDER BY tenant_id
+    LOOP
+        -- one run per job and tenant at a time; a concurrent second run is logged as skipped
+        IF NOT pg_try_advisory_lock(7281100, hashtext(p_job || ':' || _tenant.tenant_id)) THEN
+            INSERT INTO reco.job_runs (job, tenant, status, message, finished_at)
+            VALUES (p_job, _tenant.slug, 'skipped', 'another run of this job is in progress',
+                    clock_timestamp());
+            COMMIT;
+            CONTINUE;
+        END IF;
+        INSERT INTO reco.job_runs (job, tenant, status) VALUES (p_job, _tenant.slug, 'running')
+        RETURNING run_id INTO _run;
+        COMMIT;
+        _err := NULL;
+        BEGIN
+            EXECUTE format('SELECT %s($1)', _job.procedure) INTO _rows USING _tenant.tenant_id;
+        EXCEPTION WHEN OTHERS THEN
+            _err := SQLERRM;
+        END;
+        UPDATE reco.job_runs
+        SET status = CASE WHEN _err IS NULL THEN 'succeeded' ELSE 'failed' END,
+            rows_written = _rows, message = _err, finished_at = clock_timestamp()
+        WHERE run_id = _run;
+        PERFORM pg_advisory_unlock(7281100, hashtext(p_job || ':' || _tenant.tenant_id));
+        COMMIT;
+        IF _err IS NOT NULL THEN
+            _failed := _failed || format('%s (%s): %s', p_job, _tenant.slug, _err);
+        END IF;
+    END LOOP;
+    IF cardinality(_failed) > 0 THEN
+        RAISE EXCEPTION 'job failed: %', array_to_string(_failed, '; ')
+            USING ERRCODE = 'external_routine_exception',
+                  HINT = 'SELECT * FROM reco.job_runs ORDER BY run_id DESC; shows the run log.';
+    END IF;
+END $$;
+COMMENT ON PROCEDURE reco.run_job(text, text) IS
+$c$run a job ('all' = every job in dependency order) for one tenant or, with p_tenant NULL, for every
+tenant. Guarded by an advisory lock (a concurrent second run is logged as skipped), logged to reco.job_runs.
+Call it outside a transaction block: it commits after each run. Example: CALL reco.run_job('feature_neighbors');$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- pg_cron
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco._require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this '
+                         'database and CREATE EXTENSION pg_cron; or keep the tables fresh with `reco jobs loop`.';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION reco.schedule_jobs()
+RETURNS TABLE (jobname text, schedule text, jobid bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    _job record;
+BEGIN
+    PERFORM reco._require_pg_cron();
+    FOR _job IN SELECT * FROM reco.jobs ORDER BY position LOOP
+        jobname := 'pgreco-' || _job.name;
+        schedule := _job.schedule;
+        -- cron.schedule with an existing name updates that job: re-running never duplicates
+        EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
+            USING jobname, _job.schedule, format('CALL reco.run_job(%L)', _job.name);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION reco.schedule_jobs() IS
+    'register every job of reco.jobs with pg_cron as "pgreco-<job>" on its default schedule (idempotent)';
+
+CREATE OR REPLACE FUNCTION reco.unschedule_jobs()
+RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    _n int := 0;
+    _name text;
+BEGIN
+    PERFORM reco._require_pg_cron();
+    FOR _name IN EXECUTE 'SELECT jobname FROM cron.job WHERE jobname LIKE ''pgreco-%''' LOOP
+        EXECUTE 'SELECT cron.unschedule($1)' USING _name;
+        _n := _n + 1;
+    END LOOP;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.unschedule_jobs() IS 'remove every pgreco job from pg_cron; returns how many';
+
+CREATE OR REPLACE FUNCTION reco.scheduled_jobs()
+RETURNS TABLE (jobname text, schedule text, command text, active boolean)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM reco._require_pg_cron();
+    RETURN QUERY EXECUTE
+        'SELECT jobname::text, schedule::text, command::text, active FROM cron.job
+         WHERE jobname LIKE ''pgreco-%'' ORDER BY jobname';
+END $$;
+COMMENT ON FUNCTION reco.scheduled_jobs() IS 'the pgreco jobs registered with pg_cron';
