@@ -248,19 +248,25 @@ def demo(
     for kind in ("features", "plans", "users", "events"):
         _print_import(run_import(kind, out / f"{kind}.csv"))
 
+    console.print("[bold]jobs[/bold]")
+    run_jobs("all", url=url)
+
     with db.connect(url) as conn:
         rows = conn.execute(
             """SELECT (SELECT count(*) FROM reco.users) AS users,
                       (SELECT count(*) FROM reco.features) AS features,
                       (SELECT count(*) FROM reco.plans) AS plans,
                       (SELECT count(*) FROM reco.events) AS events,
-                      (SELECT count(*) FROM reco.interactions) AS interactions""").fetchone()
+                      (SELECT count(*) FROM reco.interactions) AS interactions,
+                      (SELECT count(*) FROM reco.feature_neighbors) AS feature_neighbors,
+                      (SELECT count(*) FROM reco.user_vectors) AS user_vectors""").fetchone()
         sample = conn.execute("SELECT user_id FROM reco.users ORDER BY user_key LIMIT 1").fetchone()
     console.print("[bold]tables[/bold]    " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()))
     console.print("\nNext:")
     console.print(f'  psql "$({sys.argv[0]} db url)"     # then: \\dt+ reco.*')
-    console.print(f"  SELECT * FROM reco.interactions i JOIN reco.users u USING (tenant_id, user_key) "
-                  f"WHERE u.user_id = '{sample['user_id'] if sample else 'U1'}';")
+    who = sample["user_id"] if sample else "U1"
+    console.print(f"  SELECT * FROM reco.recommend_features('{who}', 5);")
+    console.print(f"  .venv/bin/reco recommend {who} --explain")
     console.print("  .venv/bin/reco db stop             # when done")
 
 
@@ -309,6 +315,172 @@ def bench_ingest(
         f"reco.ingest_events: {stats.events:,} events in {len(stats.latencies_ms)} batches of 1,000, "
         f"{stats.seconds:.1f} s = [bold]{stats.rate:,.0f} events/s[/bold] (target >= 20,000); "
         f"batch median {bench.median(stats.latencies_ms):.1f} ms, p99 {stats.pct(0.99):.1f} ms")
+
+
+# --------------------------------------------------------------------------------------------
+# jobs
+# --------------------------------------------------------------------------------------------
+
+jobs_app = typer.Typer(help="The refresh jobs (reco.jobs): list, run, pg_cron, foreground loop.",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """The job catalog with default schedules and each job's last run."""
+    from rich.table import Table
+
+    from jobs.runner import list_jobs
+
+    with db.connect() as conn:
+        jobs = list_jobs(conn)
+    table = Table("job", "schedule", "after", "last run", "status", "rows", "seconds")
+    for j in jobs:
+        table.add_row(j.name, j.schedule, ",".join(j.depends_on), f"{j.last_started:%Y-%m-%d %H:%M}"
+                      if j.last_started else "-", j.last_status or "-",
+                      f"{j.last_rows:,}" if j.last_rows is not None else "-",
+                      f"{j.last_seconds:.1f}" if j.last_seconds is not None else "-")
+    console.print(table)
+
+
+def run_jobs(name: str, tenant: str | None = None, url: str | None = None) -> list[dict]:
+    """Run a job (or 'all') with a progress line per job; raises on a failed job."""
+    from jobs.runner import run_job
+
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def start(job: str) -> None:
+            tasks[job] = bar.add_task(job, total=None)
+
+        def done(job: str, run: dict) -> None:
+            bar.update(tasks[job], total=1, completed=1,
+                       description=f"{job} {run['status']}")
+
+        runs = run_job(url or db.database_url(), name, tenant, on_start=start, on_done=done)
+    for r in runs:
+        console.print(f"{r['job']:<18} {r['tenant']:<10} {r['status']:<10} "
+                      f"{r['rows_written'] or 0:>10,} rows {r['seconds'] or 0:>7.1f} s"
+                      + (f"  {r['message']}" if r["message"] else ""))
+    return runs
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="a job name, or 'all'")],
+             tenant: TenantOpt = None) -> None:
+    """Run a job now (CALL reco.run_job), for one tenant or all."""
+    run_jobs(name, tenant)
+
+
+@jobs_app.command("schedule")
+def jobs_schedule() -> None:
+    """Register every job with pg_cron (SELECT reco.schedule_jobs())."""
+    with db.connect() as conn:
+        rows = conn.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+    for r in rows:
+        console.print(f"{r['jobname']:<28} {r['schedule']:<14} cron job {r['jobid']}")
+
+
+@jobs_app.command("unschedule")
+def jobs_unschedule() -> None:
+    """Remove the pgreco jobs from pg_cron (SELECT reco.unschedule_jobs())."""
+    with db.connect() as conn:
+        n = conn.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"]
+    console.print(f"removed {n} pg_cron jobs")
+
+
+@jobs_app.command("loop")
+def jobs_loop(tenant: TenantOpt = None,
+              now: Annotated[bool, typer.Option("--now", help="run every job once at start")] = False) -> None:
+    """Run the jobs on their schedules in the foreground (the embedded default has no pg_cron)."""
+    from jobs.runner import loop
+
+    if now:
+        run_jobs("all", tenant)
+    try:
+        loop(db.database_url(), tenant=tenant, log=console.print)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+# --------------------------------------------------------------------------------------------
+# a quick look at the serving functions
+# --------------------------------------------------------------------------------------------
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table(*columns)
+    for r in rows:
+        table.add_row(*[_cell(r[c]) for c in columns])
+    console.print(table)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict | list):
+        return json.dumps(v)
+    return "" if v is None else str(v)
+
+
+def _explain(reasons: dict) -> str:
+    parts = [f"{k} {reasons[k]:.2f}" for k in ("itemcf", "usercf", "prior", "popularity", "session", "explore")
+             if isinstance(reasons.get(k), int | float) and reasons[k] > 0]
+    text = ", ".join(parts)
+    if reasons.get("because"):
+        text += "; because you used " + ", ".join(reasons["because"])
+    if reasons.get("seen"):
+        text += "; already used"
+    return text
+
+
+@app.command()
+def recommend(user: str, k: Annotated[int, typer.Option("--k")] = 10,
+              explain: Annotated[bool, typer.Option("--explain", help="show the reasons")] = False,
+              exclude_seen: bool = False, tenant: TenantOpt = None) -> None:
+    """SELECT * FROM reco.recommend_features(USER, k)."""
+    with db.connect() as conn:
+        rows = conn.execute("SELECT * FROM reco.recommend_features(%s, %s, %s::jsonb, %s)",
+                            (user, k, json.dumps({"exclude_seen": exclude_seen}), tenant)).fetchall()
+    if explain:
+        for r in rows:
+            r["why"] = _explain(r["reasons"])
+        _table(rows, ["rank", "feature_id", "score", "why"])
+        if rows:
+            console.print(f"segment: {rows[0]['reasons'].get('segment')}")
+    else:
+        _table(rows, ["rank", "feature_id", "score"])
+
+
+@app.command()
+def starter(user: str, k: Annotated[int, typer.Option("--k")] = 3, tenant: TenantOpt = None) -> None:
+    """SELECT * FROM reco.starter_features(USER, k)."""
+    with db.connect() as conn:
+        rows = conn.execute("SELECT * FROM reco.starter_features(%s, %s, %s)", (user, k, tenant)).fetchall()
+    for r in rows:
+        r["category"] = r["reasons"].get("category")
+    _table(rows, ["rank", "feature_id", "category", "score"])
+
+
+@app.command()
+def similar(feature: str, k: Annotated[int, typer.Option("--k")] = 5, tenant: TenantOpt = None) -> None:
+    """SELECT * FROM reco.similar_features(FEATURE, k)."""
+    with db.connect() as conn:
+        rows = conn.execute("SELECT * FROM reco.similar_features(%s, %s, %s)", (feature, k, tenant)).fetchall()
+    _table(rows, ["rank", "feature_id", "score", "source"])
+
+
+@app.command()
+def plan(user: str, tenant: TenantOpt = None) -> None:
+    """SELECT * FROM reco.recommend_plan(USER)."""
+    with db.connect() as conn:
+        rows = conn.execute("SELECT * FROM reco.recommend_plan(%s, %s)", (user, tenant)).fetchall()
+    for r in rows:
+        r["why_not"] = r["reasons"].get("why_not") or ""
+        r["monthly_uses"] = r["reasons"].get("monthly_uses")
+    _table(rows, ["rank", "plan_id", "expected_monthly_cost", "fits", "monthly_uses", "why_not"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,95 @@
+"""The job catalog (reco.jobs) seen from Python: list, run, schedule with pg_cron, and the
+foreground loop that keeps the tables fresh where pg_cron is absent (the embedded default)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg.rows import dict_row
+
+from jobs.cron import next_run
+from jobs.svd import write_svd_factors
+
+
+@dataclass
+class Job:
+    name: str
+    schedule: str
+    depends_on: list[str]
+    description: str
+    last_status: str | None = None
+    last_started: datetime | None = None
+    last_seconds: float | None = None
+    last_rows: int | None = None
+
+
+def list_jobs(conn: psycopg.Connection) -> list[Job]:
+    rows = conn.execute(
+        """SELECT j.name, j.schedule, j.depends_on, j.description, r.status, r.started_at,
+                  extract(epoch FROM r.finished_at - r.started_at)::float8 AS seconds, r.rows_written
+           FROM reco.jobs j
+           LEFT JOIN LATERAL (SELECT * FROM reco.job_runs r WHERE r.job = j.name
+                              ORDER BY r.run_id DESC LIMIT 1) r ON true
+           ORDER BY j.position""").fetchall()
+    return [Job(r["name"], r["schedule"], r["depends_on"], r["description"], r["status"],
+                r["started_at"], r["seconds"], r["rows_written"]) for r in rows]
+
+
+def job_names(conn: psycopg.Connection) -> list[str]:
+    return [j.name for j in list_jobs(conn)]
+
+
+def run_job(url: str, name: str, tenant: str | None = None,
+            on_start: Callable[[str], None] | None = None,
+            on_done: Callable[[str, dict], None] | None = None) -> list[dict]:
+    """CALL reco.run_job for one job or, for 'all', each job in order (so progress can be shown).
+
+    For the embeddings job, a catalog larger than the vector dimension first gets SVD factors
+    (numpy) so that user vectors approximate cosine better than the SQL random projection.
+    """
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        names = job_names(conn) if name == "all" else [name]
+        results = []
+        for job in names:
+            if on_start:
+                on_start(job)
+            before = conn.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
+            if job == "embeddings":
+                write_svd_factors(conn, tenant)
+            conn.execute("CALL reco.run_job(%s, %s)", (job, tenant))
+            runs = conn.execute(
+                """SELECT job, tenant, status, rows_written, message,
+                          extract(epoch FROM finished_at - started_at)::float8 AS seconds
+                   FROM reco.job_runs WHERE run_id > %s AND job = %s ORDER BY run_id""",
+                (before, job)).fetchall()
+            for run in runs:
+                results.append(run)
+                if on_done:
+                    on_done(job, run)
+        return results
+
+
+def loop(url: str, *, tenant: str | None = None, once_due: bool = False,
+         log: Callable[[str], None] = print, stop_after: float | None = None) -> None:
+    """Run each job when its cron schedule is due, in the foreground, until interrupted."""
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        jobs = list_jobs(conn)
+    now = datetime.now().astimezone()
+    due = {j.name: next_run(j.schedule, now - timedelta(minutes=1)) if once_due else next_run(j.schedule, now)
+           for j in jobs}
+    started = time.monotonic()
+    log("running jobs on their schedules: " + ", ".join(f"{j.name} ({j.schedule})" for j in jobs))
+    while stop_after is None or time.monotonic() - started < stop_after:
+        now = datetime.now().astimezone()
+        for j in jobs:
+            if due[j.name] <= now:
+                for run in run_job(url, j.name, tenant):
+                    log(f"{now:%H:%M:%S} {j.name} [{run['tenant']}]: {run['status']}, "
+                        f"{run['rows_written'] or 0} rows, {run['seconds'] or 0:.1f} s"
+                        + (f" - {run['message']}" if run["message"] else ""))
+                due[j.name] = next_run(j.schedule, now)
+        time.sleep(1.0)

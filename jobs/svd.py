@@ -1,0 +1,51 @@
+"""Feature factors by SVD, for catalogs larger than the user-vector dimension (numpy).
+
+The top right-singular vectors of R are the top eigenvectors of the Gram matrix RᵀR, which is
+small (features × features) and is summed in the database; projecting a user's row onto them
+keeps the user-to-user cosine as well as 64 dimensions can. With ≤ 64 features the SQL job uses
+exact one-hot factors and this step does nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+
+DIM = 64
+
+
+def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
+    """Write method='svd' rows to reco.feature_factors for each tenant with > DIM active features."""
+    tenants = conn.execute(
+        """SELECT t.tenant_id FROM reco.tenants t
+           WHERE (%s::text IS NULL OR t.slug = %s)
+             AND (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id AND f.active) > %s""",
+        (tenant, tenant, DIM)).fetchall()
+    written = 0
+    for row in tenants:
+        tid = row["tenant_id"] if isinstance(row, dict) else row[0]
+        keys = [r[0] if not isinstance(r, dict) else r["feature_key"] for r in conn.execute(
+            "SELECT feature_key FROM reco.features WHERE tenant_id = %s AND active ORDER BY feature_key",
+            (tid,)).fetchall()]
+        index = {k: i for i, k in enumerate(keys)}
+        gram = np.zeros((len(keys), len(keys)))
+        cur = conn.execute(
+            """SELECT a.feature_key, b.feature_key, sum(a.strength * b.strength)
+               FROM reco.interaction_strengths a
+               JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
+               WHERE a.tenant_id = %s AND b.tenant_id = %s
+               GROUP BY 1, 2""", (tid, tid))
+        for rec in cur:
+            a, b, dot = rec.values() if isinstance(rec, dict) else rec
+            if a in index and b in index:
+                gram[index[a], index[b]] = dot
+        _, vecs = np.linalg.eigh(gram)
+        factors = vecs[:, ::-1][:, :DIM]  # top DIM eigenvectors, one row per feature
+        with conn.transaction():
+            conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = %s", (tid,))
+            with conn.cursor().copy(
+                    "COPY reco.feature_factors (tenant_id, feature_key, factor, method) FROM STDIN") as copy:
+                for k, vec in zip(keys, factors, strict=True):
+                    copy.write_row((tid, k, "[" + ",".join(f"{x:.7g}" for x in vec) + "]", "svd"))
+        written += len(keys)
+    return written

@@ -1,0 +1,259 @@
+"""The in-database recommender on hand-computed data: jobs and serving functions."""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+DAY = "2026-10-15T00:00:00Z"  # every event at the same instant: every weight is exactly 1
+
+
+def ingest(conn, rows: list[tuple[str, str]]) -> None:
+    report = conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": DAY} for u, f in rows]),)).fetchone()["r"]
+    assert report["rejected"] == [] and report["accepted"] == len(rows)
+
+
+@pytest.fixture
+def world(conn):
+    """a, b, c in category x; d in y; p paid-only in z; e inactive.
+    U1 (retail): a b; U2 (retail): a b c; U3 (media): a; U4 (media): d; U5 (media, paid): p d."""
+    conn.execute("""SELECT reco.upsert_features(%s)""", (Jsonb([
+        {"feature_id": "a", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "b", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "c", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "d", "category": "y", "tags": ["delta"]},
+        {"feature_id": "p", "category": "z", "requires_paid": True},
+        {"feature_id": "e", "category": "x", "active": False},
+    ]),))
+    conn.execute("SELECT reco.upsert_users(%s)", (Jsonb([
+        {"user_id": "U1", "attributes": {"industry": "retail"}},
+        {"user_id": "U2", "attributes": {"industry": "retail"}},
+        {"user_id": "U3", "attributes": {"industry": "media"}},
+        {"user_id": "U4", "attributes": {"industry": "media"}},
+        {"user_id": "U5", "paid": True, "attributes": {"industry": "media"}},
+        {"user_id": "U6", "attributes": {"industry": "retail"}},  # attributes, no events
+    ]),))
+    ingest(conn, [("U1", "a"), ("U1", "b"), ("U2", "a"), ("U2", "b"), ("U2", "c"), ("U3", "a"),
+                  ("U4", "d"), ("U5", "p"), ("U5", "d")])
+    conn.execute("SELECT reco.set_setting('neighbor_shrinkage', '0')")
+    conn.execute("SELECT reco.set_setting('min_segment_users', '1')")
+    conn.execute("SELECT reco.set_setting('segment_attributes', '[\"industry\"]')")
+    conn.execute("CALL reco.run_job('all')")
+    return conn
+
+
+def recommend(conn, user: str, k: int = 10, options: dict | None = None) -> list[dict]:
+    return conn.execute("SELECT * FROM reco.recommend_features(%s, %s, %s)",
+                        (user, k, Jsonb(options or {}))).fetchall()
+
+
+def test_jobs_log_their_runs(world):
+    runs = world.execute("SELECT job, status, rows_written FROM reco.job_runs ORDER BY run_id").fetchall()
+    assert [r["job"] for r in runs] == ["maintenance", "feature_stats", "cohort_priors", "embeddings",
+                                        "feature_neighbors", "bandit"]
+    assert all(r["status"] == "succeeded" for r in runs)
+
+
+def test_itemcf_cosine(world):
+    rows = world.execute("""
+        SELECT f.feature_id AS f, g.feature_id AS g, n.score, n.source FROM reco.feature_neighbors n
+        JOIN reco.features f ON f.tenant_id = n.tenant_id AND f.feature_key = n.feature_key
+        JOIN reco.features g ON g.tenant_id = n.tenant_id AND g.feature_key = n.neighbor_key
+        WHERE n.source = 'cf'""").fetchall()
+    score = {(r["f"], r["g"]): r["score"] for r in rows}
+    # columns of R: a = (U1, U2, U3), b = (U1, U2), c = (U2), d = (U4, U5), p = (U5)
+    assert score[("a", "b")] == pytest.approx(2 / math.sqrt(3 * 2))
+    assert score[("a", "c")] == pytest.approx(1 / math.sqrt(3 * 1))
+    assert score[("b", "c")] == pytest.approx(1 / math.sqrt(2 * 1))
+    assert score[("d", "p")] == pytest.approx(1 / math.sqrt(2 * 1))
+    assert ("a", "d") not in score  # never used together
+    assert ("a", "e") not in score  # inactive features are never neighbours
+
+
+def test_cohort_priors_are_laplace_smoothed(world):
+    rows = world.execute("""
+        SELECT cp.value, f.feature_id, cp.prob FROM reco.cohort_priors cp
+        JOIN reco.features f USING (tenant_id, feature_key) WHERE cp.attribute = 'industry'""").fetchall()
+    prob = {(r["value"], r["feature_id"]): r["prob"] for r in rows}
+    # retail: U1, U2, U6 (3 users); media: U3, U4, U5
+    assert prob[("retail", "a")] == pytest.approx((2 + 1) / (3 + 2))
+    assert prob[("retail", "c")] == pytest.approx((1 + 1) / (3 + 2))
+    assert prob[("retail", "d")] == pytest.approx((0 + 1) / (3 + 2))
+    assert prob[("media", "d")] == pytest.approx((2 + 1) / (3 + 2))
+
+
+def test_seen_features_are_down_weighted_or_excluded(world):
+    rows = recommend(world, "U1", options={"explore": False})
+    by_id = {r["feature_id"]: r for r in rows}
+    assert by_id["a"]["reasons"]["seen"] and by_id["b"]["reasons"]["seen"]
+    assert not by_id["c"]["reasons"]["seen"]
+    assert rows[0]["feature_id"] == "c"  # the unseen neighbour of U1's features wins
+    assert by_id["c"]["reasons"]["because"][0] in ("a", "b")
+    excluded = recommend(world, "U1", options={"explore": False, "exclude_seen": True})
+    assert {"a", "b"}.isdisjoint(r["feature_id"] for r in excluded)
+
+
+def test_paid_and_inactive_features_are_filtered(world):
+    free = {r["feature_id"] for r in recommend(world, "U4", options={"explore": False})}
+    assert "p" not in free and "e" not in free
+    paid = {r["feature_id"] for r in recommend(world, "U5", options={"explore": False})}
+    assert "p" in paid and "e" not in paid
+
+
+def test_mmr_reorders_by_category(world):
+    # popularity alone: a (3 users), b (2), c (1), d (2 users, but p's user...) -> use counts below
+    opts = {"explore": False, "weights": {"itemcf": 0, "usercf": 0, "prior": 0, "session": 0,
+                                          "popularity": 1}}
+    # global popularity over 6 users (success unknown: same factor): a 3, b 2, d 2, c 1
+    world.execute("SELECT reco.set_setting('mmr_lambda', '1.0')")
+    plain = [r["feature_id"] for r in recommend(world, "nobody", 4, opts)]
+    assert plain == ["a", "b", "d", "c"]
+    # λ = 0.5: b (second of x) scores 0.5·2/3 - 0.5 < d (first of y) 0.5·2/3
+    world.execute("SELECT reco.set_setting('mmr_lambda', '0.5')")
+    diverse = [r["feature_id"] for r in recommend(world, "nobody", 4, opts)]
+    assert diverse == ["a", "d", "b", "c"]
+
+
+def test_cold_start_paths(world):
+    # a user id never seen: popularity + exploration, global segment
+    cold = recommend(world, "never-seen", 3)
+    assert len(cold) == 3
+    assert all(r["reasons"]["segment"] == "*=*" and "explore" in r["reasons"] for r in cold)
+    # attributes, no events: the cohort prior of the segment
+    u6 = recommend(world, "U6", 3, {"explore": False})
+    assert u6[0]["reasons"]["segment"] == "industry=retail"
+    assert u6[0]["reasons"]["prior"] > 0 and u6[0]["feature_id"] == "a"
+    # one event: ItemCF from it, and exploration
+    one = recommend(world, "U3", 3)
+    assert "explore" in one[0]["reasons"]
+    assert any(r["reasons"].get("because") == ["a"] for r in one)
+    # a feature added today, before any job: content neighbours, not an empty list
+    world.execute("""SELECT reco.upsert_features('[{"feature_id": "a2", "category": "x", "tags": ["alpha"]}]')""")
+    similar = world.execute("SELECT * FROM reco.similar_features('a2', 3)").fetchall()
+    assert similar and all(r["source"] == "content" for r in similar)
+    assert similar[0]["feature_id"] in ("a", "b", "c")
+
+
+def test_starter_set_has_distinct_categories(world):
+    # a free user: only x and y hold free features, so two categories first, then a repeat
+    rows = world.execute("SELECT * FROM reco.starter_features('U6', 3)").fetchall()
+    assert [r["reasons"]["category"] for r in rows][:2] in (["x", "y"], ["y", "x"])
+    # a paid newcomer can get x, y and z
+    world.execute("""SELECT reco.upsert_users('[{"user_id": "U7", "paid": true}]')""")
+    rows = world.execute("SELECT * FROM reco.starter_features('U7', 3)").fetchall()
+    assert sorted(r["reasons"]["category"] for r in rows) == ["x", "y", "z"]
+
+
+def test_session_boost_from_recent(world):
+    opts = {"explore": False, "recent": ["d"],
+            "weights": {"itemcf": 0, "usercf": 0, "prior": 0, "popularity": 0, "session": 1}}
+    rows = recommend(world, "U6", 2, opts)
+    assert rows[0]["feature_id"] == "p" or rows[0]["reasons"]["session"] > 0
+
+
+def test_bad_input_raises_with_hint(world):
+    for k in (0, 101):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            recommend(world, "U1", k)
+        assert exc.value.diag.message_hint
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        recommend(world, "U1", 5, {"bogus": 1})
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        recommend(world, "U1", 5, {"exclude_seen": "yes"})
+    with pytest.raises(psycopg.errors.NoDataFound) as exc:
+        world.execute("SELECT * FROM reco.similar_features('no-such-feature')")
+    assert "upsert_features" in exc.value.diag.message_hint
+
+
+def test_read_path_writes_nothing(world):
+    with world.transaction():
+        world.execute("SET TRANSACTION READ ONLY")
+        assert recommend(world, "U1", 3)
+        world.execute("SELECT * FROM reco.starter_features('new-user')").fetchall()
+        world.execute("SELECT * FROM reco.similar_features('a')").fetchall()
+        world.execute("SELECT * FROM reco.recommend_plan('U1')").fetchall()
+
+
+def test_recommend_plan_respects_paid_features(world):
+    world.execute("""SELECT reco.upsert_plans('[
+        {"plan_id": "free", "price": 0, "quota": 100},
+        {"plan_id": "pro", "price": 20, "quota": 1000, "includes_paid_features": true},
+        {"plan_id": "tiny", "price": 5, "quota": 0, "overage_price": 1, "includes_paid_features": true}]')""")
+    # two uses of the paid-only feature in the last 30 days
+    world.execute("""SELECT reco.ingest_events(jsonb_build_array(
+        jsonb_build_object('event_id', 'r1', 'user_id', 'U5', 'feature_id', 'p', 'occurred_at', now()::text),
+        jsonb_build_object('event_id', 'r2', 'user_id', 'U5', 'feature_id', 'p', 'occurred_at', now()::text)))""")
+    rows = world.execute("SELECT * FROM reco.recommend_plan('U5')").fetchall()
+    by_id = {r["plan_id"]: r for r in rows}
+    assert not by_id["free"]["fits"]
+    assert by_id["free"]["reasons"]["why_not"] == "does not include paid-only features"
+    # 2 uses in 30 days: tiny = 5 + 2 x 1 = 7 < pro 20
+    assert [r["plan_id"] for r in rows][:2] == ["tiny", "pro"]
+    assert by_id["tiny"]["expected_monthly_cost"] == 7
+
+
+def test_concurrent_run_is_skipped(world, db_url):
+    tid = world.execute("SELECT tenant_id FROM reco.tenants WHERE slug = 'default'").fetchone()["tenant_id"]
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(7281100, hashtext(%s))", (f"feature_stats:{tid}",))
+        world.execute("CALL reco.run_job('feature_stats')")
+        last = world.execute("SELECT status, message FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+        assert last["status"] == "skipped"
+    world.execute("CALL reco.run_job('feature_stats')")
+    last = world.execute("SELECT status FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    assert last["status"] == "succeeded"
+
+
+def test_unknown_job_and_missing_pg_cron(world):
+    with pytest.raises(psycopg.errors.NoDataFound):
+        world.execute("CALL reco.run_job('nope')")
+    has_cron = world.execute("SELECT count(*) AS n FROM pg_extension WHERE extname = 'pg_cron'").fetchone()["n"]
+    if has_cron:
+        pytest.skip("pg_cron is installed here: see test_pg_cron_schedule")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as exc:
+        world.execute("SELECT * FROM reco.schedule_jobs()")
+    assert "reco jobs loop" in exc.value.diag.message_hint
+
+
+def test_pg_cron_schedule(world):
+    """Runs where the server has pg_cron (RECO_TEST_DATABASE_URL pointing at one)."""
+    try:
+        world.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+    except psycopg.Error as exc:
+        pytest.skip(f"no pg_cron on this server: {exc.diag.message_primary}")
+    first = world.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+    again = world.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+    assert [r["jobid"] for r in first] == [r["jobid"] for r in again]  # updated, not duplicated
+    listed = world.execute("SELECT * FROM reco.scheduled_jobs()").fetchall()
+    assert {r["jobname"] for r in listed} == {f"pgreco-{r['jobname'][7:]}" for r in first}
+    assert world.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"] == len(first)
+    assert world.execute("SELECT * FROM reco.scheduled_jobs()").fetchall() == []
+
+
+def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
+    """EXPLAIN ANALYZE of every statement inside the serving functions (auto_explain)."""
+    try:
+        world.execute("LOAD 'auto_explain'")
+    except psycopg.Error:
+        pytest.skip("auto_explain cannot be loaded here")
+    plans: list[str] = []
+    world.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    for stmt in ("SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
+                 "SET auto_explain.log_analyze = on", "SET auto_explain.log_level = notice",
+                 "SET client_min_messages = notice", "SET enable_seqscan = off"):
+        world.execute(stmt)
+    recommend(world, "U2", 5, {"recent": ["d"]})
+    recommend(world, "never-seen", 5)
+    world.execute("SELECT * FROM reco.starter_features('U6')").fetchall()
+    world.execute("SELECT * FROM reco.similar_features('a')").fetchall()
+    world.execute("SELECT * FROM reco.recommend_plan('U2')").fetchall()
+    world.execute("RESET enable_seqscan")
+    text = "\n".join(plans)
+    assert "Index" in text  # the plans were captured
+    for table in ("events", "interactions", "users", "user_vectors", "feature_neighbors"):
+        assert f"Seq Scan on {table}" not in text, text
+    assert "Seq Scan on events_" not in text, text
