@@ -47,3 +47,30 @@ COMMENT ON COLUMN reco.interactions.first_at IS 'first event: when the user adop
 COMMENT ON TABLE reco.setting_definitions IS 'every setting with its documented default and meaning';
 COMMENT ON TABLE reco.settings IS 'per-tenant overrides of settings (reco.set_setting); read on every call';
 COMMENT ON TABLE reco.sql_files IS 'checksums of the applied sql/ files (repeatable migrations, reco migrate)';
+
+-- engine (jobs write these; the serving functions read them)
+COMMENT ON TABLE reco.feature_neighbors IS
+    'ItemCF top-K per feature (source cf: cosine between feature columns of R, shrunk by users/(users + shrinkage)) and content neighbours for little-used features (source content)';
+COMMENT ON COLUMN reco.feature_neighbors.rank IS '1 = most similar';
+COMMENT ON TABLE reco.feature_cooccurrence IS
+    'RᵀR: for each feature pair, Σ over users of strength·strength (dot) and how many users used both; the diagonal holds squared norms';
+COMMENT ON TABLE reco.segments IS 'segments (attribute = value, and * = * for everyone) with their number of users';
+COMMENT ON TABLE reco.feature_stats IS
+    'per segment and feature: users, uses, successes, failures, popularity = users / segment users, success_rate (Laplace)';
+COMMENT ON TABLE reco.cohort_priors IS
+    'P(feature | attribute = value) = (users of the feature in the segment + 1) / (segment users + 2)';
+COMMENT ON TABLE reco.feature_embeddings IS
+    'content vector per feature: the client vector (folded to 64 dims) or a hashing-trick embedding of category, tags, paid flag and description';
+COMMENT ON TABLE reco.feature_factors IS
+    'projection of each feature into the 64-dim user-vector space: one-hot (exact, ≤ 64 features), SVD (numpy) or random';
+COMMENT ON TABLE reco.user_vectors IS
+    'one vector per user with interactions: normalise(Σ strength · feature factor); HNSW cosine index for nearest users';
+COMMENT ON TABLE reco.exposures IS
+    'what was shown to whom, when, in which experiment variant and segment, with the request id; used_at = first use within bandit_window';
+COMMENT ON TABLE reco.bandit_arms IS
+    'Thompson-sampling Beta(alpha, beta) counters per segment and feature: alpha - 1 = exposures followed by a use, beta - 1 = the others';
+COMMENT ON TABLE reco.jobs IS 'the job catalog: which function, default cron schedule, order and dependencies';
+COMMENT ON TABLE reco.job_runs IS
+    'run log of the jobs (like pg_cron''s job_run_details): status running/succeeded/failed/skipped, rows written, message';
+COMMENT ON VIEW reco.interaction_strengths IS
+    'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
