@@ -174,6 +174,7 @@ DECLARE
     _gamma float8 := (reco.setting('success_bonus', p_tenant_id))::float8;
     _kind_weights jsonb := reco.setting('kind_weights', p_tenant_id);
     _latest timestamptz := now() + (reco.setting('max_future', p_tenant_id) ->> 0)::interval;
+    _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
     _t0 float8;
     _valid bigint;
     _fresh bigint;
@@ -264,6 +265,20 @@ BEGIN
                 failures = i.failures + excluded.failures,
                 first_at = least(i.first_at, excluded.first_at),
                 last_at = greatest(i.last_at, excluded.last_at)
+        RETURNING 1
+    ), used AS (
+        -- the feedback loop: a use that follows an exposure of the same feature to the same user
+        -- within bandit_window turns that exposure from a failure into a success
+        UPDATE reco.exposures x SET used_at = e.occurred_at
+        FROM ins e
+        WHERE x.tenant_id = p_tenant_id AND x.user_key = e.user_key AND x.feature_key = e.feature_key
+          AND x.used_at IS NULL AND x.shown_at <= e.occurred_at AND e.occurred_at < x.shown_at + _window
+        RETURNING x.segment, x.feature_key
+    ), arms AS (
+        UPDATE reco.bandit_arms b
+        SET alpha = b.alpha + u.n, beta = greatest(1, b.beta - u.n), updated_at = now()
+        FROM (SELECT segment, feature_key, count(*) AS n FROM used GROUP BY 1, 2) AS u
+        WHERE b.tenant_id = p_tenant_id AND b.segment = u.segment AND b.feature_key = u.feature_key
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM ins) INTO _fresh;

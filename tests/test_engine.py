@@ -257,3 +257,23 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
     for table in ("events", "interactions", "users", "user_vectors", "feature_neighbors"):
         assert f"Seq Scan on {table}" not in text, text
     assert "Seq Scan on events_" not in text, text
+
+
+def test_feedback_loop_exposure_then_use_moves_the_bandit(world):
+    def arm(feature: str) -> dict:
+        return world.execute("""
+            SELECT b.segment, b.alpha, b.beta FROM reco.bandit_arms b
+            JOIN reco.features f USING (tenant_id, feature_key) WHERE f.feature_id = %s""", (feature,)).fetchone()
+
+    assert world.execute("SELECT reco.log_exposures('req-1', 'U6', ARRAY['c', 'd']) AS n").fetchone()["n"] == 2
+    assert arm("c") == {"segment": "industry=retail", "alpha": 1, "beta": 2}
+    shown = world.execute("SELECT shown_at FROM reco.exposures WHERE request_id = 'req-1' LIMIT 1").fetchone()
+    world.execute("SELECT reco.ingest_events(jsonb_build_array(jsonb_build_object("
+                  "'user_id', 'U6', 'feature_id', 'c', 'occurred_at', (%s::timestamptz + interval '1 minute')::text)))",
+                  (shown["shown_at"],))
+    assert arm("c") == {"segment": "industry=retail", "alpha": 2, "beta": 1}
+    assert arm("d") == {"segment": "industry=retail", "alpha": 1, "beta": 2}
+    # the bandit job rebuilds the same counters from exposures and events
+    world.execute("CALL reco.run_job('bandit')")
+    assert arm("c")["alpha"] == 2 and arm("c")["beta"] == 1
+    assert arm("d")["alpha"] == 1 and arm("d")["beta"] == 2
