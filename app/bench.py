@@ -85,3 +85,44 @@ def ingest_batches(url: str, events: list[dict], batch_size: int = 1000) -> Batc
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
+
+
+# Times each call inside the database, so the numbers exclude the client and the network.
+TIME_RECOMMEND = """
+CREATE OR REPLACE FUNCTION pg_temp.time_recommend(p_users text[], p_k int, p_options jsonb)
+RETURNS float8[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    _u text;
+    _t timestamptz;
+    _ms float8[] := '{}';
+BEGIN
+    FOREACH _u IN ARRAY p_users LOOP
+        _t := clock_timestamp();
+        PERFORM * FROM reco.recommend_features(_u, p_k, p_options);
+        _ms := _ms || extract(epoch FROM clock_timestamp() - _t)::float8 * 1000;
+    END LOOP;
+    RETURN _ms;
+END $$;
+"""
+
+
+def time_recommend(url: str, n_users: int, k: int = 10, seed: float = 0.42,
+                   options: dict | None = None) -> list[float]:
+    """Latencies (ms) of recommend_features for n random users with interactions, measured in SQL."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(TIME_RECOMMEND)
+        conn.execute("SELECT setseed(%s)", (seed,))
+        users = [r[0] for r in conn.execute(
+            """SELECT u.user_id FROM reco.users u
+               WHERE EXISTS (SELECT 1 FROM reco.interactions i
+                             WHERE i.tenant_id = u.tenant_id AND i.user_key = u.user_key)
+               ORDER BY random() LIMIT %s""", (n_users,))]
+        conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s)", (users[:200], k, Jsonb(options or {})))  # warm
+        return conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s)",
+                            (users, k, Jsonb(options or {}))).fetchone()[0]
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]

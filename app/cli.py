@@ -317,6 +317,63 @@ def bench_ingest(
         f"batch median {bench.median(stats.latencies_ms):.1f} ms, p99 {stats.pct(0.99):.1f} ms")
 
 
+@bench_app.command("sql")
+def bench_sql(
+    users: Annotated[int, typer.Option(help="demo users to generate")] = 100_000,
+    features: int = 50,
+    days: int = 90,
+    seed: int = 7,
+    calls: Annotated[int, typer.Option(help="recommend_features calls to time (random users)")] = 10_000,
+    reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
+) -> None:
+    """run_job('all') time and recommend_features latency (p50/p99, measured inside the database)."""
+    import resource
+    import time as _time
+
+    from app import bench
+    from app.demodata import generate as gen
+
+    base = db.database_url()
+    if reuse:
+        from app.migrate import migrate as run_migrate
+
+        url = bench._as_uri(base, base, _bench_name(base))
+        run_migrate(url)
+    else:
+        url = bench.bench_database(base)
+        out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
+        if not (out / "events.csv").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            with _progress() as bar:
+                task = bar.add_task("generate", total=None)
+                gen(out, users=users, features=features, days=days, seed=seed,
+                    progress=lambda n: bar.advance(task, n))
+        for kind in ("features", "plans", "users", "events"):
+            _print_import(run_import(kind, out / f"{kind}.csv", url=url))
+    t = _time.perf_counter()
+    runs = run_jobs("all", url=url)
+    jobs_s = _time.perf_counter() - t
+    with db.connect(url) as conn:
+        counts = conn.execute("""SELECT (SELECT count(*) FROM reco.users) AS users,
+                                        (SELECT count(*) FROM reco.features) AS features,
+                                        (SELECT count(*) FROM reco.events) AS events""").fetchone()
+    ms = bench.time_recommend(url, calls)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"data: {counts['users']:,} users, {counts['features']:,} features, {counts['events']:,} events")
+    console.print(f"run_job('all'): [bold]{jobs_s:.1f} s[/bold] "
+                  + ", ".join(f"{r['job']} {r['seconds']:.1f}s" for r in runs))
+    console.print(f"recommend_features(u, 10), {len(ms):,} random users, inside the database: "
+                  f"[bold]p50 {bench.percentile(ms, 0.5):.2f} ms, p99 {bench.percentile(ms, 0.99):.2f} ms[/bold], "
+                  f"mean {sum(ms) / len(ms):.2f} ms, max {max(ms):.1f} ms")
+    console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
+
+
+def _bench_name(url: str) -> str:
+    import psycopg
+
+    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_bench"
+
+
 # --------------------------------------------------------------------------------------------
 # jobs
 # --------------------------------------------------------------------------------------------

@@ -118,7 +118,9 @@ CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAU
                                                    p_options jsonb DEFAULT '{}',
                                                    p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE
+-- planning the scoring query costs more than running it: plan it once per session
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _cfg jsonb;
@@ -175,8 +177,10 @@ BEGIN
         SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s,
                (array_agg(f.feature_id ORDER BY m.strength * n.score DESC))[1:3] AS because
         FROM mine m
-        JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = m.feature_key
-        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = m.feature_key
+        CROSS JOIN LATERAL (SELECT nn.neighbor_key, nn.score FROM reco.feature_neighbors nn
+                            WHERE nn.tenant_id = _tid AND nn.feature_key = m.feature_key) AS n
+        CROSS JOIN LATERAL (SELECT ff.feature_id FROM reco.features ff
+                            WHERE ff.tenant_id = _tid AND ff.feature_key = m.feature_key) AS f
         GROUP BY n.neighbor_key
     ), session AS (
         SELECT n.neighbor_key AS fk, sum(n.score) AS s
@@ -200,12 +204,14 @@ BEGIN
         ) AS uv
         WHERE q.v IS NOT NULL
     ), usercf AS (
-        SELECT t.feature_key AS fk, sum(t.sim * t.strength) AS s
-        FROM (SELECT i.feature_key, nb.sim,
-                     sqrt(i.weight / nullif(max(i.weight) OVER (PARTITION BY i.user_key), 0)) AS strength
-              FROM nearest nb
-              JOIN reco.interactions i ON i.tenant_id = _tid AND i.user_key = nb.user_key) AS t
-        WHERE t.sim > 0
+        SELECT t.feature_key AS fk, sum(nb.sim * t.strength) AS s
+        FROM nearest nb
+        CROSS JOIN LATERAL (
+            SELECT i.feature_key, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
+            FROM reco.interactions i
+            WHERE i.tenant_id = _tid AND i.user_key = nb.user_key
+        ) AS t
+        WHERE nb.sim > 0
         GROUP BY t.feature_key
     ), segs AS (
         SELECT s.attribute, s.value
