@@ -279,6 +279,20 @@ bench_app = typer.Typer(help="Benchmarks that print numbers (in a separate <db>_
 app.add_typer(bench_app, name="bench")
 
 
+def _demo_files(users: int, features: int, days: int, seed: int) -> Path:
+    """Benchmark data in .reco/bench-*, generated once per parameter set (the generator is deterministic)."""
+    from app.demodata import generate as gen
+
+    out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
+    if not (out / "events.csv").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with _progress() as bar:
+            task = bar.add_task("generate", total=None)
+            gen(out, users=users, features=features, days=days, seed=seed,
+                progress=lambda n: bar.advance(task, n))
+    return out
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     users: Annotated[int, typer.Option(help="demo users to generate (sets the event count)")] = 100_000,
@@ -289,16 +303,9 @@ def bench_ingest(
 ) -> None:
     """CSV import rate (events/s, interactions included) and reco.ingest_events in 1,000-event batches."""
     from app import bench
-    from app.demodata import generate as gen
 
     url = bench.bench_database(db.database_url())
-    out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
-    if not (out / "events.csv").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with _progress() as bar:
-            task = bar.add_task("generate", total=None)
-            gen(out, users=users, features=features, days=days, seed=seed,
-                progress=lambda n: bar.advance(task, n))
+    out = _demo_files(users, features, days, seed)
     for kind in ("features", "plans", "users"):
         run_import(kind, out / f"{kind}.csv", quiet=True, url=url)
     events = run_import("events", out / "events.csv", url=url)
@@ -331,7 +338,6 @@ def bench_sql(
     import time as _time
 
     from app import bench
-    from app.demodata import generate as gen
 
     base = db.database_url()
     if reuse:
@@ -341,13 +347,7 @@ def bench_sql(
         run_migrate(url)
     else:
         url = bench.bench_database(base)
-        out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
-        if not (out / "events.csv").exists():
-            out.mkdir(parents=True, exist_ok=True)
-            with _progress() as bar:
-                task = bar.add_task("generate", total=None)
-                gen(out, users=users, features=features, days=days, seed=seed,
-                    progress=lambda n: bar.advance(task, n))
+        out = _demo_files(users, features, days, seed)
         for kind in ("features", "plans", "users", "events"):
             _print_import(run_import(kind, out / f"{kind}.csv", url=url))
     t = _time.perf_counter()

@@ -146,6 +146,26 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         GROUP BY d ORDER BY d)::vector)
 $$;
 
+-- The content embedding of a feature: its client vector (folded) when given, else the hashing
+-- trick over category (3.0), tags (1.5), paid flag (0.5) and words of description and name (0.5).
+CREATE OR REPLACE FUNCTION reco._content_embedding(p_category text, p_tags text[], p_requires_paid boolean,
+                                                   p_text text, p_client real[])
+RETURNS vector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_client IS NOT NULL THEN reco._fold_embedding(p_client)
+                ELSE reco._hash_embedding(t.tokens, t.weights) END
+    FROM (
+        SELECT array_agg(tok) AS tokens, array_agg(w) AS weights FROM (
+            SELECT 'category:' || lower(p_category) AS tok, 3.0::float8 AS w
+            UNION ALL SELECT 'paid:' || p_requires_paid::text, 0.5
+            UNION ALL SELECT 'tag:' || lower(tag), 1.5 FROM unnest(p_tags) AS tag
+            UNION ALL SELECT 'word:' || word, 0.5
+            FROM regexp_split_to_table(lower(coalesce(p_text, '')), '[^a-z0-9]+') AS word
+            WHERE length(word) >= 3
+        ) AS x
+    ) AS t
+$$;
+
 CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -158,20 +178,10 @@ BEGIN
     DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
     SELECT p_tenant_id, f.feature_key,
-           CASE WHEN f.embedding IS NOT NULL THEN reco._fold_embedding(f.embedding)
-                ELSE reco._hash_embedding(t.tokens, t.weights) END,
+           reco._content_embedding(f.category, f.tags, f.requires_paid,
+                                   coalesce(f.description, '') || ' ' || f.name, f.embedding),
            CASE WHEN f.embedding IS NOT NULL THEN 'client' ELSE 'content' END
     FROM reco.features f
-    CROSS JOIN LATERAL (
-        SELECT array_agg(tok) AS tokens, array_agg(w) AS weights FROM (
-            SELECT 'category:' || lower(f.category) AS tok, 3.0::float8 AS w
-            UNION ALL SELECT 'paid:' || f.requires_paid::text, 0.5
-            UNION ALL SELECT 'tag:' || lower(tag), 1.5 FROM unnest(f.tags) AS tag
-            UNION ALL SELECT 'word:' || word, 0.5
-            FROM regexp_split_to_table(lower(coalesce(f.description, '') || ' ' || f.name), '[^a-z0-9]+') AS word
-            WHERE length(word) >= 3
-        ) AS x
-    ) AS t
     WHERE f.tenant_id = p_tenant_id;
 
     -- 2. feature factors: one-hot (exact cosine) when the active catalog fits 64 dims; else the

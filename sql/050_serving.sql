@@ -367,18 +367,8 @@ BEGIN
     SELECT e.content INTO _content FROM reco.feature_embeddings e
     WHERE e.tenant_id = _tid AND e.feature_key = _f.feature_key;
     IF _content IS NULL THEN
-        _content := CASE WHEN _f.embedding IS NOT NULL THEN reco._fold_embedding(_f.embedding)
-                         ELSE reco._hash_embedding(
-                             ARRAY['category:' || lower(_f.category), 'paid:' || _f.requires_paid::text]
-                               || ARRAY(SELECT 'tag:' || lower(t) FROM unnest(_f.tags) AS t)
-                               || ARRAY(SELECT 'word:' || w FROM regexp_split_to_table(
-                                        lower(coalesce(_f.description, '') || ' ' || _f.name), '[^a-z0-9]+') AS w
-                                        WHERE length(w) >= 3),
-                             ARRAY[3.0, 0.5]::float8[]
-                               || array_fill(1.5::float8, ARRAY[cardinality(_f.tags)])
-                               || ARRAY(SELECT 0.5::float8 FROM regexp_split_to_table(
-                                        lower(coalesce(_f.description, '') || ' ' || _f.name), '[^a-z0-9]+') AS w
-                                        WHERE length(w) >= 3)) END;
+        _content := reco._content_embedding(_f.category, _f.tags, _f.requires_paid,
+                                            coalesce(_f.description, '') || ' ' || _f.name, _f.embedding);
     END IF;
     RETURN QUERY
     SELECT (row_number() OVER (ORDER BY e.content <=> _content, g.feature_id))::int, g.feature_id,
