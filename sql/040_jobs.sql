@@ -92,6 +92,8 @@ BEGIN
     WHERE i.tenant_id = p_tenant_id
     GROUP BY s.attribute, s.value, i.feature_key;
     GET DIAGNOSTICS _n = ROW_COUNT;
+    ANALYZE reco.segments;
+    ANALYZE reco.feature_stats;
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_feature_stats(int) IS 'job body: rebuild reco.segments and reco.feature_stats for a tenant';
@@ -116,6 +118,7 @@ BEGIN
                                    AND st.value = seg.value AND st.feature_key = f.feature_key
     WHERE seg.tenant_id = p_tenant_id AND seg.attribute <> '*';
     GET DIAGNOSTICS _n = ROW_COUNT;
+    ANALYZE reco.cohort_priors;
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_cohort_priors(int) IS 'job body: rebuild reco.cohort_priors from reco.feature_stats';
@@ -223,6 +226,8 @@ BEGIN
     WHERE s.tenant_id = p_tenant_id AND s.strength > 0
     GROUP BY s.user_key;
     GET DIAGNOSTICS _n = ROW_COUNT;
+    -- statistics before the swap: plans made right after it must know the table's size
+    ANALYZE reco._user_vectors_new;
     ALTER TABLE reco._user_vectors_new ADD CONSTRAINT user_vectors_new_pkey PRIMARY KEY (tenant_id, user_key);
     CREATE INDEX user_vectors_new_embedding_idx ON reco._user_vectors_new
         USING hnsw (embedding vector_cosine_ops);
@@ -298,6 +303,9 @@ BEGIN
                           AND n.feature_key = a.feature_key AND n.neighbor_key = b.feature_key)
     ) AS c
     WHERE have + r <= _k;
+    ANALYZE reco.feature_cooccurrence;
+    ANALYZE reco.feature_neighbors;
+    ANALYZE reco.feature_embeddings;
     RETURN _n + (SELECT count(*) FROM reco.feature_neighbors
                  WHERE tenant_id = p_tenant_id AND source = 'content');
 END $$;
@@ -330,6 +338,7 @@ BEGIN
     FROM reco.exposures WHERE tenant_id = p_tenant_id
     GROUP BY segment, feature_key;
     GET DIAGNOSTICS _n = ROW_COUNT;
+    ANALYZE reco.bandit_arms;
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures and reco.events';
