@@ -177,6 +177,8 @@ DECLARE
     _svd_ok boolean;
     _n bigint;
 BEGIN
+    -- user_vectors is one table for all tenants and is swapped whole: one tenant at a time
+    PERFORM pg_advisory_xact_lock(7281101);
     -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
     DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
