@@ -16,29 +16,23 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from app.db import with_dbname
 from app.migrate import migrate
+
+
+def bench_name(url: str) -> str:
+    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_bench"
 
 
 def bench_database(url: str) -> str:
     """Drop and create ``<db>_bench`` next to the database of ``url``; return its URL."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    name = f"{info.get('dbname') or 'reco'}_bench"
+    name = bench_name(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    bench_url = psycopg.conninfo.make_conninfo(url, dbname=name)
-    migrate(_as_uri(bench_url, url, name))
-    return _as_uri(bench_url, url, name)
-
-
-def _as_uri(conninfo: str, original: str, dbname: str) -> str:
-    """Alembic wants a URI: rebuild one when the original was a URI."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" not in original:
-        return conninfo
-    p = urlsplit(original)
-    return urlunsplit((p.scheme, p.netloc, "/" + dbname, p.query, p.fragment))
+    bench_url = with_dbname(url, name)
+    migrate(bench_url)
+    return bench_url
 
 
 @dataclass

@@ -343,7 +343,7 @@ def bench_sql(
     if reuse:
         from app.migrate import migrate as run_migrate
 
-        url = bench._as_uri(base, base, _bench_name(base))
+        url = db.with_dbname(base, bench.bench_name(base))
         run_migrate(url)
     else:
         url = bench.bench_database(base)
@@ -366,12 +366,6 @@ def bench_sql(
                   f"[bold]p50 {bench.percentile(ms, 0.5):.2f} ms, p99 {bench.percentile(ms, 0.99):.2f} ms[/bold], "
                   f"mean {sum(ms) / len(ms):.2f} ms, max {max(ms):.1f} ms")
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
-
-
-def _bench_name(url: str) -> str:
-    import psycopg
-
-    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_bench"
 
 
 # --------------------------------------------------------------------------------------------

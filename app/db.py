@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import psycopg
 from psycopg.rows import dict_row
 
@@ -40,3 +42,11 @@ def sqlalchemy_url(url: str) -> str:
 
 def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
     return psycopg.connect(url or database_url(), row_factory=dict_row, **kwargs)
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server, another database (libpq URI or key=value conninfo)."""
+    if "://" not in url:
+        return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, "/" + dbname, p.query, p.fragment))

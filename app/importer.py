@@ -234,10 +234,9 @@ def _write_rejected(conn, stage, path: Path, file_columns: list[str], rejected,
     writer = csv.writer(buf, delimiter=delimiter)
     writer.writerow(["file_line", "field", "reason", *file_columns])
     for rec in cur:
-        values = list(rec.values()) if isinstance(rec, dict) else list(rec)
-        line = values[0]
+        line, *values = rec
         fld, reason = by_line[line]
-        writer.writerow([line + (1 if has_header else 0), fld, reason, *values[1:]])
+        writer.writerow([line + (1 if has_header else 0), fld, reason, *values])
     out.write_text(buf.getvalue())
     return out
 

@@ -43,21 +43,17 @@ def _checksum(path: Path) -> str:
 
 
 def alembic_revision(conn: psycopg.Connection) -> str | None:
-    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
-    if not exists or not _first(exists):
+    if not conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]:
         return None
     row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
-    return _first(row) if row else None
+    return row[0] if row else None
 
 
 def pending_sql(conn: psycopg.Connection) -> list[str]:
     """The sql/ files whose checksum differs from the applied one (or that are new)."""
-    if not _first(conn.execute("SELECT to_regclass('reco.sql_files') IS NOT NULL").fetchone()):
+    if not conn.execute("SELECT to_regclass('reco.sql_files') IS NOT NULL").fetchone()[0]:
         return [p.name for p in sql_files()]
-    applied = {
-        _first(r): r["checksum"] if isinstance(r, dict) else r[1]
-        for r in conn.execute("SELECT filename, checksum FROM reco.sql_files").fetchall()
-    }
+    applied = dict(conn.execute("SELECT filename, checksum FROM reco.sql_files").fetchall())
     return [p.name for p in sql_files() if applied.get(p.name) != _checksum(p)]
 
 
@@ -98,8 +94,3 @@ def is_current(conn: psycopg.Connection) -> bool:
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     return alembic_revision(conn) == head and not pending_sql(conn)
 
-
-def _first(row):
-    if row is None:
-        return None
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]

@@ -15,7 +15,9 @@ DIM = 64
 
 
 def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
-    """Write method='svd' rows to reco.feature_factors for each tenant with > DIM active features."""
+    """Write method='svd' rows to reco.feature_factors for each tenant with > DIM active features.
+
+    ``conn`` returns dict rows (as in jobs.runner)."""
     tenants = conn.execute(
         """SELECT t.tenant_id FROM reco.tenants t
            WHERE (%s::text IS NULL OR t.slug = %s)
@@ -23,20 +25,20 @@ def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
         (tenant, tenant, DIM)).fetchall()
     written = 0
     for row in tenants:
-        tid = row["tenant_id"] if isinstance(row, dict) else row[0]
-        keys = [r[0] if not isinstance(r, dict) else r["feature_key"] for r in conn.execute(
+        tid = row["tenant_id"]
+        keys = [r["feature_key"] for r in conn.execute(
             "SELECT feature_key FROM reco.features WHERE tenant_id = %s AND active ORDER BY feature_key",
             (tid,)).fetchall()]
         index = {k: i for i, k in enumerate(keys)}
         gram = np.zeros((len(keys), len(keys)))
         cur = conn.execute(
-            """SELECT a.feature_key, b.feature_key, sum(a.strength * b.strength)
+            """SELECT a.feature_key AS a, b.feature_key AS b, sum(a.strength * b.strength) AS dot
                FROM reco.interaction_strengths a
                JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
                WHERE a.tenant_id = %s AND b.tenant_id = %s
                GROUP BY 1, 2""", (tid, tid))
         for rec in cur:
-            a, b, dot = rec.values() if isinstance(rec, dict) else rec
+            a, b, dot = rec["a"], rec["b"], rec["dot"]
             if a in index and b in index:
                 gram[index[a], index[b]] = dot
         _, vecs = np.linalg.eigh(gram)

@@ -110,6 +110,22 @@ BEGIN
     END IF;
 END $$;
 
+-- The segment whose popularity and bandit arms serve a user: the first segment attribute (in
+-- the order of setting segment_attributes) whose segment has min_segment_users, else '*'.
+CREATE OR REPLACE FUNCTION reco._serving_segment(p_tenant_id int, p_paid boolean, p_attributes jsonb,
+                                                 p_names text[], p_min_users int)
+RETURNS TABLE (attribute text, value text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(min(x.attribute), '*'), coalesce(min(x.value), '*') FROM (
+        SELECT s.attribute, s.value
+        FROM reco._user_segments(p_paid, p_attributes, p_names) WITH ORDINALITY AS s(attribute, value, o)
+        JOIN reco.segments g ON g.tenant_id = p_tenant_id AND g.attribute = s.attribute AND g.value = s.value
+        WHERE g.users >= p_min_users AND s.attribute <> '*'
+        ORDER BY s.o
+        LIMIT 1
+    ) AS x
+$$;
+
 -- ---------------------------------------------------------------------------------------
 -- recommend_features
 -- ---------------------------------------------------------------------------------------
@@ -130,8 +146,6 @@ DECLARE
     _segs text[][];
     _pop_attr text := '*';
     _pop_value text := '*';
-    _n_inter int := 0;
-    _explore boolean;
     _recent text[];
 BEGIN
     PERFORM reco._check_options(p_k, p_options,
@@ -153,26 +167,21 @@ BEGIN
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
     _names := ARRAY(SELECT jsonb_array_elements_text(_cfg -> 'segment_attributes'));
     IF _user.user_key IS NOT NULL THEN
-        SELECT count(*) INTO _n_inter FROM reco.interactions i
-        WHERE i.tenant_id = _tid AND i.user_key = _user.user_key;
-        -- the most specific segment that is large enough: its popularity and bandit arms
-        SELECT s.attribute, s.value INTO _pop_attr, _pop_value
-        FROM reco._user_segments(_user.paid, _user.attributes, _names) WITH ORDINALITY AS s(attribute, value, o)
-        JOIN reco.segments g ON g.tenant_id = _tid AND g.attribute = s.attribute AND g.value = s.value
-        WHERE g.users >= (_cfg ->> 'min_segment_users')::int
-        ORDER BY (s.attribute <> '*') DESC, s.o
-        LIMIT 1;
-        _pop_attr := coalesce(_pop_attr, '*');
-        _pop_value := coalesce(_pop_value, '*');
+        SELECT g.attribute, g.value INTO _pop_attr, _pop_value
+        FROM reco._serving_segment(_tid, _user.paid, _user.attributes, _names,
+                                   (_cfg ->> 'min_segment_users')::int) AS g;
     END IF;
-    _explore := coalesce((p_options ->> 'explore')::boolean, _n_inter < (_cfg ->> 'explore_below')::int)
-                AND (_w ->> 'explore')::float8 > 0;
 
     RETURN QUERY
     WITH mine AS (
         SELECT i.feature_key, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
         FROM reco.interactions i
         WHERE i.tenant_id = _tid AND i.user_key = _user.user_key
+    ), ctx AS (
+        -- exploration for users with few interactions (counted from the rows read above)
+        SELECT coalesce((p_options ->> 'explore')::boolean, count(*) < (_cfg ->> 'explore_below')::int)
+               AND (_w ->> 'explore')::float8 > 0 AS exploring
+        FROM mine
     ), itemcf AS (
         SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s,
                (array_agg(f.feature_id ORDER BY m.strength * n.score DESC))[1:3] AS because
@@ -245,12 +254,14 @@ BEGIN
                          WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
                            AND st.feature_key = c.fk), 0) AS popularity,
                m.strength IS NOT NULL AS seen,
-               CASE WHEN _explore THEN coalesce(
+               ctx.exploring,
+               CASE WHEN ctx.exploring THEN coalesce(
                    (SELECT reco.beta_sample(b.alpha, b.beta) FROM reco.bandit_arms b
                     WHERE b.tenant_id = _tid AND b.segment = _pop_attr || '=' || _pop_value
                       AND b.feature_key = c.fk),
                    reco.beta_sample(1, 1)) ELSE 0 END AS explore
         FROM candidates c
+        CROSS JOIN ctx
         JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = c.fk
         LEFT JOIN itemcf ic ON ic.fk = c.fk
         LEFT JOIN usercf uc ON uc.fk = c.fk
@@ -294,7 +305,7 @@ BEGIN
                'prior', round(coalesce(d.c_prior, 0)::numeric, 4),
                'popularity', round(coalesce(d.c_pop, 0)::numeric, 4),
                'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(d.c_session, 0)::numeric, 4) END,
-               'explore', CASE WHEN _explore THEN round(d.c_explore::numeric, 4) END,
+               'explore', CASE WHEN d.exploring THEN round(d.c_explore::numeric, 4) END,
                'because', CASE WHEN d.c_itemcf > 0 THEN to_jsonb(d.because) END,
                'seen', d.seen,
                'segment', _pop_attr || '=' || _pop_value,
@@ -451,7 +462,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _user record;
-    _segment text := '*=*';
+    _segment text;
     _n int;
 BEGIN
     IF reco._missing(p_request_id) OR reco._missing(p_user_id) THEN
@@ -462,14 +473,9 @@ BEGIN
     ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
     SELECT u.user_key, u.paid, u.attributes INTO _user
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
-    SELECT s.attribute || '=' || s.value INTO _segment
-    FROM reco._user_segments(_user.paid, _user.attributes, reco._segment_attributes(_tid))
-         WITH ORDINALITY AS s(attribute, value, o)
-    JOIN reco.segments g ON g.tenant_id = _tid AND g.attribute = s.attribute AND g.value = s.value
-    WHERE g.users >= reco.setting('min_segment_users', _tid)::int
-    ORDER BY (s.attribute <> '*') DESC, s.o
-    LIMIT 1;
-    _segment := coalesce(_segment, '*=*');
+    SELECT g.attribute || '=' || g.value INTO _segment
+    FROM reco._serving_segment(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
+                               reco.setting('min_segment_users', _tid)::int) AS g;
 
     WITH shown AS (
         INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant)

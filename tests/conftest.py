@@ -16,22 +16,17 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from app.db import with_dbname
 from app.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
-
-
-def with_dbname(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
 def _docker_engine_answers() -> bool:

@@ -277,3 +277,20 @@ def test_feedback_loop_exposure_then_use_moves_the_bandit(world):
     world.execute("CALL reco.run_job('bandit')")
     assert arm("c")["alpha"] == 2 and arm("c")["beta"] == 1
     assert arm("d")["alpha"] == 1 and arm("d")["beta"] == 2
+
+
+def test_catalog_larger_than_the_vector_dimension_gets_svd_factors(conn, db_url):
+    """70 active features > 64 dims: `reco jobs run embeddings` writes SVD factors, users get vectors."""
+    from jobs.runner import run_job
+
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(
+        [{"feature_id": f"f{i}", "category": f"c{i % 7}"} for i in range(70)]),))
+    ingest(conn, [(f"U{u}", f"f{(u * 3 + j) % 70}") for u in range(40) for j in range(3)])
+    runs = run_job(db_url, "embeddings")
+    assert [r["status"] for r in runs] == ["succeeded"]
+    methods = conn.execute("SELECT method, count(*) AS n FROM reco.feature_factors GROUP BY 1").fetchall()
+    assert methods == [{"method": "svd", "n": 70}]
+    assert conn.execute("SELECT count(*) AS n FROM reco.user_vectors").fetchone()["n"] == 40
+    # the SQL job alone (pg_cron) keeps the SVD factors
+    conn.execute("CALL reco.run_job('embeddings')")
+    assert conn.execute("SELECT DISTINCT method FROM reco.feature_factors").fetchone()["method"] == "svd"
