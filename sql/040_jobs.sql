@@ -47,15 +47,34 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT ARRAY(SELECT jsonb_array_elements_text(reco.setting('segment_attributes', p_tenant_id)))
 $$;
 
--- the (attribute, value) pairs of one user: ('*', '*') first, then one per segment attribute
-CREATE OR REPLACE FUNCTION reco._user_segments(p_paid boolean, p_attributes jsonb, p_names text[])
-RETURNS TABLE (attribute text, value text)
+-- the (attribute, value) pairs of one user: ('*', '*') first (ord 0), then one per segment
+-- attribute the user has, in the order of p_names (inlined by the planner: keep it one SELECT)
+DROP FUNCTION IF EXISTS reco._user_segments(boolean, jsonb, text[]) CASCADE;
+CREATE FUNCTION reco._user_segments(p_paid boolean, p_attributes jsonb, p_names text[])
+RETURNS TABLE (attribute text, value text, ord bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '*', '*'
+    SELECT '*', '*', 0
     UNION ALL
-    SELECT a, CASE WHEN a = 'paid' THEN p_paid::text ELSE p_attributes ->> a END
-    FROM unnest(p_names) AS a
-    WHERE (CASE WHEN a = 'paid' THEN p_paid::text ELSE p_attributes ->> a END) IS NOT NULL
+    SELECT n.a, CASE WHEN n.a = 'paid' THEN p_paid::text ELSE p_attributes ->> n.a END, n.o
+    FROM unnest(p_names) WITH ORDINALITY AS n(a, o)
+    WHERE (CASE WHEN n.a = 'paid' THEN p_paid::text ELSE p_attributes ->> n.a END) IS NOT NULL
+$$;
+
+-- The segments of one user for serving: every (attribute, value) the user has (the cohort
+-- prior multiplies over them) and the first of them, in the order of setting
+-- segment_attributes, whose segment has p_min_users users (popularity and bandit arms are
+-- read there), else ('*', '*'). Used by recommend_features and log_exposures alike.
+CREATE OR REPLACE FUNCTION reco._serving_segments(p_tenant_id int, p_paid boolean, p_attributes jsonb,
+                                                  p_names text[], p_min_users int)
+RETURNS TABLE (attributes text[], vals text[], serving_attribute text, serving_value text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(s.attribute ORDER BY s.ord), '{}'),
+           coalesce(array_agg(s.value ORDER BY s.ord), '{}'),
+           coalesce((array_agg(s.attribute ORDER BY s.ord) FILTER (WHERE g.users >= p_min_users))[1], '*'),
+           coalesce((array_agg(s.value ORDER BY s.ord) FILTER (WHERE g.users >= p_min_users))[1], '*')
+    FROM reco._user_segments(p_paid, p_attributes, p_names) AS s
+    LEFT JOIN reco.segments g ON g.tenant_id = p_tenant_id AND g.attribute = s.attribute AND g.value = s.value
+    WHERE s.attribute <> '*'
 $$;
 
 -- ---------------------------------------------------------------------------------------
@@ -169,6 +188,19 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     ) AS t
 $$;
 
+-- The comments of reco.user_vectors: the embeddings job swaps the table, so it re-applies them.
+CREATE OR REPLACE FUNCTION reco._describe_user_vectors()
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    COMMENT ON TABLE reco.user_vectors IS
+        'one row per user with interactions, rebuilt by the embeddings job: the vector for nearest-user search (HNSW, cosine) and the user''s row of R';
+    COMMENT ON COLUMN reco.user_vectors.embedding IS 'normalise(Σ strength · feature factor): the exact normalised row of R when the catalog fits 64 dims';
+    COMMENT ON COLUMN reco.user_vectors.feature_keys IS 'the features of the user''s row of R, as of the job (UserCF reads the nearest users'' rows here)';
+    COMMENT ON COLUMN reco.user_vectors.strengths IS 'R(user, feature) = sqrt(weight / the user''s largest weight), aligned with feature_keys';
+END $$;
+SELECT reco._describe_user_vectors();
+
 CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -219,10 +251,11 @@ BEGIN
     DROP TABLE IF EXISTS reco._user_vectors_new;
     CREATE TABLE reco._user_vectors_new (LIKE reco.user_vectors INCLUDING DEFAULTS);
     INSERT INTO reco._user_vectors_new
-    SELECT tenant_id, user_key, embedding FROM reco.user_vectors WHERE tenant_id <> p_tenant_id;
-    INSERT INTO reco._user_vectors_new (tenant_id, user_key, embedding)
+    SELECT * FROM reco.user_vectors WHERE tenant_id <> p_tenant_id;
+    INSERT INTO reco._user_vectors_new (tenant_id, user_key, embedding, feature_keys, strengths)
     SELECT p_tenant_id, s.user_key,
-           l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector))
+           l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)),
+           array_agg(s.feature_key ORDER BY s.feature_key), array_agg(s.strength::real ORDER BY s.feature_key)
     FROM reco.interaction_strengths s
     JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
     WHERE s.tenant_id = p_tenant_id AND s.strength > 0
@@ -237,8 +270,7 @@ BEGIN
     ALTER TABLE reco._user_vectors_new RENAME TO user_vectors;
     ALTER TABLE reco.user_vectors RENAME CONSTRAINT user_vectors_new_pkey TO user_vectors_pkey;
     ALTER INDEX reco.user_vectors_new_embedding_idx RENAME TO user_vectors_embedding_idx;
-    COMMENT ON TABLE reco.user_vectors IS
-        'one vector per user with interactions: normalise(Σ strength · feature factor); HNSW cosine index for nearest users';
+    PERFORM reco._describe_user_vectors();
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_embeddings(int) IS

@@ -110,21 +110,7 @@ BEGIN
     END IF;
 END $$;
 
--- The segment whose popularity and bandit arms serve a user: the first segment attribute (in
--- the order of setting segment_attributes) whose segment has min_segment_users, else '*'.
-CREATE OR REPLACE FUNCTION reco._serving_segment(p_tenant_id int, p_paid boolean, p_attributes jsonb,
-                                                 p_names text[], p_min_users int)
-RETURNS TABLE (attribute text, value text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(min(x.attribute), '*'), coalesce(min(x.value), '*') FROM (
-        SELECT s.attribute, s.value
-        FROM reco._user_segments(p_paid, p_attributes, p_names) WITH ORDINALITY AS s(attribute, value, o)
-        JOIN reco.segments g ON g.tenant_id = p_tenant_id AND g.attribute = s.attribute AND g.value = s.value
-        WHERE g.users >= p_min_users AND s.attribute <> '*'
-        ORDER BY s.o
-        LIMIT 1
-    ) AS x
-$$;
+DROP FUNCTION IF EXISTS reco._serving_segment(int, boolean, jsonb, text[], int);
 
 -- ---------------------------------------------------------------------------------------
 -- recommend_features
@@ -135,61 +121,81 @@ CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAU
                                                    p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL SAFE
--- planning the scoring query costs more than running it: plan it once per session
-SET plan_cache_mode = force_generic_plan AS $$
+-- Planning the scoring query costs more than running it: it is planned once per session (a
+-- generic plan). A generic plan cannot know that one user touches a handful of rows, so it is
+-- made for index access only (on small tables the planner would otherwise prefer scanning and
+-- hashing whole tables, which is what grows with the catalog and the user base), and never JIT.
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _cfg jsonb;
-    _w jsonb;
-    _user record;
+    _w_itemcf float8;
+    _w_usercf float8;
+    _w_prior float8;
+    _w_pop float8;
+    _w_session float8;
+    _w_explore float8;
+    _seen_factor float8;
+    _lambda float8;
+    _neighbors int;
+    _candidates int;
+    _explore_below int;
+    _distinct boolean := coalesce((p_options ->> 'distinct_categories')::boolean, false);
+    _user_key int;
+    _paid boolean := false;
+    _attrs jsonb;
     _names text[];
-    _segs text[][];
+    _seg_attr text[] := '{}';
+    _seg_value text[] := '{}';
+    _segment text := '*=*';
     _pop_attr text := '*';
     _pop_value text := '*';
-    _recent text[];
+    _recent text[] := '{}';
 BEGIN
-    PERFORM reco._check_options(p_k, p_options,
-        '{exclude_seen,recent,explore,weights,seed,distinct_categories}');
+    IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
+        PERFORM reco._check_options(p_k, p_options,
+            '{exclude_seen,recent,explore,weights,seed,distinct_categories}');
+        IF (p_options ->> 'seed') IS NOT NULL THEN
+            PERFORM setseed((p_options ->> 'seed')::float8);
+        END IF;
+        _recent := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'recent', '[]')));
+    END IF;
     SELECT jsonb_object_agg(d.key, coalesce(s.value, d.default_value)) INTO _cfg
     FROM reco.setting_definitions d
     LEFT JOIN reco.settings s ON s.tenant_id = _tid AND s.key = d.key;
-    _w := jsonb_build_object(
-        'itemcf', _cfg -> 'weight_itemcf', 'usercf', _cfg -> 'weight_usercf',
-        'prior', _cfg -> 'weight_prior', 'popularity', _cfg -> 'weight_popularity',
-        'session', _cfg -> 'weight_session', 'explore', _cfg -> 'weight_explore')
-        || coalesce(p_options -> 'weights', '{}');
-    _recent := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'recent', '[]')));
-    IF (p_options ->> 'seed') IS NOT NULL THEN
-        PERFORM setseed((p_options ->> 'seed')::float8);
-    END IF;
+    -- typed once: the scoring query reads plain parameters, not JSON, per row
+    _w_itemcf := coalesce((p_options #>> '{weights,itemcf}')::float8, (_cfg ->> 'weight_itemcf')::float8);
+    _w_usercf := coalesce((p_options #>> '{weights,usercf}')::float8, (_cfg ->> 'weight_usercf')::float8);
+    _w_prior := coalesce((p_options #>> '{weights,prior}')::float8, (_cfg ->> 'weight_prior')::float8);
+    _w_pop := coalesce((p_options #>> '{weights,popularity}')::float8, (_cfg ->> 'weight_popularity')::float8);
+    _w_session := coalesce((p_options #>> '{weights,session}')::float8, (_cfg ->> 'weight_session')::float8);
+    _w_explore := coalesce((p_options #>> '{weights,explore}')::float8, (_cfg ->> 'weight_explore')::float8);
+    _seen_factor := (_cfg ->> 'seen_factor')::float8;
+    _lambda := (_cfg ->> 'mmr_lambda')::float8;
+    _neighbors := (_cfg ->> 'user_neighbors')::int;
+    _candidates := (_cfg ->> 'candidates')::int;
+    _explore_below := (_cfg ->> 'explore_below')::int;
 
-    SELECT u.user_key, u.paid, u.attributes INTO _user
+    SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
-    _names := ARRAY(SELECT jsonb_array_elements_text(_cfg -> 'segment_attributes'));
-    IF _user.user_key IS NOT NULL THEN
-        SELECT g.attribute, g.value INTO _pop_attr, _pop_value
-        FROM reco._serving_segment(_tid, _user.paid, _user.attributes, _names,
-                                   (_cfg ->> 'min_segment_users')::int) AS g;
+    IF _user_key IS NOT NULL THEN
+        _names := ARRAY(SELECT jsonb_array_elements_text(_cfg -> 'segment_attributes'));
+        SELECT g.attributes, g.vals, g.serving_attribute, g.serving_value
+        INTO _seg_attr, _seg_value, _pop_attr, _pop_value
+        FROM reco._serving_segments(_tid, _paid, _attrs, _names, (_cfg ->> 'min_segment_users')::int) AS g;
+        _segment := _pop_attr || '=' || _pop_value;
     END IF;
 
     RETURN QUERY
-    WITH mine AS (
-        SELECT i.feature_key, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
+    WITH mine AS MATERIALIZED (
+        SELECT i.feature_key AS fk, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
         FROM reco.interactions i
-        WHERE i.tenant_id = _tid AND i.user_key = _user.user_key
-    ), ctx AS (
-        -- exploration for users with few interactions (counted from the rows read above)
-        SELECT coalesce((p_options ->> 'explore')::boolean, count(*) < (_cfg ->> 'explore_below')::int)
-               AND (_w ->> 'explore')::float8 > 0 AS exploring
-        FROM mine
+        WHERE i.tenant_id = _tid AND i.user_key = _user_key
     ), itemcf AS (
         SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s,
-               (array_agg(f.feature_id ORDER BY m.strength * n.score DESC))[1:3] AS because
+               (array_agg(m.fk ORDER BY m.strength * n.score DESC))[1:3] AS because
         FROM mine m
-        CROSS JOIN LATERAL (SELECT nn.neighbor_key, nn.score FROM reco.feature_neighbors nn
-                            WHERE nn.tenant_id = _tid AND nn.feature_key = m.feature_key) AS n
-        CROSS JOIN LATERAL (SELECT ff.feature_id FROM reco.features ff
-                            WHERE ff.tenant_id = _tid AND ff.feature_key = m.feature_key) AS f
+        JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = m.fk
         GROUP BY n.neighbor_key
     ), session AS (
         SELECT n.neighbor_key AS fk, sum(n.score) AS s
@@ -200,119 +206,126 @@ BEGIN
     ), query AS (
         SELECT l2_normalize(sum(ff.factor * array_fill(m.strength::real, ARRAY[64])::vector)) AS v
         FROM mine m
-        JOIN reco.feature_factors ff ON ff.tenant_id = _tid AND ff.feature_key = m.feature_key
-        WHERE (_w ->> 'usercf')::float8 > 0
-    ), nearest AS (
-        SELECT uv.user_key, 1 - (uv.embedding <=> q.v) AS sim
-        FROM query q
-        CROSS JOIN LATERAL (
-            SELECT v.user_key, v.embedding FROM reco.user_vectors v
-            WHERE v.tenant_id = _tid AND v.user_key <> _user.user_key
-            ORDER BY v.embedding <=> q.v
-            LIMIT (_cfg ->> 'user_neighbors')::int
-        ) AS uv
-        WHERE q.v IS NOT NULL
+        JOIN reco.feature_factors ff ON ff.tenant_id = _tid AND ff.feature_key = m.fk
+        WHERE _w_usercf > 0
     ), usercf AS (
-        SELECT t.feature_key AS fk, sum(nb.sim * t.strength) AS s
-        FROM nearest nb
-        CROSS JOIN LATERAL (
-            SELECT i.feature_key, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
-            FROM reco.interactions i
-            WHERE i.tenant_id = _tid AND i.user_key = nb.user_key
-        ) AS t
+        -- the nearest users' rows of R are stored with their vectors: no further reads
+        SELECT t.fk, sum(nb.sim * t.strength) AS s
+        FROM (
+            SELECT uv.feature_keys, uv.strengths, 1 - (uv.embedding <=> q.v) AS sim
+            FROM query q
+            CROSS JOIN LATERAL (
+                SELECT v.embedding, v.feature_keys, v.strengths FROM reco.user_vectors v
+                WHERE v.tenant_id = _tid AND v.user_key <> _user_key
+                ORDER BY v.embedding <=> q.v
+                LIMIT _neighbors
+            ) AS uv
+            WHERE q.v IS NOT NULL
+        ) AS nb
+        CROSS JOIN LATERAL unnest(nb.feature_keys, nb.strengths) AS t(fk, strength)
         WHERE nb.sim > 0
-        GROUP BY t.feature_key
-    ), segs AS (
-        SELECT s.attribute, s.value
-        FROM reco._user_segments(_user.paid, _user.attributes, _names) AS s
-        WHERE s.attribute <> '*' AND _user.user_key IS NOT NULL
-    ), popular AS (
-        SELECT st.feature_key AS fk, st.popularity * (0.5 + 0.5 * st.success_rate) AS s
-        FROM reco.feature_stats st
-        WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
-        ORDER BY st.popularity DESC
-        LIMIT (_cfg ->> 'candidates')::int
-    ), prior_top AS (
-        SELECT DISTINCT p.feature_key AS fk
-        FROM segs
-        CROSS JOIN LATERAL (
-            SELECT cp.feature_key FROM reco.cohort_priors cp
-            WHERE cp.tenant_id = _tid AND cp.attribute = segs.attribute AND cp.value = segs.value
-            ORDER BY cp.prob DESC LIMIT (_cfg ->> 'candidates')::int
-        ) AS p
-    ), candidates AS (
-        SELECT fk FROM itemcf UNION SELECT fk FROM usercf UNION SELECT fk FROM session
-        UNION SELECT fk FROM popular UNION SELECT fk FROM prior_top
+        GROUP BY t.fk
+    ), signals AS MATERIALIZED (
+        -- one row per candidate: the collaborative signals, whether the user has used it, and
+        -- the popularity and priors read with the top of the segment's lists (which also add
+        -- candidates)
+        SELECT x.fk, sum(x.itemcf) AS itemcf, sum(x.usercf) AS usercf, sum(x.session) AS session,
+               bool_or(x.seen) AS seen, max(x.because) AS because, max(x.pop) AS pop,
+               sum(x.ln_prior) AS ln_prior, sum(x.n_prior) AS n_prior
+        FROM (
+            SELECT fk, s AS itemcf, 0 AS usercf, 0 AS session, false AS seen, because,
+                   NULL::float8 AS pop, 0::float8 AS ln_prior, 0 AS n_prior FROM itemcf
+            UNION ALL SELECT fk, 0, s, 0, false, NULL, NULL, 0, 0 FROM usercf
+            UNION ALL SELECT fk, 0, 0, s, false, NULL, NULL, 0, 0 FROM session
+            UNION ALL SELECT fk, 0, 0, 0, true, NULL, NULL, 0, 0 FROM mine
+            UNION ALL (SELECT st.feature_key, 0, 0, 0, false, NULL,
+                              st.popularity * (0.5 + 0.5 * st.success_rate), 0, 0
+                       FROM reco.feature_stats st
+                       WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
+                       ORDER BY st.popularity DESC LIMIT _candidates)
+            UNION ALL SELECT p.feature_key, 0, 0, 0, false, NULL, NULL, ln(p.prob), 1
+                      FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
+                      CROSS JOIN LATERAL (
+                          SELECT cp.feature_key, cp.prob FROM reco.cohort_priors cp
+                          WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
+                          ORDER BY cp.prob DESC LIMIT _candidates) AS p
+        ) AS x
+        GROUP BY x.fk
     ), scored AS (
-        SELECT f.feature_key, f.feature_id, f.category,
-               coalesce(ic.s, 0) AS itemcf, ic.because, coalesce(uc.s, 0) AS usercf,
-               coalesce(se.s, 0) AS session,
-               coalesce((SELECT exp(sum(ln(cp.prob))) FROM segs
-                         JOIN reco.cohort_priors cp ON cp.tenant_id = _tid AND cp.attribute = segs.attribute
-                              AND cp.value = segs.value AND cp.feature_key = c.fk), 0) AS prior,
-               coalesce((SELECT st.popularity * (0.5 + 0.5 * st.success_rate) FROM reco.feature_stats st
-                         WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
-                           AND st.feature_key = c.fk), 0) AS popularity,
-               m.strength IS NOT NULL AS seen,
-               ctx.exploring,
-               CASE WHEN ctx.exploring THEN coalesce(
+        SELECT f.feature_id, f.category, sg.itemcf, sg.because, sg.usercf, sg.session, sg.seen,
+               -- values not at the top of the segment's lists are looked up
+               CASE WHEN cardinality(_seg_attr) = 0 THEN 0
+                    WHEN sg.n_prior = cardinality(_seg_attr) THEN exp(sg.ln_prior) ELSE coalesce(
+                   (SELECT exp(sum(ln(c.prob)))
+                    FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
+                    CROSS JOIN LATERAL (SELECT cp.prob FROM reco.cohort_priors cp
+                                        WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute
+                                          AND cp.value = s.value AND cp.feature_key = sg.fk OFFSET 0) AS c), 0)
+               END AS prior,
+               coalesce(sg.pop, (SELECT st.popularity * (0.5 + 0.5 * st.success_rate) FROM reco.feature_stats st
+                                 WHERE st.tenant_id = _tid AND st.attribute = _pop_attr
+                                   AND st.value = _pop_value AND st.feature_key = sg.fk), 0) AS popularity,
+               ex.on AS exploring,
+               CASE WHEN ex.on THEN coalesce(
                    (SELECT reco.beta_sample(b.alpha, b.beta) FROM reco.bandit_arms b
-                    WHERE b.tenant_id = _tid AND b.segment = _pop_attr || '=' || _pop_value
-                      AND b.feature_key = c.fk),
+                    WHERE b.tenant_id = _tid AND b.segment = _segment AND b.feature_key = sg.fk),
                    reco.beta_sample(1, 1)) ELSE 0 END AS explore
-        FROM candidates c
-        CROSS JOIN ctx
-        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = c.fk
-        LEFT JOIN itemcf ic ON ic.fk = c.fk
-        LEFT JOIN usercf uc ON uc.fk = c.fk
-        LEFT JOIN session se ON se.fk = c.fk
-        LEFT JOIN mine m ON m.feature_key = c.fk
-        WHERE f.active AND (NOT f.requires_paid OR coalesce(_user.paid, false))
-          AND NOT (m.strength IS NOT NULL AND coalesce((p_options ->> 'exclude_seen')::boolean, false))
-    ), parts AS (
-        -- each component normalised over the candidates (max = 1), then weighted
-        SELECT sc.*,
-               (_w ->> 'itemcf')::float8 * sc.itemcf / nullif(max(sc.itemcf) OVER (), 0) AS c_itemcf,
-               (_w ->> 'usercf')::float8 * sc.usercf / nullif(max(sc.usercf) OVER (), 0) AS c_usercf,
-               (_w ->> 'prior')::float8 * sc.prior / nullif(max(sc.prior) OVER (), 0) AS c_prior,
-               (_w ->> 'popularity')::float8 * sc.popularity / nullif(max(sc.popularity) OVER (), 0) AS c_pop,
-               (_w ->> 'session')::float8 * sc.session / nullif(max(sc.session) OVER (), 0) AS c_session,
-               (_w ->> 'explore')::float8 * sc.explore AS c_explore
-        FROM scored sc
+        FROM signals sg
+        -- exploration for users with few interactions (counted from the rows read above)
+        CROSS JOIN (SELECT coalesce((p_options ->> 'explore')::boolean,
+                                    (SELECT count(*) FROM mine) < _explore_below)
+                           AND _w_explore > 0 AS on) AS ex
+        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = sg.fk
+        WHERE f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
+          AND NOT (sg.seen AND coalesce((p_options ->> 'exclude_seen')::boolean, false))
     ), totals AS (
-        SELECT p.*,
-               (coalesce(p.c_itemcf, 0) + coalesce(p.c_usercf, 0) + coalesce(p.c_prior, 0)
-                + coalesce(p.c_pop, 0) + coalesce(p.c_session, 0) + p.c_explore)
-               * CASE WHEN p.seen THEN (_cfg ->> 'seen_factor')::float8 ELSE 1 END AS total
-        FROM parts p
-    ), diversified AS (
+        -- each component normalised over the candidates (max = 1), then weighted
+        SELECT c.*, (coalesce(c.c_itemcf, 0) + coalesce(c.c_usercf, 0) + coalesce(c.c_prior, 0)
+                     + coalesce(c.c_pop, 0) + coalesce(c.c_session, 0) + c.c_explore)
+                    * CASE WHEN c.seen THEN _seen_factor ELSE 1 END AS total
+        FROM (
+            SELECT sc.*,
+                   _w_itemcf * sc.itemcf / nullif(max(sc.itemcf) OVER (), 0) AS c_itemcf,
+                   _w_usercf * sc.usercf / nullif(max(sc.usercf) OVER (), 0) AS c_usercf,
+                   _w_prior * sc.prior / nullif(max(sc.prior) OVER (), 0) AS c_prior,
+                   _w_pop * sc.popularity / nullif(max(sc.popularity) OVER (), 0) AS c_pop,
+                   _w_session * sc.session / nullif(max(sc.session) OVER (), 0) AS c_session,
+                   _w_explore * sc.explore AS c_explore
+            FROM scored sc
+        ) AS c
+    ), top AS (
         -- MMR on category with similarity 1 within a category, 0 across: greedy selection
         -- reduces to ordering by λ·s - (1 - λ)·[not the best of its category]
-        SELECT t.*, row_number() OVER (PARTITION BY t.category ORDER BY t.total DESC, t.feature_id) AS in_cat,
-               t.total / nullif(max(t.total) OVER (), 0) AS rel
-        FROM totals t
+        SELECT (row_number() OVER w)::int AS rank, d.*
+        FROM (SELECT t.*, row_number() OVER (PARTITION BY t.category ORDER BY t.total DESC, t.feature_id) > 1 AS repeat,
+                     max(t.total) OVER () AS best
+              FROM totals t) AS d
+        WINDOW w AS (ORDER BY CASE WHEN _distinct THEN d.repeat::int ELSE 0 END,
+                              _lambda * coalesce(d.total / nullif(d.best, 0), 0) - (1 - _lambda) * d.repeat::int DESC,
+                              d.total DESC, d.feature_id)
+        ORDER BY CASE WHEN _distinct THEN d.repeat::int ELSE 0 END,
+                 _lambda * coalesce(d.total / nullif(d.best, 0), 0) - (1 - _lambda) * d.repeat::int DESC,
+                 d.total DESC, d.feature_id
+        LIMIT p_k
     )
-    SELECT (row_number() OVER (ORDER BY
-                CASE WHEN coalesce((p_options ->> 'distinct_categories')::boolean, false)
-                     THEN (d.in_cat > 1)::int ELSE 0 END,
-                (_cfg ->> 'mmr_lambda')::float8 * coalesce(d.rel, 0)
-                    - (1 - (_cfg ->> 'mmr_lambda')::float8) * (d.in_cat > 1)::int DESC,
-                d.total DESC, d.feature_id))::int AS rank,
-           d.feature_id, d.total,
+    SELECT t.rank, t.feature_id, t.total,
            jsonb_strip_nulls(jsonb_build_object(
-               'itemcf', round(coalesce(d.c_itemcf, 0)::numeric, 4),
-               'usercf', round(coalesce(d.c_usercf, 0)::numeric, 4),
-               'prior', round(coalesce(d.c_prior, 0)::numeric, 4),
-               'popularity', round(coalesce(d.c_pop, 0)::numeric, 4),
-               'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(d.c_session, 0)::numeric, 4) END,
-               'explore', CASE WHEN d.exploring THEN round(d.c_explore::numeric, 4) END,
-               'because', CASE WHEN d.c_itemcf > 0 THEN to_jsonb(d.because) END,
-               'seen', d.seen,
-               'segment', _pop_attr || '=' || _pop_value,
-               'category', d.category)) AS reasons
-    FROM diversified d
-    ORDER BY rank
-    LIMIT p_k;
+               'itemcf', round(coalesce(t.c_itemcf, 0) * 10000) / 10000,
+               'usercf', round(coalesce(t.c_usercf, 0) * 10000) / 10000,
+               'prior', round(coalesce(t.c_prior, 0) * 10000) / 10000,
+               'popularity', round(coalesce(t.c_pop, 0) * 10000) / 10000,
+               'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(t.c_session, 0) * 10000) / 10000 END,
+               'explore', CASE WHEN t.exploring THEN round(t.c_explore * 10000) / 10000 END,
+               'because', CASE WHEN t.c_itemcf > 0 THEN
+                   (SELECT jsonb_agg(g.feature_id ORDER BY b.o)
+                    FROM unnest(t.because) WITH ORDINALITY AS b(fk, o)
+                    CROSS JOIN LATERAL (SELECT ff.feature_id FROM reco.features ff
+                                        WHERE ff.tenant_id = _tid AND ff.feature_key = b.fk OFFSET 0) AS g) END,
+               'seen', t.seen,
+               'segment', _segment,
+               'category', t.category)) AS reasons
+    FROM top t
+    ORDER BY t.rank;
 END $$;
 COMMENT ON FUNCTION reco.recommend_features(text, int, jsonb, text) IS
 $c$the features a user is most likely to use next: rank, feature_id, score and reasons (each component's
@@ -473,9 +486,9 @@ BEGIN
     ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
     SELECT u.user_key, u.paid, u.attributes INTO _user
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
-    SELECT g.attribute || '=' || g.value INTO _segment
-    FROM reco._serving_segment(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
-                               reco.setting('min_segment_users', _tid)::int) AS g;
+    SELECT g.serving_attribute || '=' || g.serving_value INTO _segment
+    FROM reco._serving_segments(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
+                                reco.setting('min_segment_users', _tid)::int) AS g;
 
     WITH shown AS (
         INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant)

@@ -63,8 +63,6 @@ COMMENT ON TABLE reco.feature_embeddings IS
     'content vector per feature: the client vector (folded to 64 dims) or a hashing-trick embedding of category, tags, paid flag and description';
 COMMENT ON TABLE reco.feature_factors IS
     'projection of each feature into the 64-dim user-vector space: one-hot (exact, ≤ 64 features), SVD (numpy) or random';
-COMMENT ON TABLE reco.user_vectors IS
-    'one vector per user with interactions: normalise(Σ strength · feature factor); HNSW cosine index for nearest users';
 COMMENT ON TABLE reco.exposures IS
     'what was shown to whom, when, in which experiment variant and segment, with the request id; used_at = first use within bandit_window';
 COMMENT ON TABLE reco.bandit_arms IS
