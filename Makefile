@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean stop
+.PHONY: demo test test-pg-cron lint bench clean stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# the suite again on PostgreSQL 15 with pg_cron (Debian packages; root): the pg_cron tests run
+test-pg-cron: $(VENV)/.installed-test
+	url=$$(.ci/pg-cron-server start) && RECO_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app jobs tests migrations
