@@ -409,7 +409,21 @@ def run_jobs(name: str, tenant: str | None = None, url: str | None = None) -> li
             bar.update(tasks[job], total=1, completed=1,
                        description=f"{job} {run['status']}")
 
-        runs = run_job(url or db.database_url(), name, tenant, on_start=start, on_done=done)
+        printed: dict[str, tuple[str, int]] = {}
+
+        def progress(job: str, step: str) -> None:
+            from rich.markup import escape
+
+            bar.update(tasks[job], description=escape(step))
+            if not err.is_terminal:  # no live bar in a pipe or a log: a line per step (per 25 %)
+                what, _, pct = step.rpartition(" ")
+                key = (what, int(pct[:-1]) // 25) if pct.endswith("%") and pct[:-1].isdigit() else (step, 0)
+                if printed.get(job) != key:
+                    printed[job] = key
+                    err.print(f"  {step}", markup=False, highlight=False)
+
+        runs = run_job(url or db.database_url(), name, tenant, on_start=start, on_done=done,
+                       on_progress=progress)
     for r in runs:
         console.print(f"{r['job']:<18} {r['tenant']:<10} {r['status']:<10} "
                       f"{r['rows_written'] or 0:>10,} rows {r['seconds'] or 0:>7.1f} s"

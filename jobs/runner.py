@@ -3,6 +3,7 @@ foreground loop that keeps the tables fresh where pg_cron is absent (the embedde
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,24 +44,64 @@ def job_names(conn: psycopg.Connection) -> list[str]:
     return [j.name for j in list_jobs(conn)]
 
 
+class _IndexProgress(threading.Thread):
+    """Polls pg_stat_progress_create_index on its own connection while a job runs, so a long
+    index build (the HNSW index of the user vectors) reports how far it is."""
+
+    def __init__(self, url: str, pid: int, report: Callable[[str], None]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.pid, self.report = url, pid, report
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.done.wait(0.5):
+                row = conn.execute(
+                    """SELECT phase, blocks_done, blocks_total FROM pg_stat_progress_create_index
+                       WHERE pid = %s""", (self.pid,)).fetchone()
+                if row and row[2]:
+                    self.report(f"index build: {row[0]} {100 * row[1] // row[2]}%")
+
+
 def run_job(url: str, name: str, tenant: str | None = None,
             on_start: Callable[[str], None] | None = None,
-            on_done: Callable[[str, dict], None] | None = None) -> list[dict]:
+            on_done: Callable[[str, dict], None] | None = None,
+            on_progress: Callable[[str, str], None] | None = None) -> list[dict]:
     """CALL reco.run_job for one job or, for 'all', each job in order (so progress can be shown).
 
     For the embeddings job, a catalog larger than the vector dimension first gets SVD factors
     (numpy) so that user vectors approximate cosine better than the SQL random projection.
+    ``on_progress(job, step)`` receives the steps the jobs announce (NOTICE 'progress: <job>
+    [<tenant>]: <step>', passed on without its prefix) and how far an index build is.
     """
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        current = {"job": name}
+        if on_progress:
+            def notice(diag: psycopg.errors.Diagnostic) -> None:
+                msg = diag.message_primary or ""
+                if msg.startswith("progress: "):
+                    on_progress(current["job"], msg[len("progress: "):])
+            conn.add_notice_handler(notice)
         names = job_names(conn) if name == "all" else [name]
         results = []
         for job in names:
+            current["job"] = job
             if on_start:
                 on_start(job)
             before = conn.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
             if job == "embeddings":
                 write_svd_factors(conn, tenant)
-            conn.execute("CALL reco.run_job(%s, %s)", (job, tenant))
+            poller = None
+            if on_progress:
+                poller = _IndexProgress(url, conn.info.backend_pid,
+                                        lambda step, j=job: on_progress(j, f"{j}: {step}"))
+                poller.start()
+            try:
+                conn.execute("CALL reco.run_job(%s, %s)", (job, tenant))
+            finally:
+                if poller:
+                    poller.done.set()
+                    poller.join()
             runs = conn.execute(
                 """SELECT job, tenant, status, rows_written, message,
                           extract(epoch FROM finished_at - started_at)::float8 AS seconds

@@ -1,9 +1,10 @@
 """Feature factors by SVD, for catalogs larger than the user-vector dimension (numpy).
 
 The top right-singular vectors of R are the top eigenvectors of the Gram matrix RᵀR, which is
-small (features × features) and is summed in the database; projecting a user's row onto them
-keeps the user-to-user cosine as well as 64 dimensions can. With ≤ 64 features the SQL job uses
-exact one-hot factors and this step does nothing.
+small (features × features) and is the table reco.feature_cooccurrence (written by the
+feature_neighbors job, which runs first; computed here if it is empty); projecting a user's row
+onto them keeps the user-to-user cosine as well as 64 dimensions can. With ≤ 64 features the
+SQL job uses exact one-hot factors and this step does nothing.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
             (tid,)).fetchall()]
         index = {k: i for i, k in enumerate(keys)}
         gram = np.zeros((len(keys), len(keys)))
+        if not conn.execute("SELECT 1 FROM reco.feature_cooccurrence WHERE tenant_id = %s LIMIT 1",
+                            (tid,)).fetchone():
+            conn.execute("SELECT reco._refresh_cooccurrence(%s::int)", (tid,))
         cur = conn.execute(
-            """SELECT a.feature_key AS a, b.feature_key AS b, sum(a.strength * b.strength) AS dot
-               FROM reco.interaction_strengths a
-               JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
-               WHERE a.tenant_id = %s AND b.tenant_id = %s
-               GROUP BY 1, 2""", (tid, tid))
+            "SELECT feature_key AS a, other_key AS b, dot FROM reco.feature_cooccurrence WHERE tenant_id = %s",
+            (tid,))
         for rec in cur:
             a, b, dot = rec["a"], rec["b"], rec["dot"]
             if a in index and b in index:

@@ -18,10 +18,10 @@ INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, descript
      'popularity and success rate per feature, globally and per segment'),
     ('cohort_priors', 'reco.job_cohort_priors', '*/15 * * * *', '{feature_stats}', 3,
      'P(feature | attribute = value), Laplace-smoothed, for the segment attributes'),
-    ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{}', 4,
-     'feature content embeddings, feature factors and user vectors (HNSW) for nearest-user search'),
-    ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{embeddings}', 5,
+    ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{}', 4,
      'ItemCF: cosine between feature columns of the interaction matrix, top-K, plus content neighbours'),
+    ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
+     'feature content embeddings, feature factors (SVD of the co-occurrences above 64 features) and user vectors (HNSW) for nearest-user search'),
     ('bandit', 'reco.job_bandit', '0 * * * *', '{}', 6,
      'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
 ON CONFLICT (name) DO UPDATE
@@ -40,6 +40,14 @@ SELECT tenant_id, user_key, feature_key,
 FROM reco.interactions;
 COMMENT ON VIEW reco.interaction_strengths IS
     'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
+
+-- A step of a long job, as a NOTICE: psql shows it, `reco jobs run` turns it into progress.
+CREATE OR REPLACE FUNCTION reco._progress(p_job text, p_tenant_id int, p_step text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RAISE NOTICE 'progress: % [%]: %', p_job, (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id), p_step;
+END $$;
 
 CREATE OR REPLACE FUNCTION reco._segment_attributes(p_tenant_id int)
 RETURNS text[]
@@ -88,6 +96,7 @@ DECLARE
     _names text[] := reco._segment_attributes(p_tenant_id);
     _n bigint;
 BEGIN
+    PERFORM reco._progress('feature_stats', p_tenant_id, 'segments');
     DELETE FROM reco.segments WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.segments (tenant_id, attribute, value, users)
     SELECT p_tenant_id, s.attribute, s.value, count(*)
@@ -96,6 +105,7 @@ BEGIN
     WHERE u.tenant_id = p_tenant_id
     GROUP BY s.attribute, s.value;
 
+    PERFORM reco._progress('feature_stats', p_tenant_id, 'popularity and success rates');
     DELETE FROM reco.feature_stats WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_stats (tenant_id, attribute, value, feature_key, users, uses,
                                     successes, failures, popularity, success_rate)
@@ -188,18 +198,19 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     ) AS t
 $$;
 
--- The comments of reco.user_vectors: the embeddings job swaps the table, so it re-applies them.
-CREATE OR REPLACE FUNCTION reco._describe_user_vectors()
-RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    COMMENT ON TABLE reco.user_vectors IS
-        'one row per user with interactions, rebuilt by the embeddings job: the vector for nearest-user search (HNSW, cosine) and the user''s row of R';
-    COMMENT ON COLUMN reco.user_vectors.embedding IS 'normalise(Σ strength · feature factor): the exact normalised row of R when the catalog fits 64 dims';
-    COMMENT ON COLUMN reco.user_vectors.feature_keys IS 'the features of the user''s row of R, as of the job (UserCF reads the nearest users'' rows here)';
-    COMMENT ON COLUMN reco.user_vectors.strengths IS 'R(user, feature) = sqrt(weight / the user''s largest weight), aligned with feature_keys';
-END $$;
-SELECT reco._describe_user_vectors();
+-- The content embedding of every feature of a tenant, and whether it is the client's vector.
+CREATE OR REPLACE FUNCTION reco._content_embeddings(p_tenant_id int)
+RETURNS TABLE (feature_key int, content vector, source text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT f.feature_key,
+           reco._content_embedding(f.category, f.tags, f.requires_paid,
+                                   coalesce(f.description, '') || ' ' || f.name, f.embedding),
+           CASE WHEN f.embedding IS NOT NULL THEN 'client' ELSE 'content' END
+    FROM reco.features f
+    WHERE f.tenant_id = p_tenant_id
+$$;
+
+DROP FUNCTION IF EXISTS reco._describe_user_vectors();
 
 CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
 RETURNS bigint
@@ -207,23 +218,21 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _active int;
     _svd_ok boolean;
+    _part text := 'user_vectors_' || p_tenant_id;
+    _new text := '_user_vectors_' || p_tenant_id || '_new';
     _n bigint;
 BEGIN
-    -- user_vectors is one table for all tenants and is swapped whole: one tenant at a time
-    PERFORM pg_advisory_xact_lock(7281101);
     -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
+    PERFORM reco._progress('embeddings', p_tenant_id, 'content embeddings');
     DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
-    SELECT p_tenant_id, f.feature_key,
-           reco._content_embedding(f.category, f.tags, f.requires_paid,
-                                   coalesce(f.description, '') || ' ' || f.name, f.embedding),
-           CASE WHEN f.embedding IS NOT NULL THEN 'client' ELSE 'content' END
-    FROM reco.features f
-    WHERE f.tenant_id = p_tenant_id;
+    SELECT p_tenant_id, e.feature_key, e.content, e.source FROM reco._content_embeddings(p_tenant_id) AS e;
+    ANALYZE reco.feature_embeddings;
 
     -- 2. feature factors: one-hot (exact cosine) when the active catalog fits 64 dims; else the
     --    SVD factors written by `reco jobs run embeddings` if they cover the catalog; else a
     --    deterministic random projection (approximate cosine).
+    PERFORM reco._progress('embeddings', p_tenant_id, 'feature factors');
     SELECT count(*) INTO _active FROM reco.features WHERE tenant_id = p_tenant_id AND active;
     SELECT count(*) = _active AND _active > 0 INTO _svd_ok
     FROM reco.feature_factors ff
@@ -245,32 +254,40 @@ BEGIN
               FROM reco.features WHERE tenant_id = p_tenant_id AND active) AS f;
     END IF;
 
-    -- 3. user vectors: normalise(Σ strength · factor), rebuilt into a new table that replaces
-    --    the old one in a short transaction (HNSW is built once, not row by row; readers keep
-    --    the old vectors until the swap)
-    DROP TABLE IF EXISTS reco._user_vectors_new;
-    CREATE TABLE reco._user_vectors_new (LIKE reco.user_vectors INCLUDING DEFAULTS);
-    INSERT INTO reco._user_vectors_new
-    SELECT * FROM reco.user_vectors WHERE tenant_id <> p_tenant_id;
-    INSERT INTO reco._user_vectors_new (tenant_id, user_key, embedding, feature_keys, strengths)
-    SELECT p_tenant_id, s.user_key,
-           l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)),
-           array_agg(s.feature_key ORDER BY s.feature_key), array_agg(s.strength::real ORDER BY s.feature_key)
-    FROM reco.interaction_strengths s
-    JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
-    WHERE s.tenant_id = p_tenant_id AND s.strength > 0
-    GROUP BY s.user_key;
+    -- 3. user vectors: normalise(Σ strength · factor), with the user's row of R. The tenant's
+    --    partition is rebuilt as a new table (the HNSW index is built once, not row by row) that
+    --    replaces the old partition in a short lock at the end: readers keep the old vectors
+    --    until then, and other tenants' partitions are not touched.
+    PERFORM reco._progress('embeddings', p_tenant_id, 'user vectors');
+    EXECUTE format('DROP TABLE IF EXISTS reco.%I', _new);
+    EXECUTE format('CREATE TABLE reco.%I (LIKE reco.user_vectors INCLUDING DEFAULTS, '
+                   'CONSTRAINT %I CHECK (tenant_id = %s))', _new, _part || '_tenant_check', p_tenant_id);
+    EXECUTE format($q$
+        INSERT INTO reco.%I (tenant_id, user_key, embedding, feature_keys, strengths)
+        SELECT $1, s.user_key,
+               l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)),
+               array_agg(s.feature_key ORDER BY s.feature_key), array_agg(s.strength::real ORDER BY s.feature_key)
+        FROM reco.interaction_strengths s
+        JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
+        WHERE s.tenant_id = $1 AND s.strength > 0
+        GROUP BY s.user_key$q$, _new) USING p_tenant_id;
     GET DIAGNOSTICS _n = ROW_COUNT;
+    EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)', _new, _new || '_pkey');
+    PERFORM reco._progress('embeddings', p_tenant_id, 'HNSW index');
+    EXECUTE format('CREATE INDEX %I ON reco.%I USING hnsw (embedding vector_cosine_ops)',
+                   _new || '_embedding_idx', _new);
     -- statistics before the swap: plans made right after it must know the table's size
-    ANALYZE reco._user_vectors_new;
-    ALTER TABLE reco._user_vectors_new ADD CONSTRAINT user_vectors_new_pkey PRIMARY KEY (tenant_id, user_key);
-    CREATE INDEX user_vectors_new_embedding_idx ON reco._user_vectors_new
-        USING hnsw (embedding vector_cosine_ops);
-    DROP TABLE reco.user_vectors;
-    ALTER TABLE reco._user_vectors_new RENAME TO user_vectors;
-    ALTER TABLE reco.user_vectors RENAME CONSTRAINT user_vectors_new_pkey TO user_vectors_pkey;
-    ALTER INDEX reco.user_vectors_new_embedding_idx RENAME TO user_vectors_embedding_idx;
-    PERFORM reco._describe_user_vectors();
+    EXECUTE format('ANALYZE reco.%I', _new);
+    IF to_regclass('reco.' || _part) IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE reco.user_vectors DETACH PARTITION reco.%I', _part);
+        EXECUTE format('DROP TABLE reco.%I', _part);
+    END IF;
+    EXECUTE format('ALTER TABLE reco.%I RENAME TO %I', _new, _part);
+    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _new || '_pkey', _part || '_pkey');
+    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _new || '_embedding_idx', _part || '_embedding_idx');
+    EXECUTE format('ALTER TABLE reco.user_vectors ATTACH PARTITION reco.%I FOR VALUES IN (%s)', _part, p_tenant_id);
+    EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _part,
+                   format('reco.user_vectors of tenant %s', p_tenant_id));
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_embeddings(int) IS
@@ -279,6 +296,29 @@ COMMENT ON FUNCTION reco.job_embeddings(int) IS
 -- ---------------------------------------------------------------------------------------
 -- feature_neighbors: ItemCF cosine on the columns of R, top-K, plus content neighbours
 -- ---------------------------------------------------------------------------------------
+
+-- RᵀR: Σ over users of strength·strength for every pair of features used together (the diagonal
+-- holds each column's squared norm). The ItemCF cosines and the SVD factors are read from it.
+CREATE OR REPLACE FUNCTION reco._refresh_cooccurrence(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _n bigint;
+BEGIN
+    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'co-occurrences');
+    DELETE FROM reco.feature_cooccurrence WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_cooccurrence (tenant_id, feature_key, other_key, dot, users)
+    SELECT p_tenant_id, a.feature_key, b.feature_key, sum(a.strength * b.strength), count(*)
+    FROM reco.interaction_strengths a
+    JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
+    WHERE a.tenant_id = p_tenant_id AND b.tenant_id = p_tenant_id
+    GROUP BY a.feature_key, b.feature_key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    ANALYZE reco.feature_cooccurrence;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco._refresh_cooccurrence(int) IS
+    'internal: rebuild reco.feature_cooccurrence (RᵀR) for a tenant; used by the feature_neighbors job';
 
 CREATE OR REPLACE FUNCTION reco.job_feature_neighbors(p_tenant_id int)
 RETURNS bigint
@@ -289,14 +329,9 @@ DECLARE
     _min_users int := reco.setting('min_feature_users', p_tenant_id)::int;
     _n bigint;
 BEGIN
-    DELETE FROM reco.feature_cooccurrence WHERE tenant_id = p_tenant_id;
-    INSERT INTO reco.feature_cooccurrence (tenant_id, feature_key, other_key, dot, users)
-    SELECT p_tenant_id, a.feature_key, b.feature_key, sum(a.strength * b.strength), count(*)
-    FROM reco.interaction_strengths a
-    JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
-    WHERE a.tenant_id = p_tenant_id AND b.tenant_id = p_tenant_id
-    GROUP BY a.feature_key, b.feature_key;
+    PERFORM reco._refresh_cooccurrence(p_tenant_id);
 
+    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'cosine top-K');
     DELETE FROM reco.feature_neighbors WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
     SELECT p_tenant_id, feature_key, other_key, score, 'cf', rank
@@ -318,28 +353,29 @@ BEGIN
     GET DIAGNOSTICS _n = ROW_COUNT;
 
     -- features with little usage: content neighbours (cosine of content embeddings) fill up to K
+    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'content neighbours');
     INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
+    WITH emb AS MATERIALIZED (
+        SELECT e.feature_key, e.content, f.active FROM reco._content_embeddings(p_tenant_id) AS e
+        JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = e.feature_key
+    )
     SELECT p_tenant_id, feature_key, neighbor_key, score, 'content', (have + r)::smallint
     FROM (
         SELECT a.feature_key, b.feature_key AS neighbor_key, 1 - (a.content <=> b.content) AS score,
                coalesce(h.have, 0) AS have,
                row_number() OVER (PARTITION BY a.feature_key ORDER BY a.content <=> b.content, b.feature_key) AS r
-        FROM reco.feature_embeddings a
-        JOIN reco.features fa ON fa.tenant_id = a.tenant_id AND fa.feature_key = a.feature_key
-        JOIN reco.feature_embeddings b ON b.tenant_id = a.tenant_id AND b.feature_key <> a.feature_key
-        JOIN reco.features fb ON fb.tenant_id = b.tenant_id AND fb.feature_key = b.feature_key AND fb.active
+        FROM emb a
+        JOIN emb b ON b.feature_key <> a.feature_key AND b.active
         LEFT JOIN (SELECT feature_key, count(*) AS have FROM reco.feature_neighbors
                    WHERE tenant_id = p_tenant_id GROUP BY feature_key) AS h ON h.feature_key = a.feature_key
-        LEFT JOIN reco.feature_cooccurrence d ON d.tenant_id = a.tenant_id
+        LEFT JOIN reco.feature_cooccurrence d ON d.tenant_id = p_tenant_id
              AND d.feature_key = a.feature_key AND d.other_key = a.feature_key
-        WHERE a.tenant_id = p_tenant_id AND coalesce(d.users, 0) < _min_users
+        WHERE coalesce(d.users, 0) < _min_users
           AND NOT EXISTS (SELECT 1 FROM reco.feature_neighbors n WHERE n.tenant_id = p_tenant_id
                           AND n.feature_key = a.feature_key AND n.neighbor_key = b.feature_key)
     ) AS c
     WHERE have + r <= _k;
-    ANALYZE reco.feature_cooccurrence;
     ANALYZE reco.feature_neighbors;
-    ANALYZE reco.feature_embeddings;
     RETURN _n + (SELECT count(*) FROM reco.feature_neighbors
                  WHERE tenant_id = p_tenant_id AND source = 'content');
 END $$;
@@ -427,6 +463,44 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION reco.job_maintenance(int) IS
     'job body: create event partitions for the next two months; rebase the decay epoch when due';
+
+-- ---------------------------------------------------------------------------------------
+-- drop_tenant: a tenant and everything it owns
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.drop_tenant(p_slug text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tid int := reco._tenant_id(p_slug);
+    _table text;
+    _rows bigint;
+    _n bigint := 0;
+BEGIN
+    IF p_slug = 'default' THEN
+        RAISE EXCEPTION 'the default tenant cannot be dropped'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Delete its rows instead, or create and use another tenant.';
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS reco.%I', 'user_vectors_' || _tid);
+    -- every table of the schema that has a tenant_id (partitions through their parent)
+    FOR _table IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname NOT IN ('tenants') AND c.relname NOT LIKE '\_%'
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1', _table) USING _tid;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        _n := _n + _rows;
+    END LOOP;
+    DELETE FROM reco.tenants WHERE tenant_id = _tid;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.drop_tenant(text) IS
+    'delete a tenant and every row it owns in every reco table (not the default tenant); returns the rows deleted';
 
 -- ---------------------------------------------------------------------------------------
 -- run_job: lock, log, run, commit

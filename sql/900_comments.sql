@@ -63,6 +63,14 @@ COMMENT ON TABLE reco.feature_embeddings IS
     'content vector per feature: the client vector (folded to 64 dims) or a hashing-trick embedding of category, tags, paid flag and description';
 COMMENT ON TABLE reco.feature_factors IS
     'projection of each feature into the 64-dim user-vector space: one-hot (exact, ≤ 64 features), SVD (numpy) or random';
+COMMENT ON TABLE reco.user_vectors IS
+    'one row per user with interactions, rebuilt by the embeddings job: the vector for nearest-user search and the user''s row of R; partitioned by tenant (user_vectors_<tenant_id>), each partition with its own HNSW index';
+COMMENT ON COLUMN reco.user_vectors.embedding IS
+    'normalise(Σ strength · feature factor): the exact normalised row of R when the catalog fits 64 dims (HNSW, cosine)';
+COMMENT ON COLUMN reco.user_vectors.feature_keys IS
+    'the features of the user''s row of R, as of the job (UserCF reads the nearest users'' rows here)';
+COMMENT ON COLUMN reco.user_vectors.strengths IS
+    'R(user, feature) = sqrt(weight / the user''s largest weight), aligned with feature_keys';
 COMMENT ON TABLE reco.exposures IS
     'what was shown to whom, when, in which experiment variant and segment, with the request id; used_at = first use within bandit_window';
 COMMENT ON TABLE reco.bandit_arms IS

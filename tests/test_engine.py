@@ -5,8 +5,13 @@ from __future__ import annotations
 import math
 
 import psycopg
+import psycopg.sql
 import pytest
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from app.db import with_dbname
+from app.migrate import migrate
 
 DAY = "2026-10-15T00:00:00Z"  # every event at the same instant: every weight is exactly 1
 
@@ -53,8 +58,8 @@ def recommend(conn, user: str, k: int = 10, options: dict | None = None) -> list
 
 def test_jobs_log_their_runs(world):
     runs = world.execute("SELECT job, status, rows_written FROM reco.job_runs ORDER BY run_id").fetchall()
-    assert [r["job"] for r in runs] == ["maintenance", "feature_stats", "cohort_priors", "embeddings",
-                                        "feature_neighbors", "bandit"]
+    assert [r["job"] for r in runs] == ["maintenance", "feature_stats", "cohort_priors", "feature_neighbors",
+                                        "embeddings", "bandit"]
     assert all(r["status"] == "succeeded" for r in runs)
 
 
@@ -203,6 +208,8 @@ def test_concurrent_run_is_skipped(world, db_url):
         world.execute("CALL reco.run_job('feature_stats')")
         last = world.execute("SELECT status, message FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
         assert last["status"] == "skipped"
+        # released here, not by closing: a closed connection's backend may hold it a moment longer
+        other.execute("SELECT pg_advisory_unlock(7281100, hashtext(%s))", (f"feature_stats:{tid}",))
     world.execute("CALL reco.run_job('feature_stats')")
     last = world.execute("SELECT status FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
     assert last["status"] == "succeeded"
@@ -219,19 +226,70 @@ def test_unknown_job_and_missing_pg_cron(world):
     assert "reco jobs loop" in exc.value.diag.message_hint
 
 
-def test_pg_cron_schedule(world):
-    """Runs where the server has pg_cron (RECO_TEST_DATABASE_URL pointing at one)."""
-    try:
-        world.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-    except psycopg.Error as exc:
-        pytest.skip(f"no pg_cron on this server: {exc.diag.message_primary}")
-    first = world.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
-    again = world.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
-    assert [r["jobid"] for r in first] == [r["jobid"] for r in again]  # updated, not duplicated
-    listed = world.execute("SELECT * FROM reco.scheduled_jobs()").fetchall()
-    assert {r["jobname"] for r in listed} == {f"pgreco-{r['jobname'][7:]}" for r in first}
-    assert world.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"] == len(first)
-    assert world.execute("SELECT * FROM reco.scheduled_jobs()").fetchall() == []
+@pytest.fixture
+def cron_db(server_url: str):
+    """The database pg_cron lives in (cron.database_name) on a server that has pg_cron, migrated.
+
+    pg_cron can only be created in that one database, so these tests cannot use a clone. It is
+    created when missing and left in place (dropping it stops pg_cron's scheduler until the
+    server restarts); the job schedules the tests change are restored. `make test-pg-cron`
+    gives such a server."""
+    with psycopg.connect(server_url, autocommit=True) as c:
+        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+        if not name:
+            pytest.skip("no pg_cron on this server (it is not in shared_preload_libraries)")
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            c.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = with_dbname(server_url, name)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
+        schedules = c.execute("SELECT name, schedule FROM reco.jobs").fetchall()
+        yield c
+        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
+        for row in schedules:
+            c.execute("UPDATE reco.jobs SET schedule = %(schedule)s WHERE name = %(name)s", row)
+
+
+def test_pg_cron_schedule(cron_db):
+    first = cron_db.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+    assert [r["jobname"] for r in first] == [f"pgreco-{j}" for j in (
+        "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit")]
+    cron = cron_db.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'pgreco-bandit'").fetchone()
+    assert cron == {"jobname": "pgreco-bandit", "schedule": "0 * * * *", "command": "CALL reco.run_job('bandit')"}
+    # re-running updates the same cron jobs (a changed schedule included), never duplicates them
+    cron_db.execute("UPDATE reco.jobs SET schedule = '5 * * * *' WHERE name = 'bandit'")
+    again = cron_db.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+    assert [r["jobid"] for r in first] == [r["jobid"] for r in again]
+    assert cron_db.execute("SELECT count(*) AS n FROM cron.job").fetchone()["n"] == len(first)
+    listed = {r["jobname"]: r for r in cron_db.execute("SELECT * FROM reco.scheduled_jobs()").fetchall()}
+    assert set(listed) == {r["jobname"] for r in first}
+    assert listed["pgreco-bandit"]["schedule"] == "5 * * * *"
+    assert cron_db.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"] == len(first)
+    assert cron_db.execute("SELECT * FROM reco.scheduled_jobs()").fetchall() == []
+    assert cron_db.execute("SELECT count(*) AS n FROM cron.job").fetchone()["n"] == 0
+
+
+def test_pg_cron_runs_a_job(cron_db):
+    """pg_cron really runs CALL reco.run_job(...) (a procedure that commits) on its schedule."""
+    import time
+
+    last = cron_db.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
+    cron_db.execute("UPDATE reco.jobs SET schedule = '* * * * *' WHERE name = 'feature_stats'")
+    cron_db.execute("SELECT * FROM reco.schedule_jobs()")
+    deadline = time.monotonic() + 75  # the next minute, and some
+    run = None
+    while time.monotonic() < deadline and run is None:
+        time.sleep(2)
+        run = cron_db.execute(
+            "SELECT status FROM reco.job_runs WHERE job = 'feature_stats' AND status <> 'running' AND run_id > %s",
+            (last,)).fetchone()
+    details = cron_db.execute(
+        """SELECT d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+           WHERE j.jobname = 'pgreco-feature_stats' ORDER BY d.runid DESC LIMIT 1""").fetchone()
+    assert run == {"status": "succeeded"}, details
+    assert details["status"] == "succeeded", details
 
 
 def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
@@ -294,3 +352,48 @@ def test_catalog_larger_than_the_vector_dimension_gets_svd_factors(conn, db_url)
     # the SQL job alone (pg_cron) keeps the SVD factors
     conn.execute("CALL reco.run_job('embeddings')")
     assert conn.execute("SELECT DISTINCT method FROM reco.feature_factors").fetchone()["method"] == "svd"
+
+
+def test_tenants_have_their_own_user_vectors(conn):
+    """Each tenant's vectors are a partition with its own HNSW index: a job for one tenant leaves
+    the other's partition alone, and drop_tenant removes a tenant everywhere."""
+    conn.execute("SELECT reco.create_tenant('acme')")
+    for tenant in ("default", "acme"):
+        conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(
+            [{"feature_id": f, "category": "x"} for f in "abcd"]), tenant))
+        conn.execute("SELECT reco.ingest_events(%s, %s)", (Jsonb(
+            [{"user_id": f"U{u}", "feature_id": "abcd"[(u + j) % 4], "occurred_at": DAY}
+             for u in range(30) for j in range(2)]), tenant))
+    conn.execute("CALL reco.run_job('all')")
+    ids = {r["slug"]: r["tenant_id"] for r in conn.execute("SELECT slug, tenant_id FROM reco.tenants")}
+    parts = {r["part"]: r["n"] for r in conn.execute(
+        "SELECT tableoid::regclass::text AS part, count(*) AS n FROM reco.user_vectors GROUP BY 1")}
+    assert parts == {f"reco.user_vectors_{ids['default']}": 30, f"reco.user_vectors_{ids['acme']}": 30}
+
+    def acme_partition() -> int:
+        return conn.execute("SELECT to_regclass(%s)::oid AS oid", (f"reco.user_vectors_{ids['acme']}",)
+                            ).fetchone()["oid"]
+
+    before = acme_partition()
+    conn.execute("CALL reco.run_job('embeddings', 'default')")
+    assert acme_partition() == before
+    # nearest users come from the tenant's own partition, as many as asked
+    assert len(recommend(conn, "U1", 3)) == 3
+    plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
+        "EXPLAIN SELECT user_key FROM reco.user_vectors WHERE tenant_id = %s::int "
+        "ORDER BY embedding <=> array_fill(1, ARRAY[64])::vector LIMIT 5", (ids["acme"],)))
+    assert f"user_vectors_{ids['acme']}" in plan and f"user_vectors_{ids['default']}" not in plan
+    indexes = {r["indexname"]: r["indexdef"] for r in conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (f"user_vectors_{ids['acme']}",))}
+    assert "USING hnsw" in indexes[f"user_vectors_{ids['acme']}_embedding_idx"]
+
+    assert conn.execute("SELECT reco.drop_tenant('acme') AS n").fetchone()["n"] > 0
+    assert acme_partition() is None
+    left = conn.execute("""SELECT (SELECT count(*) FROM reco.users WHERE tenant_id = %(t)s)
+                                + (SELECT count(*) FROM reco.interactions WHERE tenant_id = %(t)s)
+                                + (SELECT count(*) FROM reco.events WHERE tenant_id = %(t)s)
+                                + (SELECT count(*) FROM reco.feature_neighbors WHERE tenant_id = %(t)s) AS n""",
+                        {"t": ids["acme"]}).fetchone()["n"]
+    assert left == 0
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT reco.drop_tenant('default')")
