@@ -26,7 +26,7 @@ ON CONFLICT (key) DO UPDATE
 
 CREATE OR REPLACE FUNCTION reco._gamma_sample(p_shape float8)
 RETURNS float8
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED AS $$
 DECLARE
     _d float8;
     _c float8;
@@ -52,7 +52,7 @@ END $$;
 
 CREATE OR REPLACE FUNCTION reco.beta_sample(p_alpha float8, p_beta float8)
 RETURNS float8
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED AS $$
 DECLARE
     _x float8 := reco._gamma_sample(greatest(p_alpha, 1e-3));
     _y float8 := reco._gamma_sample(greatest(p_beta, 1e-3));
@@ -120,7 +120,8 @@ CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAU
                                                    p_options jsonb DEFAULT '{}',
                                                    p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE
+-- volatile and parallel restricted: the exploration draws use random()
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
 -- Planning the scoring query costs more than running it: it is planned once per session (a
 -- generic plan). A generic plan cannot know that one user touches a handful of rows, so it is
 -- made for index access only (on small tables the planner would otherwise prefer scanning and
@@ -343,7 +344,7 @@ Example: SELECT * FROM reco.recommend_features('U42', 5);$c$;
 CREATE OR REPLACE FUNCTION reco.starter_features(p_user_id text, p_k int DEFAULT 3,
                                                  p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
-LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
     SELECT * FROM reco.recommend_features(p_user_id, p_k,
         jsonb_build_object(
             'weights', jsonb_build_object('itemcf', 0, 'usercf', 0, 'session', 0, 'prior', 0.5,
@@ -363,7 +364,9 @@ features already used left out. Example: SELECT * FROM reco.starter_features('U4
 CREATE OR REPLACE FUNCTION reco.similar_features(p_feature_id text, p_k int DEFAULT 5,
                                                  p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, source text)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+-- index access only, as recommend_features
+SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _f record;
@@ -415,7 +418,9 @@ Unknown feature: no_data_found. Example: SELECT * FROM reco.similar_features('ba
 CREATE OR REPLACE FUNCTION reco.recommend_plan(p_user_id text, p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, plan_id text, name text, expected_monthly_cost numeric, fits boolean,
                reasons jsonb)
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+-- index access only, as recommend_features
+SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _days int := reco.setting('plan_window_days', _tid)::int;

@@ -293,7 +293,9 @@ def test_pg_cron_runs_a_job(cron_db):
 
 
 def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
-    """EXPLAIN ANALYZE of every statement inside the serving functions (auto_explain)."""
+    """EXPLAIN ANALYZE of every statement inside the serving functions (auto_explain), with the
+    planner settings the functions bring themselves: a query no index can answer shows up as a
+    sequential scan here, whatever the size of the tables."""
     try:
         world.execute("LOAD 'auto_explain'")
     except psycopg.Error:
@@ -302,17 +304,17 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
     world.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
     for stmt in ("SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
                  "SET auto_explain.log_analyze = on", "SET auto_explain.log_level = notice",
-                 "SET client_min_messages = notice", "SET enable_seqscan = off"):
+                 "SET client_min_messages = notice"):
         world.execute(stmt)
     recommend(world, "U2", 5, {"recent": ["d"]})
     recommend(world, "never-seen", 5)
     world.execute("SELECT * FROM reco.starter_features('U6')").fetchall()
     world.execute("SELECT * FROM reco.similar_features('a')").fetchall()
     world.execute("SELECT * FROM reco.recommend_plan('U2')").fetchall()
-    world.execute("RESET enable_seqscan")
     text = "\n".join(plans)
-    assert "Index" in text  # the plans were captured
-    for table in ("events", "interactions", "users", "user_vectors", "feature_neighbors"):
+    assert "Index Scan using user_vectors_" in text and "Index Scan using interactions_pkey" in text
+    for table in ("events", "interactions", "users", "user_vectors", "feature_neighbors", "feature_stats",
+                  "cohort_priors", "bandit_arms", "features", "feature_factors", "plans"):
         assert f"Seq Scan on {table}" not in text, text
     assert "Seq Scan on events_" not in text, text
 
