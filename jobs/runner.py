@@ -60,7 +60,7 @@ class _IndexProgress(threading.Thread):
                     """SELECT phase, blocks_done, blocks_total FROM pg_stat_progress_create_index
                        WHERE pid = %s""", (self.pid,)).fetchone()
                 if row and row[2]:
-                    self.report(f"index build: {row[0]} {100 * row[1] // row[2]}%")
+                    self.report(f"{row[0]} {100 * row[1] // row[2]}%")
 
 
 def run_job(url: str, name: str, tenant: str | None = None,
