@@ -259,7 +259,9 @@ BEGIN
     --    replaces the old partition in a short lock at the end: readers keep the old vectors
     --    until then, and other tenants' partitions are not touched.
     PERFORM reco._progress('embeddings', p_tenant_id, 'user vectors');
-    EXECUTE format('DROP TABLE IF EXISTS reco.%I', _new);
+    IF to_regclass('reco.' || _new) IS NOT NULL THEN  -- normally absent: a failed run rolls back
+        EXECUTE format('DROP TABLE reco.%I', _new);
+    END IF;
     EXECUTE format('CREATE TABLE reco.%I (LIKE reco.user_vectors INCLUDING DEFAULTS, '
                    'CONSTRAINT %I CHECK (tenant_id = %s))', _new, _part || '_tenant_check', p_tenant_id);
     EXECUTE format($q$
@@ -482,7 +484,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Delete its rows instead, or create and use another tenant.';
     END IF;
-    EXECUTE format('DROP TABLE IF EXISTS reco.%I', 'user_vectors_' || _tid);
+    IF to_regclass(format('reco.%I', 'user_vectors_' || _tid)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE reco.%I', 'user_vectors_' || _tid);
+    END IF;
     -- every table of the schema that has a tenant_id (partitions through their parent)
     FOR _table IN
         SELECT c.relname FROM pg_class c
