@@ -91,6 +91,28 @@ def test_cohort_priors_are_laplace_smoothed(world):
     assert prob[("media", "d")] == pytest.approx((2 + 1) / (3 + 2))
 
 
+def test_usercf_from_nearest_users(world):
+    # U1 = (a, b); its users with a positive cosine: U2 = (a, b, c): 2/sqrt(2·3), U3 = (a): 1/sqrt(2)
+    sim2, sim3 = 2 / math.sqrt(6), 1 / math.sqrt(2)
+    rows = recommend(world, "U1", 10, {"explore": False, "weights": {
+        "itemcf": 0, "usercf": 1, "prior": 0, "popularity": 0, "session": 0}})
+    usercf = {r["feature_id"]: r["reasons"]["usercf"] for r in rows}
+    # UserCF(i) = Σ sim(U1, v)·R(v, i), normalised by the largest candidate (a: sim2 + sim3)
+    assert usercf["c"] == pytest.approx(sim2 / (sim2 + sim3), abs=1e-4)
+    assert usercf["a"] == pytest.approx(1.0, abs=1e-4)
+    assert usercf["d"] == 0  # only users with a positive cosine count
+
+
+def test_thompson_draws_follow_the_beta_posterior(conn):
+    draws = [r["x"] for r in conn.execute(
+        "SELECT reco.beta_sample(3, 7) AS x FROM generate_series(1, 4000)").fetchall()]
+    mean = sum(draws) / len(draws)
+    var = sum((x - mean) ** 2 for x in draws) / len(draws)
+    assert all(0 < x < 1 for x in draws)
+    assert mean == pytest.approx(0.3, abs=0.015)            # α / (α + β)
+    assert var == pytest.approx(21 / (100 * 11), rel=0.15)  # αβ / ((α + β)²(α + β + 1))
+
+
 def test_seen_features_are_down_weighted_or_excluded(world):
     rows = recommend(world, "U1", options={"explore": False})
     by_id = {r["feature_id"]: r for r in rows}
