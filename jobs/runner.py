@@ -22,6 +22,7 @@ class Job:
     schedule: str
     depends_on: list[str]
     description: str
+    in_all: bool = True
     last_status: str | None = None
     last_started: datetime | None = None
     last_seconds: float | None = None
@@ -30,18 +31,19 @@ class Job:
 
 def list_jobs(conn: psycopg.Connection) -> list[Job]:
     rows = conn.execute(
-        """SELECT j.name, j.schedule, j.depends_on, j.description, r.status, r.started_at,
+        """SELECT j.name, j.schedule, j.depends_on, j.description, j.in_all, r.status, r.started_at,
                   extract(epoch FROM r.finished_at - r.started_at)::float8 AS seconds, r.rows_written
            FROM reco.jobs j
            LEFT JOIN LATERAL (SELECT * FROM reco.job_runs r WHERE r.job = j.name
                               ORDER BY r.run_id DESC LIMIT 1) r ON true
            ORDER BY j.position""").fetchall()
-    return [Job(r["name"], r["schedule"], r["depends_on"], r["description"], r["status"],
+    return [Job(r["name"], r["schedule"], r["depends_on"], r["description"], r["in_all"], r["status"],
                 r["started_at"], r["seconds"], r["rows_written"]) for r in rows]
 
 
 def job_names(conn: psycopg.Connection) -> list[str]:
-    return [j.name for j in list_jobs(conn)]
+    """The jobs 'all' runs, in order (the refresh jobs; not the evaluation)."""
+    return [j.name for j in list_jobs(conn) if j.in_all]
 
 
 class _IndexProgress(threading.Thread):

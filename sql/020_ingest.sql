@@ -51,6 +51,18 @@ COMMENT ON TYPE reco.plan_input IS 'internal: one raw plan row, as parsed from J
 -- Shared helpers
 -- ---------------------------------------------------------------------------------------
 
+-- What one event adds to its interaction's weight: kind weight · exp((t − t0)/τ) · (1 + γ·success),
+-- the exponent clamped at ±700. One definition for ingest and reco.rebuild_interactions.
+CREATE OR REPLACE FUNCTION reco._event_weight(p_kind text, p_occurred_at timestamptz, p_success boolean,
+                                              p_t0 float8, p_tau float8, p_gamma float8,
+                                              p_kind_weights jsonb)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce((p_kind_weights ->> p_kind)::float8, 1.0)
+           * exp(least(700.0, greatest(-700.0, (extract(epoch FROM p_occurred_at)::float8 - p_t0) / p_tau)))
+           * (1.0 + p_gamma * (p_success IS TRUE)::int)
+$$;
+
 CREATE OR REPLACE FUNCTION reco._report(p_accepted bigint, p_duplicates bigint, p_rejected jsonb)
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -242,10 +254,7 @@ BEGIN
         RETURNING user_key, feature_key, occurred_at, kind, success
     ), agg AS (
         SELECT user_key, feature_key,
-               sum(coalesce((_kind_weights ->> kind)::float8, 1.0)
-                   * exp(least(700.0, greatest(-700.0,
-                         (extract(epoch FROM occurred_at)::float8 - _t0) / _tau)))
-                   * (1.0 + _gamma * (success IS TRUE)::int)) AS weight,
+               sum(reco._event_weight(kind, occurred_at, success, _t0, _tau, _gamma, _kind_weights)) AS weight,
                count(*) AS uses,
                count(*) FILTER (WHERE success) AS successes,
                count(*) FILTER (WHERE NOT success) AS failures,

@@ -388,20 +388,13 @@ COMMENT ON FUNCTION reco.job_feature_neighbors(int) IS
 -- bandit: Beta counters from exposures and the uses that followed them
 -- ---------------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION reco.job_bandit(p_tenant_id int)
+-- Beta(α, β) per segment and feature: α - 1 = exposures followed by a use, β - 1 = the others.
+CREATE OR REPLACE FUNCTION reco._bandit_arms_from_exposures(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
     _n bigint;
 BEGIN
-    UPDATE reco.exposures x
-    SET used_at = (SELECT min(e.occurred_at) FROM reco.events e
-                   WHERE e.tenant_id = x.tenant_id AND e.user_key = x.user_key
-                     AND e.feature_key = x.feature_key
-                     AND e.occurred_at >= x.shown_at AND e.occurred_at < x.shown_at + _window)
-    WHERE x.tenant_id = p_tenant_id;
-
     DELETE FROM reco.bandit_arms WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.bandit_arms (tenant_id, segment, feature_key, alpha, beta)
     SELECT p_tenant_id, segment, feature_key,
@@ -412,6 +405,21 @@ BEGIN
     GET DIAGNOSTICS _n = ROW_COUNT;
     ANALYZE reco.bandit_arms;
     RETURN _n;
+END $$;
+
+CREATE OR REPLACE FUNCTION reco.job_bandit(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
+BEGIN
+    UPDATE reco.exposures x
+    SET used_at = (SELECT min(e.occurred_at) FROM reco.events e
+                   WHERE e.tenant_id = x.tenant_id AND e.user_key = x.user_key
+                     AND e.feature_key = x.feature_key
+                     AND e.occurred_at >= x.shown_at AND e.occurred_at < x.shown_at + _window)
+    WHERE x.tenant_id = p_tenant_id;
+    RETURN reco._bandit_arms_from_exposures(p_tenant_id);
 END $$;
 COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures and reco.events';
 
@@ -484,6 +492,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Delete its rows instead, or create and use another tenant.';
     END IF;
+    -- its evaluation scopes first
+    FOR _table IN SELECT slug FROM reco.tenants WHERE evaluation_of = _tid LOOP
+        _n := _n + reco.drop_tenant(_table);
+    END LOOP;
     IF to_regclass(format('reco.%I', 'user_vectors_' || _tid)) IS NOT NULL THEN
         EXECUTE format('DROP TABLE reco.%I', 'user_vectors_' || _tid);
     END IF;
@@ -521,7 +533,7 @@ DECLARE
     _failed text[] := '{}';
 BEGIN
     IF p_job = 'all' THEN
-        FOR _job IN SELECT name FROM reco.jobs ORDER BY position LOOP
+        FOR _job IN SELECT name FROM reco.jobs WHERE in_all ORDER BY position LOOP
             CALL reco.run_job(_job.name, p_tenant);
         END LOOP;
         RETURN;
@@ -534,7 +546,7 @@ BEGIN
     END IF;
     FOR _tenant IN
         SELECT tenant_id, slug FROM reco.tenants
-        WHERE p_tenant IS NULL OR tenant_id = reco._tenant_id(p_tenant)
+        WHERE (p_tenant IS NULL AND evaluation_of IS NULL) OR tenant_id = reco._tenant_id(p_tenant)
         ORDER BY tenant_id
     LOOP
         -- one run per job and tenant at a time; a concurrent second run is logged as skipped

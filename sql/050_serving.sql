@@ -4,12 +4,12 @@
 -- k-NN over user vectors, the prior and stats rows of the user's segments, bandit rows.
 
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('weight_itemcf', '0.5', 'weight of ItemCF (Σ R(u,j)·S(j,i) over the features the user used)'),
-    ('weight_usercf', '0.3', 'weight of UserCF (Σ sim(u,v)·R(v,i) over the nearest users, HNSW)'),
-    ('weight_prior', '0.1', 'weight of the cohort prior (naive Bayes over the user''s segment attributes)'),
-    ('weight_popularity', '0.1', 'weight of popularity × (0.5 + 0.5·success rate), segment first'),
+    ('weight_itemcf', '0.85', 'weight of ItemCF (Σ R(u,j)·S(j,i) over the features the user used)'),
+    ('weight_usercf', '0.1', 'weight of UserCF (Σ sim(u,v)·R(v,i) over the nearest users, HNSW)'),
+    ('weight_prior', '0.01', 'weight of the cohort prior (naive Bayes over the user''s segment attributes)'),
+    ('weight_popularity', '0.04', 'weight of popularity × (0.5 + 0.5·success rate), segment first'),
     ('weight_session', '0.3', 'weight of the session boost from options.recent'),
-    ('weight_explore', '0.3', 'weight of the Thompson-sampling draw for users with few interactions'),
+    ('weight_explore', '0.1', 'weight of the Thompson-sampling draw for users with few interactions'),
     ('explore_below', '3', 'users with fewer interactions than this get exploration'),
     ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
     ('mmr_lambda', '0.8', 'MMR λ: relevance vs. category diversity (1 = no diversity)'),
@@ -210,18 +210,23 @@ BEGIN
         JOIN reco.feature_factors ff ON ff.tenant_id = _tid AND ff.feature_key = m.fk
         WHERE _w_usercf > 0
     ), usercf AS (
-        -- the nearest users' rows of R are stored with their vectors: no further reads
+        -- the nearest users who used something the user has not: a neighbour whose features are
+        -- all the user's own cannot suggest anything (with a small catalog the very nearest are
+        -- mostly such). Their rows of R are stored with their vectors: no further reads.
         SELECT t.fk, sum(nb.sim * t.strength) AS s
         FROM (
-            SELECT uv.feature_keys, uv.strengths, 1 - (uv.embedding <=> q.v) AS sim
+            SELECT uv.feature_keys, uv.strengths, 1 - uv.distance AS sim
             FROM query q
             CROSS JOIN LATERAL (
-                SELECT v.embedding, v.feature_keys, v.strengths FROM reco.user_vectors v
+                SELECT v.feature_keys, v.strengths, v.embedding <=> q.v AS distance
+                FROM reco.user_vectors v
                 WHERE v.tenant_id = _tid AND v.user_key <> _user_key
                 ORDER BY v.embedding <=> q.v
-                LIMIT _neighbors
+                LIMIT 2 * _neighbors
             ) AS uv
-            WHERE q.v IS NOT NULL
+            WHERE q.v IS NOT NULL AND NOT uv.feature_keys <@ (SELECT array_agg(m.fk) FROM mine m)
+            ORDER BY uv.distance
+            LIMIT _neighbors
         ) AS nb
         CROSS JOIN LATERAL unnest(nb.feature_keys, nb.strengths) AS t(fk, strength)
         WHERE nb.sim > 0
@@ -280,19 +285,34 @@ BEGIN
         WHERE f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
           AND NOT (sg.seen AND coalesce((p_options ->> 'exclude_seen')::boolean, false))
     ), totals AS (
-        -- each component normalised over the candidates (max = 1), then weighted
+        -- each component normalised over the candidates (max = 1), weighted, and the weights
+        -- renormalised over the components that have any evidence for this user (a user without
+        -- events is ranked by prior and popularity at full strength, not at a tenth of it);
+        -- the exploration draw is added on that scale
         SELECT c.*, (coalesce(c.c_itemcf, 0) + coalesce(c.c_usercf, 0) + coalesce(c.c_prior, 0)
                      + coalesce(c.c_pop, 0) + coalesce(c.c_session, 0) + c.c_explore)
                     * CASE WHEN c.seen THEN _seen_factor ELSE 1 END AS total
         FROM (
-            SELECT sc.*,
-                   _w_itemcf * sc.itemcf / nullif(max(sc.itemcf) OVER (), 0) AS c_itemcf,
-                   _w_usercf * sc.usercf / nullif(max(sc.usercf) OVER (), 0) AS c_usercf,
-                   _w_prior * sc.prior / nullif(max(sc.prior) OVER (), 0) AS c_prior,
-                   _w_pop * sc.popularity / nullif(max(sc.popularity) OVER (), 0) AS c_pop,
-                   _w_session * sc.session / nullif(max(sc.session) OVER (), 0) AS c_session,
-                   _w_explore * sc.explore AS c_explore
-            FROM scored sc
+            SELECT n.feature_id, n.category, n.because, n.seen, n.exploring,
+                   n.c_itemcf / n.present AS c_itemcf, n.c_usercf / n.present AS c_usercf,
+                   n.c_prior / n.present AS c_prior, n.c_pop / n.present AS c_pop,
+                   n.c_session / n.present AS c_session, n.c_explore
+            FROM (
+                SELECT w.*, coalesce(nullif(
+                           (w.c_itemcf IS NOT NULL)::int * _w_itemcf + (w.c_usercf IS NOT NULL)::int * _w_usercf
+                           + (w.c_prior IS NOT NULL)::int * _w_prior + (w.c_pop IS NOT NULL)::int * _w_pop
+                           + (w.c_session IS NOT NULL)::int * _w_session, 0), 1) AS present
+                FROM (
+                    SELECT sc.*,
+                           _w_itemcf * sc.itemcf / nullif(max(sc.itemcf) OVER (), 0) AS c_itemcf,
+                           _w_usercf * sc.usercf / nullif(max(sc.usercf) OVER (), 0) AS c_usercf,
+                           _w_prior * sc.prior / nullif(max(sc.prior) OVER (), 0) AS c_prior,
+                           _w_pop * sc.popularity / nullif(max(sc.popularity) OVER (), 0) AS c_pop,
+                           _w_session * sc.session / nullif(max(sc.session) OVER (), 0) AS c_session,
+                           _w_explore * sc.explore AS c_explore
+                    FROM scored sc
+                ) AS w
+            ) AS n
         ) AS c
     ), top AS (
         -- MMR on category with similarity 1 within a category, 0 across: greedy selection

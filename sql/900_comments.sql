@@ -80,3 +80,15 @@ COMMENT ON TABLE reco.job_runs IS
     'run log of the jobs (like pg_cron''s job_run_details): status running/succeeded/failed/skipped, rows written, message';
 COMMENT ON VIEW reco.interaction_strengths IS
     'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
+
+COMMENT ON COLUMN reco.tenants.evaluation_of IS
+    'set for an evaluation scope: the tenant whose leave-one-out copy it holds (made and dropped by reco.evaluate)';
+COMMENT ON COLUMN reco.jobs.in_all IS 'whether run_job(''all'') runs this job (the refresh jobs do; evaluate does not)';
+COMMENT ON TABLE reco.evaluation_holdouts IS
+    'per evaluation scope and held-out user: the feature held out (the one first used most recently) and when';
+COMMENT ON TABLE reco.evaluation_ranks IS
+    'per evaluation scope, model and held-out user: the top K recommended (items) and the held-out feature''s rank (hit_rank, NULL = missed); unlogged, transient';
+COMMENT ON TABLE reco.evaluation_runs IS
+    'every evaluation run: tenant, kind (evaluate or grid), K, users held out, the settings in force, options, when';
+COMMENT ON TABLE reco.evaluation_results IS
+    'per run and model: HitRate@K, MRR@K, NDCG@K and catalog coverage (share of active features recommended to anyone)';

@@ -91,16 +91,23 @@ def test_cohort_priors_are_laplace_smoothed(world):
     assert prob[("media", "d")] == pytest.approx((2 + 1) / (3 + 2))
 
 
-def test_usercf_from_nearest_users(world):
-    # U1 = (a, b); its users with a positive cosine: U2 = (a, b, c): 2/sqrt(2·3), U3 = (a): 1/sqrt(2)
-    sim2, sim3 = 2 / math.sqrt(6), 1 / math.sqrt(2)
-    rows = recommend(world, "U1", 10, {"explore": False, "weights": {
+def test_usercf_from_nearest_users(conn):
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(
+        [{"feature_id": f, "category": f"c{f}"} for f in "abcd"]),))
+    # U1 = (a, b); U2 = (a, b, c): cosine 2/sqrt(2·3); U4 = (b, d): cosine 1/2;
+    # U3 = (a): cosine 1/sqrt(2), but it used nothing U1 has not: not a neighbour worth reading
+    ingest(conn, [("U1", "a"), ("U1", "b"), ("U2", "a"), ("U2", "b"), ("U2", "c"), ("U3", "a"),
+                  ("U4", "b"), ("U4", "d")])
+    conn.execute("CALL reco.run_job('all')")
+    sim2, sim4 = 2 / math.sqrt(6), 0.5
+    rows = recommend(conn, "U1", 10, {"explore": False, "weights": {
         "itemcf": 0, "usercf": 1, "prior": 0, "popularity": 0, "session": 0}})
     usercf = {r["feature_id"]: r["reasons"]["usercf"] for r in rows}
-    # UserCF(i) = Σ sim(U1, v)·R(v, i), normalised by the largest candidate (a: sim2 + sim3)
-    assert usercf["c"] == pytest.approx(sim2 / (sim2 + sim3), abs=1e-4)
-    assert usercf["a"] == pytest.approx(1.0, abs=1e-4)
-    assert usercf["d"] == 0  # only users with a positive cosine count
+    # UserCF(i) = Σ sim(U1, v)·R(v, i), normalised by the largest candidate (b: sim2 + sim4)
+    assert usercf["c"] == pytest.approx(sim2 / (sim2 + sim4), abs=1e-4)
+    assert usercf["d"] == pytest.approx(sim4 / (sim2 + sim4), abs=1e-4)
+    assert usercf["a"] == pytest.approx(sim2 / (sim2 + sim4), abs=1e-4)  # U3 not counted
+    assert usercf["b"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_thompson_draws_follow_the_beta_posterior(conn):
@@ -150,6 +157,9 @@ def test_cold_start_paths(world):
     cold = recommend(world, "never-seen", 3)
     assert len(cold) == 3
     assert all(r["reasons"]["segment"] == "*=*" and "explore" in r["reasons"] for r in cold)
+    # popularity is all it has: its weight is renormalised to carry the whole score
+    plain = recommend(world, "never-seen", 3, {"explore": False})
+    assert plain[0]["reasons"]["popularity"] == 1.0 and plain[0]["score"] == pytest.approx(1.0)
     # attributes, no events: the cohort prior of the segment
     u6 = recommend(world, "U6", 3, {"explore": False})
     assert u6[0]["reasons"]["segment"] == "industry=retail"

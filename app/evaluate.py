@@ -1,0 +1,208 @@
+"""Offline evaluation from Python (`reco evaluate`): the same SQL steps as ``reco.evaluate``
+(sql/060_evaluation.sql), with the ranking spread over several connections, SVD factors for
+catalogs above 64 features (as `reco jobs run embeddings`), and a small grid search.
+
+The evaluation scope (a tenant holding a leave-one-out copy of the data) is committed so that
+the ranking connections see it, and dropped at the end whatever happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from jobs.svd import DIM, write_svd_factors
+
+MODELS = ("hybrid", "itemcf", "usercf", "prior", "popularity", "baseline", "hybrid_explore")
+#: users ranked per SQL call: small enough for a smooth progress bar and an even split
+CHUNK = 500
+
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+@dataclass
+class Scope:
+    """An evaluation scope: the tenant id and slug, and the held-out users' key ranges."""
+
+    source: str
+    tenant_id: int
+    slug: str
+    users: int
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    run_id: int
+    k: int
+    users: int
+    seconds: float
+    scores: dict[str, dict[str, float]]
+
+    def as_json(self) -> dict:
+        return {"k": self.k, "users": self.users, "run_id": self.run_id, "seconds": round(self.seconds, 1),
+                "results": {m: {key: round(v, 4) for key, v in s.items()} for m, s in self.scores.items()}}
+
+
+def _connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+
+@contextmanager
+def scope(url: str, tenant: str | None, users: int | None, settings: dict | None = None,
+          seed: str = "pgreco", progress: Progress | None = None) -> Iterator[Scope]:
+    """Create an evaluation scope of ``tenant`` (held-out users: ``users``, 0 = all, None = the
+    setting evaluation_users), yield it, drop it."""
+    with _connect(url) as conn:
+        if progress:
+            conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
+                                    and progress(d.message_primary.split(": ", 2)[-1], 0, 0))
+        src = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
+        if users is None:
+            users = int(conn.execute("SELECT reco.setting('evaluation_users', %s::int) #>> '{}' AS n",
+                                     (src,)).fetchone()["n"])
+        big = conn.execute("SELECT count(*) > %s AS big FROM reco.features WHERE tenant_id = %s::int AND active",
+                           (DIM, src)).fetchone()["big"]
+        eval_id = conn.execute("SELECT reco._evaluation_scope(%s::int, %s::int, %s, %s, %s) AS id",
+                               (src, users, seed, Jsonb(settings or {}), not big)).fetchone()["id"]
+        slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
+        try:
+            if big:  # SVD factors of the scope's own RᵀR, then its user vectors
+                write_svd_factors(conn, slug)
+                conn.execute("SELECT reco.job_embeddings(%s::int)", (eval_id,))
+            keys = [r["user_key"] for r in conn.execute(
+                "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
+            chunks = [(part[0], part[-1]) for part in (keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK))]
+            source = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (src,)).fetchone()["slug"]
+            yield Scope(source, eval_id, slug, len(keys), chunks)
+        finally:
+            conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
+
+
+def rank(url: str, sc: Scope, model: str, k: int, *, options: dict | None = None, workers: int = 2,
+         progress: Progress | None = None) -> None:
+    """Rank the top ``k`` of every held-out user of the scope with one model, on ``workers`` connections."""
+    done = 0
+
+    def work(part: list[tuple[int, int]]) -> None:
+        nonlocal done
+        with _connect(url) as conn:
+            for lo, hi in part:
+                conn.execute("SELECT reco._evaluation_rank(%s, %s, %s, %s, %s, %s)",
+                             (sc.tenant_id, model, k, lo, hi, Jsonb(options or {})))
+                done += 1
+                if progress:
+                    progress(model, done, len(sc.chunks))
+
+    parts = [sc.chunks[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(work, p) for p in parts if p]:
+            f.result()
+
+
+def scores(url: str, sc: Scope) -> dict[str, dict[str, float]]:
+    with _connect(url) as conn:
+        return {r.pop("model"): r for r in conn.execute(
+            "SELECT model, hit_rate, mrr, ndcg, coverage FROM reco._evaluation_scores(%s)", (sc.tenant_id,))}
+
+
+def record(url: str, sc: Scope, kind: str, k: int, options: dict, started: datetime) -> int:
+    with _connect(url) as conn:
+        return conn.execute("SELECT reco._evaluation_record(%s, %s, %s, %s, %s) AS id",
+                            (sc.tenant_id, kind, k, Jsonb(options), started)).fetchone()["id"]
+
+
+def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | None = None,
+             settings: dict | None = None, workers: int = 2, progress: Progress | None = None) -> Result:
+    """Leave-one-out evaluation of every model; stored as a run of ``tenant``. ``settings``
+    override the tenant's settings inside the evaluation only."""
+    if not 1 <= k <= 100:
+        raise ValueError("k must be between 1 and 100")
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    with scope(url, tenant, users, settings, progress=progress) as sc:
+        for model in MODELS:
+            rank(url, sc, model, k, workers=workers, progress=progress)
+        run_id = record(url, sc, "evaluate", k, {"workers": workers, "settings": settings or {}}, started)
+        result = scores(url, sc)
+    return Result(run_id, k, sc.users, time.perf_counter() - t0, result)
+
+
+# --------------------------------------------------------------------------------------------
+# grid search
+# --------------------------------------------------------------------------------------------
+
+#: (itemcf, usercf, prior, popularity) weight sets tried by the grid (the hybrid is evaluated
+#: without exploration, so weight_explore is not part of it)
+WEIGHTS = [(0.85, 0.1, 0.01, 0.04), (0.95, 0.05, 0.0, 0.0), (0.8, 0.2, 0.0, 0.0), (0.7, 0.2, 0.02, 0.08),
+           (0.6, 0.3, 0.05, 0.05), (0.5, 0.3, 0.1, 0.1), (0.5, 0.5, 0.0, 0.0), (0.4, 0.4, 0.1, 0.1)]
+TAUS = (7, 14, 30)          # decay_tau_days (each needs its own scope: the interactions change)
+LAMBDAS = (0.7, 0.8, 0.9, 1.0)   # mmr_lambda
+
+
+@dataclass
+class GridPoint:
+    settings: dict
+    hit_rate: float
+    mrr: float
+    ndcg: float
+    run_id: int
+
+
+def grid(url: str, tenant: str | None = None, *, k: int = 10, users: int | None = 5000, workers: int = 2,
+         progress: Progress | None = None) -> list[GridPoint]:
+    """Evaluate the hybrid over a small grid: τ (a scope each), then for each τ every weight set
+    at the tenant's λ, then λ for the best of those. Returns the points, best NDCG first; each
+    is stored as a run of kind 'grid'."""
+    points: list[GridPoint] = []
+    for tau in TAUS:
+        started = datetime.now(UTC)
+        with scope(url, tenant, users, {"decay_tau_days": tau}, progress=progress) as sc:
+            with _connect(url) as conn:
+                base_lambda = float(conn.execute("SELECT reco.setting('mmr_lambda', %s::int) #>> '{}' AS v",
+                                                 (sc.tenant_id,)).fetchone()["v"])
+
+            def run(weights: tuple, lam: float, tau: float = tau, started: datetime = started) -> GridPoint:
+                # the point's settings are set in the scope, so the run records what was used
+                settings = {"decay_tau_days": tau, "mmr_lambda": lam,
+                            **{f"weight_{n}": w for n, w in zip(("itemcf", "usercf", "prior", "popularity"),
+                                                                weights, strict=True)}}
+                with _connect(url) as conn:
+                    for key, value in settings.items():
+                        conn.execute("SELECT reco.set_setting(%s, %s, %s)", (key, Jsonb(value), sc.slug))
+                rank(url, sc, "hybrid", k, workers=workers, progress=progress)
+                s = scores(url, sc)["hybrid"]
+                run_id = record(url, sc, "grid", k, {}, started)
+                point = GridPoint(settings, s["hit_rate"], s["mrr"], s["ndcg"], run_id)
+                points.append(point)
+                return point
+
+            best = max((run(w, base_lambda) for w in WEIGHTS), key=lambda p: p.ndcg)
+            weights = tuple(best.settings[f"weight_{n}"] for n in ("itemcf", "usercf", "prior", "popularity"))
+            for lam in LAMBDAS:
+                if lam != base_lambda:
+                    run(weights, lam)
+    return sorted(points, key=lambda p: p.ndcg, reverse=True)
+
+
+def apply(url: str, tenant: str | None, settings: dict) -> list[str]:
+    """Write a grid point's settings to the tenant; a changed τ also rebuilds its interactions."""
+    done = []
+    with _connect(url) as conn:
+        tid = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
+        old_tau = conn.execute("SELECT reco.setting('decay_tau_days', %s::int) #>> '{}' AS v",
+                               (tid,)).fetchone()["v"]
+        for key, value in settings.items():
+            conn.execute("SELECT reco.set_setting(%s, %s, %s)", (key, Jsonb(value), tenant))
+            done.append(f"{key} = {value}")
+        if float(old_tau) != float(settings.get("decay_tau_days", old_tau)):
+            n = conn.execute("SELECT reco.rebuild_interactions(%s) AS n", (tenant,)).fetchone()["n"]
+            done.append(f"interactions rebuilt with the new τ ({n:,} rows): run the jobs to refresh the tables")
+    return done
