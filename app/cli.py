@@ -220,6 +220,28 @@ def generate(
 
 
 @app.command()
+def convert(
+    dataset: Annotated[str, typer.Argument(help="movielens (MovieLens 100K)")],
+    src: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="the unpacked dataset folder")],
+    out: Annotated[Path, typer.Option(help="output directory")] = Path(".reco/movielens"),
+) -> None:
+    """Turn a public dataset into pgreco CSV files (then `reco import` them)."""
+    from app.movielens import convert as convert_movielens
+
+    if dataset != "movielens":
+        raise typer.BadParameter("DATASET must be movielens")
+    try:
+        counts = convert_movielens(src, out)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    console.print("next: reco import features|users|events the files, then:\n"
+                  "  SELECT reco.set_setting('segment_attributes', '[\"occupation\", \"gender\", \"age_band\"]');\n"
+                  "  reco jobs run all && reco evaluate")
+
+
+@app.command()
 def demo(
     users: Annotated[int, typer.Option(min=1)] = 20_000,
     features: Annotated[int, typer.Option(min=5)] = 24,
