@@ -277,17 +277,27 @@ BEGIN
         RETURNING 1
     ), used AS (
         -- the feedback loop: a use that follows an exposure of the same feature to the same user
-        -- within bandit_window turns that exposure from a failure into a success
+        -- within bandit_window marks that exposure used ...
         UPDATE reco.exposures x SET used_at = e.occurred_at
         FROM ins e
         WHERE x.tenant_id = p_tenant_id AND x.user_key = e.user_key AND x.feature_key = e.feature_key
           AND x.used_at IS NULL AND x.shown_at <= e.occurred_at AND e.occurred_at < x.shown_at + _window
-        RETURNING x.segment, x.feature_key
+        RETURNING x.segment, x.feature_key, x.shown_at
+    ), uses AS (
+        -- ... and counts a success in its arm; an exposure the bandit job already counted as a
+        -- failure (shown before the arm was rebuilt) moves from beta to alpha
+        SELECT u.segment, u.feature_key, count(*) AS n,
+               count(*) FILTER (WHERE u.shown_at <= b.updated_at) AS counted
+        FROM used u
+        LEFT JOIN reco.bandit_arms b ON b.tenant_id = p_tenant_id AND b.segment = u.segment
+             AND b.feature_key = u.feature_key
+        GROUP BY u.segment, u.feature_key
     ), arms AS (
-        UPDATE reco.bandit_arms b
-        SET alpha = b.alpha + u.n, beta = greatest(1, b.beta - u.n), updated_at = now()
-        FROM (SELECT segment, feature_key, count(*) AS n FROM used GROUP BY 1, 2) AS u
-        WHERE b.tenant_id = p_tenant_id AND b.segment = u.segment AND b.feature_key = u.feature_key
+        INSERT INTO reco.bandit_arms AS b (tenant_id, segment, feature_key, alpha, beta)
+        SELECT p_tenant_id, segment, feature_key, 1 + n, 1 + counted FROM uses
+        ORDER BY segment, feature_key
+        ON CONFLICT ON CONSTRAINT bandit_arms_pkey DO UPDATE
+            SET alpha = b.alpha + (excluded.alpha - 1), beta = greatest(1, b.beta - (excluded.beta - 1))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM ins) INTO _fresh;

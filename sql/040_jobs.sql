@@ -7,7 +7,8 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('neighbor_shrinkage', '10', 'cosine × users/(users + shrinkage): damps similarities seen by few users'),
     ('min_feature_users', '20', 'features used by fewer users also get content neighbours (cold features)'),
     ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
-    ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this')
+    ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
+    ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this')
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
@@ -22,7 +23,7 @@ INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, descript
      'ItemCF: cosine between feature columns of the interaction matrix, top-K, plus content neighbours'),
     ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
      'feature content embeddings, feature factors (SVD of the co-occurrences above 64 features) and user vectors (HNSW) for nearest-user search'),
-    ('bandit', 'reco.job_bandit', '0 * * * *', '{}', 6,
+    ('bandit', 'reco.job_bandit', '*/10 * * * *', '{}', 6,
      'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
 ON CONFLICT (name) DO UPDATE
     SET procedure = excluded.procedure, schedule = excluded.schedule,
@@ -413,12 +414,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
 BEGIN
+    -- uses that arrived out of order (imports): ingest marks the others as they come. Only
+    -- exposures whose window is recent are looked at, so the job stays cheap as they pile up.
     UPDATE reco.exposures x
     SET used_at = (SELECT min(e.occurred_at) FROM reco.events e
                    WHERE e.tenant_id = x.tenant_id AND e.user_key = x.user_key
                      AND e.feature_key = x.feature_key
                      AND e.occurred_at >= x.shown_at AND e.occurred_at < x.shown_at + _window)
-    WHERE x.tenant_id = p_tenant_id;
+    WHERE x.tenant_id = p_tenant_id AND x.used_at IS NULL AND x.shown_at >= now() - 2 * _window;
     RETURN reco._bandit_arms_from_exposures(p_tenant_id);
 END $$;
 COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures and reco.events';
@@ -460,9 +463,15 @@ DECLARE
     _limit float8 := reco.setting('rebase_after', p_tenant_id)::float8;
     _t0 timestamptz;
     _latest timestamptz;
+    _rows bigint;
     _n bigint := 0;
 BEGIN
     _n := reco.ensure_event_partitions(now(), now() + interval '2 months');
+    DELETE FROM reco.exposures
+    WHERE tenant_id = p_tenant_id
+      AND shown_at < now() - (reco.setting('exposure_retention', p_tenant_id) ->> 0)::interval;
+    GET DIAGNOSTICS _rows = ROW_COUNT;
+    _n := _n + _rows;
     SELECT decay_epoch INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
     SELECT max(last_at) INTO _latest FROM reco.interactions WHERE tenant_id = p_tenant_id;
     IF _t0 IS NOT NULL AND _latest IS NOT NULL

@@ -493,6 +493,42 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- log_exposures: what was shown (a write; the REST layer calls it with the recommendation)
 -- ---------------------------------------------------------------------------------------
 
+-- Append the exposures of one request. Nothing else is written: the bandit arms count
+-- exposures when the bandit job rebuilds them, so concurrent requests never wait on the same
+-- arm rows (every request of a segment would update the same few rows otherwise).
+CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
+                                               p_request_id text, p_feature_ids text[], p_variant text)
+RETURNS int
+LANGUAGE sql AS $$
+    WITH shown AS (
+        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant)
+        SELECT p_tenant_id, p_request_id, p_user_key, f.feature_key, x.ord, p_segment, p_variant
+        FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
+        JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = x.feature_id
+        RETURNING 1
+    )
+    SELECT count(*)::int FROM shown
+$$;
+
+-- The user's key, creating a cold user the first time an id is seen.
+CREATE OR REPLACE FUNCTION reco._user_key(p_tenant_id int, p_user_id text)
+RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    _key int;
+BEGIN
+    SELECT user_key INTO _key FROM reco.users WHERE tenant_id = p_tenant_id AND user_id = p_user_id;
+    IF _key IS NULL THEN
+        INSERT INTO reco.users (tenant_id, user_id) VALUES (p_tenant_id, p_user_id)
+        ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING
+        RETURNING user_key INTO _key;
+        IF _key IS NULL THEN  -- created meanwhile by another session
+            SELECT user_key INTO _key FROM reco.users WHERE tenant_id = p_tenant_id AND user_id = p_user_id;
+        END IF;
+    END IF;
+    RETURN _key;
+END $$;
+
 CREATE OR REPLACE FUNCTION reco.log_exposures(p_request_id text, p_user_id text, p_feature_ids text[],
                                               p_variant text DEFAULT NULL, p_tenant text DEFAULT NULL)
 RETURNS int
@@ -501,37 +537,20 @@ DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _user record;
     _segment text;
-    _n int;
 BEGIN
     IF reco._missing(p_request_id) OR reco._missing(p_user_id) THEN
         RAISE EXCEPTION 'request_id and user_id are required'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the id of the request that showed them.';
     END IF;
-    INSERT INTO reco.users (tenant_id, user_id) VALUES (_tid, p_user_id)
-    ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
     SELECT u.user_key, u.paid, u.attributes INTO _user
-    FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
+    FROM reco.users u WHERE u.tenant_id = _tid AND u.user_key = reco._user_key(_tid, p_user_id);
     SELECT g.serving_attribute || '=' || g.serving_value INTO _segment
     FROM reco._serving_segments(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
                                 reco.setting('min_segment_users', _tid)::int) AS g;
-
-    WITH shown AS (
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant)
-        SELECT _tid, p_request_id, _user.user_key, f.feature_key, x.ord, _segment, p_variant
-        FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
-        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_id = x.feature_id
-        RETURNING feature_key
-    )
-    -- an exposure counts as a failure until a use follows it (then ingest moves it to alpha)
-    INSERT INTO reco.bandit_arms AS b (tenant_id, segment, feature_key, alpha, beta)
-    SELECT _tid, _segment, feature_key, 1, 1 + count(*) FROM shown GROUP BY feature_key
-    ORDER BY feature_key
-    ON CONFLICT ON CONSTRAINT bandit_arms_pkey
-        DO UPDATE SET beta = b.beta + excluded.beta - 1, updated_at = now();
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    RETURN _n;
+    RETURN reco._log_exposures(_tid, _user.user_key, _segment, p_request_id, p_feature_ids, p_variant);
 END $$;
 COMMENT ON FUNCTION reco.log_exposures(text, text, text[], text, text) IS
-$c$record that features were shown to a user (request id, order = rank, experiment variant) and count them
-in the bandit arms of the user's segment; a use within bandit_window moves the exposure to a success.
+$c$record that features were shown to a user (request id, order = rank, experiment variant, the user's serving
+segment); returns how many. A use of the feature within bandit_window marks the exposure used (ingest) and
+counts a success in the segment's bandit arm; the bandit job counts the exposures without a use as failures.
 Example: SELECT reco.log_exposures('req-1', 'U42', ARRAY['batch-mode', 'upscale']);$c$;

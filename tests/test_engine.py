@@ -352,23 +352,38 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
 
 
 def test_feedback_loop_exposure_then_use_moves_the_bandit(world):
-    def arm(feature: str) -> dict:
+    def arm(feature: str) -> dict | None:
         return world.execute("""
             SELECT b.segment, b.alpha, b.beta FROM reco.bandit_arms b
             JOIN reco.features f USING (tenant_id, feature_key) WHERE f.feature_id = %s""", (feature,)).fetchone()
 
+    def use(feature: str, request: str, after: str) -> None:
+        shown = world.execute("SELECT shown_at FROM reco.exposures WHERE request_id = %s LIMIT 1",
+                              (request,)).fetchone()["shown_at"]
+        world.execute("SELECT reco.ingest_events(jsonb_build_array(jsonb_build_object('user_id', 'U6', "
+                      "'feature_id', %s::text, 'occurred_at', (%s::timestamptz + %s::interval)::text)))",
+                      (feature, shown, after))
+
+    # an exposure is only appended: no arm row is touched (no contention between requests)
     assert world.execute("SELECT reco.log_exposures('req-1', 'U6', ARRAY['c', 'd']) AS n").fetchone()["n"] == 2
+    assert arm("c") is None
+    # the bandit job counts it as a failure until a use follows
+    world.execute("CALL reco.run_job('bandit')")
     assert arm("c") == {"segment": "industry=retail", "alpha": 1, "beta": 2}
-    shown = world.execute("SELECT shown_at FROM reco.exposures WHERE request_id = 'req-1' LIMIT 1").fetchone()
-    world.execute("SELECT reco.ingest_events(jsonb_build_array(jsonb_build_object("
-                  "'user_id', 'U6', 'feature_id', 'c', 'occurred_at', (%s::timestamptz + interval '1 minute')::text)))",
-                  (shown["shown_at"],))
+    use("c", "req-1", "1 minute")  # a use within bandit_window: the counted failure becomes a success
     assert arm("c") == {"segment": "industry=retail", "alpha": 2, "beta": 1}
     assert arm("d") == {"segment": "industry=retail", "alpha": 1, "beta": 2}
-    # the bandit job rebuilds the same counters from exposures and events
+    # shown after the job: not counted yet, so its use only adds a success
+    world.execute("SELECT reco.log_exposures('req-2', 'U6', ARRAY['c'])")
+    use("c", "req-2", "2 minutes")
+    assert arm("c") == {"segment": "industry=retail", "alpha": 3, "beta": 1}
+    # exposures without a use stay failures
+    world.execute("SELECT reco.log_exposures('req-3', 'U6', ARRAY['d'])")
     world.execute("CALL reco.run_job('bandit')")
-    assert arm("c")["alpha"] == 2 and arm("c")["beta"] == 1
-    assert arm("d")["alpha"] == 1 and arm("d")["beta"] == 2
+    assert arm("d") == {"segment": "industry=retail", "alpha": 1, "beta": 3}
+    # the job rebuilds the same counters from the exposures
+    world.execute("CALL reco.run_job('bandit')")
+    assert arm("c") == {"segment": "industry=retail", "alpha": 3, "beta": 1}
 
 
 def test_catalog_larger_than_the_vector_dimension_gets_svd_factors(conn, db_url):
