@@ -120,3 +120,84 @@ def time_recommend(url: str, n_users: int, k: int = 10, seed: float = 0.42,
 def percentile(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# --------------------------------------------------------------------------------------------
+# reco bench api: a running server, measured from another process
+# --------------------------------------------------------------------------------------------
+
+def process_cpu(match: str) -> float:
+    """CPU seconds used so far by the processes whose command line contains ``match`` (Linux)."""
+    import os
+
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="ignore")
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match in cmd:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ServerProcess:
+    """`reco serve` in a subprocess, against ``url``."""
+
+    url: str
+    port: int
+    workers: int
+    process: object = None
+
+    def __enter__(self) -> ServerProcess:
+        import os
+        import subprocess
+        import sys
+        import urllib.request
+
+        env = {**os.environ, "RECO_DATABASE_URL": self.url}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"the API server did not start: {err[-2000:]}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:  # noqa: BLE001
+            self.process.kill()
+
+
+def event_batches(path: Path, batches: int, size: int) -> list[bytes]:
+    """``batches`` JSON bodies of ``size`` events from a demo events file, with fresh ids and
+    recent times (so they are new events, not duplicates, and pass the future-time check)."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    events = read_events(path, batches * size, prefix=f"api{int(time.time())}:")
+    now = datetime.now(UTC)
+    out = []
+    for i in range(batches):
+        chunk = events[i * size:(i + 1) * size]
+        for j, e in enumerate(chunk):
+            e["occurred_at"] = (now - timedelta(seconds=j)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(json.dumps(chunk).encode())
+    return out

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -247,6 +248,8 @@ def demo(
     features: Annotated[int, typer.Option(min=5)] = 24,
     days: Annotated[int, typer.Option(min=1)] = 90,
     seed: int = 42,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="then serve the REST API")] = True,
+    port: Annotated[int, typer.Option(help="port of the REST API")] = 8000,
 ) -> None:
     """Start the database, migrate, generate and import demo data, and say what was done."""
     from app.demodata import generate as gen
@@ -284,12 +287,34 @@ def demo(
                       (SELECT count(*) FROM reco.user_vectors) AS user_vectors""").fetchone()
         sample = conn.execute("SELECT user_id FROM reco.users ORDER BY user_key LIMIT 1").fetchone()
     console.print("[bold]tables[/bold]    " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()))
-    console.print("\nNext:")
-    console.print(f'  psql "$({sys.argv[0]} db url)"     # then: \\dt+ reco.*')
     who = sample["user_id"] if sample else "U1"
+    console.print("\n[bold]SQL[/bold]")
+    console.print(f'  psql "$({sys.argv[0]} db url)"     # then: \\dt+ reco.*')
     console.print(f"  SELECT * FROM reco.recommend_features('{who}', 5);")
     console.print(f"  .venv/bin/reco recommend {who} --explain")
-    console.print("  .venv/bin/reco db stop             # when done")
+    if not serve_api:
+        console.print("  .venv/bin/reco db stop             # when done")
+        return
+    with db.connect(url) as conn:
+        key = conn.execute("SELECT reco.create_api_key('default', 'make demo') AS k").fetchone()["k"]
+    base = f"http://localhost:{port}"
+    auth = f'-H "Authorization: Bearer {key}"'
+    event = "'" + json.dumps({"user_id": who, "feature_id": "batch-mode",
+                              "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "'"
+    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key}", soft_wrap=True)
+    for line in (
+        f'curl -s {auth} "{base}/v1/users/{who}/recommendations?k=5&explain=true"',
+        f'curl -s {auth} "{base}/v1/users/someone-new/starter"',
+        f'curl -s {auth} "{base}/v1/features/background-removal/similar?k=3"',
+        f'curl -s {auth} "{base}/v1/users/{who}/plan"',
+        f'curl -s {auth} -X POST -H "Content-Type: application/json" -d {event} {base}/v1/events',
+        f'curl -s {auth} -X PUT -H "Content-Type: application/json" '
+        f'-d \'{{"paid": true, "attributes": {{"industry": "fashion"}}}}\' {base}/v1/users/U-new',
+        f"curl -s {base}/metrics | grep reco_http",
+    ):
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    console.print("Ctrl-C stops the API; .venv/bin/reco db stop stops the database.")
+    run_server("127.0.0.1", port, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,6 +413,68 @@ def bench_sql(
                   f"[bold]p50 {bench.percentile(ms, 0.5):.2f} ms, p99 {bench.percentile(ms, 0.99):.2f} ms[/bold], "
                   f"mean {sum(ms) / len(ms):.2f} ms, max {max(ms):.1f} ms")
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
+
+
+@bench_app.command("api")
+def bench_api(
+    users: Annotated[int, typer.Option(help="demo users (24 features, 90 days: the demo grown)")] = 100_000,
+    seed: int = 7,
+    seconds: Annotated[float, typer.Option(help="length of each measurement")] = 15.0,
+    connections: Annotated[int, typer.Option(help="concurrent client connections")] = 8,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    port: int = 8765,
+    batches: Annotated[int, typer.Option(help="1,000-event batches to POST")] = 100,
+    reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
+) -> None:
+    """Load on a running API server (a subprocess) from this process: recommendations, the floor
+    (/v1/ping: the same pool and key check, no work), and event ingest in 1,000-event batches."""
+    from app import bench, loadgen
+
+    base = db.database_url()
+    out = _demo_files(users, 24, 90, seed)
+    if reuse:
+        from app.migrate import migrate as run_migrate
+
+        url = db.with_dbname(base, bench.bench_name(base))
+        run_migrate(url)
+    else:
+        url = bench.bench_database(base)
+        for kind in ("features", "plans", "users", "events"):
+            run_import(kind, out / f"{kind}.csv", url=url, quiet=True)
+        run_jobs("all", url=url)
+    with db.connect(url) as conn:
+        n_users = conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"]
+        key = conn.execute("SELECT reco.create_api_key('default', 'bench') AS k").fetchone()["k"]
+    console.print(f"data: {n_users:,} users, 24 features; server: {workers} worker(s); "
+                  f"load: {connections} connections, {seconds:g} s per measurement")
+    recommend = loadgen.get(lambda r: f"/v1/users/U{r.randint(1, users)}/recommendations?k=10", key)
+    floor = loadgen.get(lambda r: "/v1/ping", key)
+    bodies = bench.event_batches(out / "events.csv", batches, 1000)
+    with bench.ServerProcess(url, port, workers):
+        loadgen.run("127.0.0.1", port, recommend, connections=connections, seconds=3)  # warm-up
+        results = {}
+        for name, request in (("recommendations", recommend), ("floor", floor)):
+            api0, db0 = bench.process_cpu("app.cli serve"), bench.process_cpu("postgres: ")
+            res = loadgen.run("127.0.0.1", port, request, connections=connections, seconds=seconds)
+            api_ms = 1000 * (bench.process_cpu("app.cli serve") - api0) / max(res.requests, 1)
+            db_ms = 1000 * (bench.process_cpu("postgres: ") - db0) / max(res.requests, 1)
+            results[name] = res
+            path = "GET /v1/users/{id}/recommendations?k=10" if name == "recommendations" else "GET /v1/ping (floor)"
+            console.print(f"{path}: [bold]{res.rate:,.0f} req/s, p50 {res.pct(0.5):.1f} ms, "
+                          f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors[/bold] ({res.requests:,} requests; "
+                          f"CPU per request: API {api_ms:.2f} ms, database {db_ms:.2f} ms)")
+        ratio = results["recommendations"].rate / max(results["floor"].rate, 1)
+        console.print(f"recommendations / floor: [bold]{ratio:.2f}[/bold]")
+        batch_iter = iter(bodies)
+        ingest = loadgen.post("/v1/events", lambda r: next(batch_iter, bodies[-1]), key)
+        with db.connect(url) as conn:
+            before = conn.execute("SELECT count(*) AS n FROM reco.event_ids").fetchone()["n"]
+        res = loadgen.run("127.0.0.1", port, ingest, connections=2, seconds=600, limit=len(bodies))
+        with db.connect(url) as conn:
+            accepted = conn.execute("SELECT count(*) AS n FROM reco.event_ids").fetchone()["n"] - before
+        console.print(f"POST /v1/events, {res.requests} batches of 1,000 ({accepted:,} events stored): "
+                      f"[bold]{accepted / res.seconds:,.0f} events/s[/bold], batch p50 {res.pct(0.5):.1f} ms, "
+                      f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors")
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,6 +577,71 @@ def jobs_loop(tenant: TenantOpt = None,
         loop(db.database_url(), tenant=tenant, log=console.print)
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+# --------------------------------------------------------------------------------------------
+# the REST API
+# --------------------------------------------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys: stored hashed, each bound to a tenant.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(tenant: TenantOpt = None,
+                name: Annotated[str, typer.Option(help="what the key is for")] = "") -> None:
+    """Create a key and print it (it is shown this once)."""
+    with db.connect() as conn:
+        key = conn.execute("SELECT reco.create_api_key(%s, %s) AS k",
+                           (tenant or get_settings().tenant, name)).fetchone()["k"]
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The keys: prefix, tenant, name, created, revoked."""
+    with db.connect() as conn:
+        rows = conn.execute("""SELECT k.prefix, t.slug AS tenant, k.name, k.created_at, k.revoked_at
+                               FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
+                               ORDER BY k.key_id""").fetchall()
+    for r in rows:
+        r["created_at"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
+        r["revoked_at"] = f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else ""
+    _table(rows, ["prefix", "tenant", "name", "created_at", "revoked_at"])
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its first 12 characters")]) -> None:
+    """Revoke a key: its next request gets 401."""
+    with db.connect() as conn:
+        n = conn.execute("SELECT reco.revoke_api_key(%s) AS n", (prefix,)).fetchone()["n"]
+    console.print(f"revoked {n} key{'s' if n != 1 else ''}")
+    if not n:
+        raise typer.Exit(1)
+
+
+def run_server(host: str, port: int, workers: int, access_log: bool = False) -> None:
+    import tempfile
+
+    import uvicorn
+
+    url = db.database_url()  # starts the embedded server when that is the database
+    os.environ["RECO_DATABASE_URL"] = url  # the workers use it as it is
+    get_settings.cache_clear()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pgreco-metrics-")
+    uvicorn.run("app.api.main:create_app", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", access_log=access_log, log_level="warning")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000,
+          workers: Annotated[int, typer.Option(min=1, help="processes (about one per core)")] = 1,
+          access_log: Annotated[bool, typer.Option(help="log every request")] = False) -> None:
+    """Serve the REST API (OpenAPI docs at /docs)."""
+    console.print(f"pgreco API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    run_server(host, port, workers, access_log)
 
 
 # --------------------------------------------------------------------------------------------

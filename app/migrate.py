@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import psycopg
@@ -53,8 +54,24 @@ def pending_sql(conn: psycopg.Connection) -> list[str]:
     """The sql/ files whose checksum differs from the applied one (or that are new)."""
     if not conn.execute("SELECT to_regclass('reco.sql_files') IS NOT NULL").fetchone()[0]:
         return [p.name for p in sql_files()]
-    applied = dict(conn.execute("SELECT filename, checksum FROM reco.sql_files").fetchall())
-    return [p.name for p in sql_files() if applied.get(p.name) != _checksum(p)]
+    return pending_given(dict(conn.execute("SELECT filename, checksum FROM reco.sql_files").fetchall()))
+
+
+def pending_given(applied: dict[str, str]) -> list[str]:
+    """The sql/ files that differ from ``applied`` (file name -> checksum)."""
+    return [name for name, checksum in sql_checksums().items() if applied.get(name) != checksum]
+
+
+@lru_cache
+def sql_checksums() -> dict[str, str]:
+    return {p.name: _checksum(p) for p in sql_files()}
+
+
+@lru_cache
+def alembic_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
 
 
 def migrate(url: str) -> MigrateResult:
@@ -88,9 +105,6 @@ def apply_sql(conn: psycopg.Connection) -> list[str]:
 
 
 def is_current(conn: psycopg.Connection) -> bool:
-    """True when the versioned head is applied and no sql/ file changed (used by /readyz)."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
-    return alembic_revision(conn) == head and not pending_sql(conn)
+    """True when the versioned head is applied and no sql/ file changed."""
+    return alembic_revision(conn) == alembic_head() and not pending_sql(conn)
 

@@ -22,6 +22,20 @@ class Settings(BaseSettings):
     #: Tenant used by the CLI when ``--tenant`` is not given.
     tenant: str = "default"
 
+    # --- the REST API (reco serve) ---
+    #: Statement timeout of a read request (recommendations, starter, similar, plan), ms. Past
+    #: it, recommendation endpoints answer with the last-known popular list ("degraded": true).
+    api_timeout_ms: int = 50
+    #: Statement timeout of a write request (upserts, events, erasure), ms.
+    api_write_timeout_ms: int = 30_000
+    #: Connections per worker process for reads and for writes.
+    api_pool_size: int = 8
+    api_write_pool_size: int = 4
+    #: Seconds a request waits for a free connection before it is degraded (reads) or refused (writes).
+    api_pool_timeout: float = 0.5
+    #: Seconds between refreshes of the in-memory popular lists served when the database is slow.
+    api_popular_refresh: float = 30.0
+
     @property
     def embedded(self) -> bool:
         return not self.database_url

@@ -275,20 +275,26 @@ BEGIN
                 first_at = least(i.first_at, excluded.first_at),
                 last_at = greatest(i.last_at, excluded.last_at)
         RETURNING 1
-    ), used AS (
+    ), hits AS (
         -- the feedback loop: a use that follows an exposure of the same feature to the same user
-        -- within bandit_window marks that exposure used ...
-        UPDATE reco.exposures x SET used_at = e.occurred_at
+        -- within bandit_window marks the feature used in that exposure ...
+        SELECT x.exposure_id, x.segment, x.shown_at, e.feature_key
         FROM ins e
-        WHERE x.tenant_id = p_tenant_id AND x.user_key = e.user_key AND x.feature_key = e.feature_key
-          AND x.used_at IS NULL AND x.shown_at <= e.occurred_at AND e.occurred_at < x.shown_at + _window
-        RETURNING x.segment, x.feature_key, x.shown_at
+        JOIN reco.exposures x ON x.tenant_id = p_tenant_id AND x.user_key = e.user_key
+             AND x.shown_at <= e.occurred_at AND x.shown_at > e.occurred_at - _window
+        WHERE e.feature_key = ANY (x.feature_keys) AND e.feature_key <> ALL (x.used_keys)
+        GROUP BY x.exposure_id, x.segment, x.shown_at, e.feature_key
+    ), used AS (
+        UPDATE reco.exposures x SET used_keys = x.used_keys || h.keys
+        FROM (SELECT exposure_id, array_agg(feature_key) AS keys FROM hits GROUP BY exposure_id) AS h
+        WHERE x.tenant_id = p_tenant_id AND x.exposure_id = h.exposure_id
+        RETURNING 1
     ), uses AS (
         -- ... and counts a success in its arm; an exposure the bandit job already counted as a
         -- failure (shown before the arm was rebuilt) moves from beta to alpha
         SELECT u.segment, u.feature_key, count(*) AS n,
                count(*) FILTER (WHERE u.shown_at <= b.updated_at) AS counted
-        FROM used u
+        FROM hits u
         LEFT JOIN reco.bandit_arms b ON b.tenant_id = p_tenant_id AND b.segment = u.segment
              AND b.feature_key = u.feature_key
         GROUP BY u.segment, u.feature_key

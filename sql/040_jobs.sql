@@ -398,33 +398,26 @@ DECLARE
 BEGIN
     DELETE FROM reco.bandit_arms WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.bandit_arms (tenant_id, segment, feature_key, alpha, beta)
-    SELECT p_tenant_id, segment, feature_key,
-           1 + count(*) FILTER (WHERE used_at IS NOT NULL),
-           1 + count(*) FILTER (WHERE used_at IS NULL)
-    FROM reco.exposures WHERE tenant_id = p_tenant_id
-    GROUP BY segment, feature_key;
+    SELECT p_tenant_id, x.segment, s.feature_key,
+           1 + count(*) FILTER (WHERE s.feature_key = ANY (x.used_keys)),
+           1 + count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys))
+    FROM reco.exposures x
+    CROSS JOIN LATERAL unnest(x.feature_keys) AS s(feature_key)
+    WHERE x.tenant_id = p_tenant_id
+    GROUP BY x.segment, s.feature_key;
     GET DIAGNOSTICS _n = ROW_COUNT;
     ANALYZE reco.bandit_arms;
     RETURN _n;
 END $$;
 
+-- Ingest marks the uses that follow exposures as the events arrive (in any order: an event is
+-- matched with the exposures shown before it), so the job only recounts the arms.
 CREATE OR REPLACE FUNCTION reco.job_bandit(p_tenant_id int)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
-BEGIN
-    -- uses that arrived out of order (imports): ingest marks the others as they come. Only
-    -- exposures whose window is recent are looked at, so the job stays cheap as they pile up.
-    UPDATE reco.exposures x
-    SET used_at = (SELECT min(e.occurred_at) FROM reco.events e
-                   WHERE e.tenant_id = x.tenant_id AND e.user_key = x.user_key
-                     AND e.feature_key = x.feature_key
-                     AND e.occurred_at >= x.shown_at AND e.occurred_at < x.shown_at + _window)
-    WHERE x.tenant_id = p_tenant_id AND x.used_at IS NULL AND x.shown_at >= now() - 2 * _window;
-    RETURN reco._bandit_arms_from_exposures(p_tenant_id);
-END $$;
-COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures and reco.events';
+LANGUAGE sql AS $$
+    SELECT reco._bandit_arms_from_exposures(p_tenant_id)
+$$;
+COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures';
 
 -- ---------------------------------------------------------------------------------------
 -- maintenance: rebase the decay epoch, create the coming months' partitions

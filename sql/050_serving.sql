@@ -14,6 +14,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
     ('mmr_lambda', '0.8', 'MMR λ: relevance vs. category diversity (1 = no diversity)'),
     ('user_neighbors', '20', 'nearest users read for UserCF'),
+    ('hnsw_ef_search', '20', 'candidates the HNSW search for nearest users examines (hnsw.ef_search): more finds closer neighbours, costs more'),
     ('candidates', '50', 'top features by segment popularity and by prior added to the candidates'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
@@ -85,9 +86,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Options: ' || array_to_string(p_allowed, ', ') || '.';
     END IF;
-    IF jsonb_typeof(p_options -> 'exclude_seen') NOT IN ('boolean', 'null')
-       OR jsonb_typeof(p_options -> 'explore') NOT IN ('boolean', 'null') THEN
-        RAISE EXCEPTION 'options.exclude_seen and options.explore must be booleans'
+    SELECT o INTO _bad FROM unnest('{exclude_seen,explore,distinct_categories,reasons}'::text[]) AS o
+    WHERE jsonb_typeof(p_options -> o) NOT IN ('boolean', 'null') LIMIT 1;
+    IF _bad IS NOT NULL THEN
+        RAISE EXCEPTION 'options.% must be a boolean', _bad
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ''{"exclude_seen": true}''';
     END IF;
     IF jsonb_typeof(p_options -> 'recent') NOT IN ('array', 'null')
@@ -142,6 +144,7 @@ DECLARE
     _candidates int;
     _explore_below int;
     _distinct boolean := coalesce((p_options ->> 'distinct_categories')::boolean, false);
+    _reasons boolean := coalesce((p_options ->> 'reasons')::boolean, true);
     _user_key int;
     _paid boolean := false;
     _attrs jsonb;
@@ -155,7 +158,7 @@ DECLARE
 BEGIN
     IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
         PERFORM reco._check_options(p_k, p_options,
-            '{exclude_seen,recent,explore,weights,seed,distinct_categories}');
+            '{exclude_seen,recent,explore,weights,seed,distinct_categories,reasons}');
         IF (p_options ->> 'seed') IS NOT NULL THEN
             PERFORM setseed((p_options ->> 'seed')::float8);
         END IF;
@@ -176,6 +179,8 @@ BEGIN
     _neighbors := (_cfg ->> 'user_neighbors')::int;
     _candidates := (_cfg ->> 'candidates')::int;
     _explore_below := (_cfg ->> 'explore_below')::int;
+    -- for this call only: the function's SET clause restores the session's value on exit
+    PERFORM set_config('hnsw.ef_search', _cfg ->> 'hnsw_ef_search', true);
 
     SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
@@ -330,6 +335,7 @@ BEGIN
         LIMIT p_k
     )
     SELECT t.rank, t.feature_id, t.total,
+           CASE WHEN NOT _reasons THEN jsonb_build_object('segment', _segment) ELSE
            jsonb_strip_nulls(jsonb_build_object(
                'itemcf', round(coalesce(t.c_itemcf, 0) * 10000) / 10000,
                'usercf', round(coalesce(t.c_usercf, 0) * 10000) / 10000,
@@ -344,7 +350,7 @@ BEGIN
                                         WHERE ff.tenant_id = _tid AND ff.feature_key = b.fk OFFSET 0) AS g) END,
                'seen', t.seen,
                'segment', _segment,
-               'category', t.category)) AS reasons
+               'category', t.category)) END AS reasons
     FROM top t
     ORDER BY t.rank;
 END $$;
@@ -493,22 +499,27 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- log_exposures: what was shown (a write; the REST layer calls it with the recommendation)
 -- ---------------------------------------------------------------------------------------
 
--- Append the exposures of one request. Nothing else is written: the bandit arms count
--- exposures when the bandit job rebuilds them, so concurrent requests never wait on the same
--- arm rows (every request of a segment would update the same few rows otherwise).
+-- Append the exposures of one request: one row, the features in rank order. Nothing else is
+-- written: the bandit arms count exposures when the bandit job rebuilds them, so concurrent
+-- requests never wait on the same arm rows (every request of a segment would update the same
+-- few rows otherwise).
 CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
                                                p_request_id text, p_feature_ids text[], p_variant text)
 RETURNS int
-LANGUAGE sql AS $$
-    WITH shown AS (
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant)
-        SELECT p_tenant_id, p_request_id, p_user_key, f.feature_key, x.ord, p_segment, p_variant
-        FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
-        JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = x.feature_id
-        RETURNING 1
-    )
-    SELECT count(*)::int FROM shown
-$$;
+LANGUAGE plpgsql AS $$
+DECLARE
+    _keys int[];
+BEGIN
+    _keys := ARRAY(SELECT f.feature_key
+                   FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
+                   JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = x.feature_id
+                   ORDER BY x.ord);
+    IF cardinality(_keys) > 0 THEN
+        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant)
+        VALUES (p_tenant_id, p_request_id, p_user_key, _keys, p_segment, p_variant);
+    END IF;
+    RETURN cardinality(_keys);
+END $$;
 
 -- The user's key, creating a cold user the first time an id is seen.
 CREATE OR REPLACE FUNCTION reco._user_key(p_tenant_id int, p_user_id text)
@@ -554,3 +565,14 @@ $c$record that features were shown to a user (request id, order = rank, experime
 segment); returns how many. A use of the feature within bandit_window marks the exposure used (ingest) and
 counts a success in the segment's bandit arm; the bandit job counts the exposures without a use as failures.
 Example: SELECT reco.log_exposures('req-1', 'U42', ARRAY['batch-mode', 'upscale']);$c$;
+
+CREATE OR REPLACE VIEW reco.exposure_items AS
+SELECT t.slug AS tenant, x.request_id, u.user_id, f.feature_id, s.rank::int AS rank, x.segment, x.variant,
+       x.shown_at, s.feature_key = ANY (x.used_keys) AS used
+FROM reco.exposures x
+JOIN reco.tenants t ON t.tenant_id = x.tenant_id
+JOIN reco.users u ON u.tenant_id = x.tenant_id AND u.user_key = x.user_key
+CROSS JOIN LATERAL unnest(x.feature_keys) WITH ORDINALITY AS s(feature_key, rank)
+JOIN reco.features f ON f.tenant_id = x.tenant_id AND f.feature_key = s.feature_key;
+COMMENT ON VIEW reco.exposure_items IS
+    'one row per feature shown: tenant, request, user, feature, rank, segment, variant, when, and whether it was used within bandit_window (for A/B analysis)';

@@ -143,13 +143,12 @@ BEGIN
     PERFORM reco._progress('evaluate', p_source, 'interactions from the remaining events');
     PERFORM reco._interactions_from_events(p_source, _eval);
     -- exposures: a use that was held out is no use
-    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_key, rank, segment, variant,
-                                shown_at, used_at)
-    SELECT _eval, x.request_id, x.user_key, x.feature_key, x.rank, x.segment, x.variant, x.shown_at,
-           CASE WHEN h.user_key IS NULL THEN x.used_at END
+    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at,
+                                used_keys)
+    SELECT _eval, x.request_id, x.user_key, x.feature_keys, x.segment, x.variant, x.shown_at,
+           CASE WHEN h.user_key IS NULL THEN x.used_keys ELSE array_remove(x.used_keys, h.feature_key) END
     FROM reco.exposures x
     LEFT JOIN reco.evaluation_holdouts h ON h.tenant_id = _eval AND h.user_key = x.user_key
-         AND h.feature_key = x.feature_key
     WHERE x.tenant_id = p_source;
     PERFORM reco.job_feature_stats(_eval);
     PERFORM reco.job_cohort_priors(_eval);

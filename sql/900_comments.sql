@@ -72,7 +72,7 @@ COMMENT ON COLUMN reco.user_vectors.feature_keys IS
 COMMENT ON COLUMN reco.user_vectors.strengths IS
     'R(user, feature) = sqrt(weight / the user''s largest weight), aligned with feature_keys';
 COMMENT ON TABLE reco.exposures IS
-    'what was shown to whom, when, in which experiment variant and segment, with the request id; used_at = first use within bandit_window';
+    'what was shown: one row per request (request id, user, the features in rank order, segment, experiment variant, when) and the features used within bandit_window after it; reco.exposure_items has one row per feature';
 COMMENT ON TABLE reco.bandit_arms IS
     'Thompson-sampling Beta(alpha, beta) counters per segment and feature: alpha - 1 = exposures followed by a use, beta - 1 = the others';
 COMMENT ON TABLE reco.jobs IS 'the job catalog: which function, default cron schedule, order and dependencies';
@@ -92,3 +92,7 @@ COMMENT ON TABLE reco.evaluation_runs IS
     'every evaluation run: tenant, kind (evaluate or grid), K, users held out, the settings in force, options, when';
 COMMENT ON TABLE reco.evaluation_results IS
     'per run and model: HitRate@K, MRR@K, NDCG@K and catalog coverage (share of active features recommended to anyone)';
+COMMENT ON COLUMN reco.exposures.feature_keys IS 'the features shown, in rank order';
+COMMENT ON COLUMN reco.exposures.used_keys IS 'the features of feature_keys the user used within bandit_window after shown_at';
+COMMENT ON TABLE reco.api_keys IS
+    'REST API keys: the tenant each belongs to, a name, the first 12 characters (prefix) and the SHA-256 of the key (the key itself is not stored), created and revoked';

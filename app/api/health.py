@@ -1,0 +1,45 @@
+"""Probes and metrics: /healthz (the process), /readyz (the database reachable and its schema
+current), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from app.api import metrics
+from app.api.deps import State
+from app.migrate import alembic_head, pending_given
+
+router = APIRouter()
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable and its migrations are current",
+            responses={503: {"description": "not ready: the reason is in the body"}})
+async def readyz(st: State) -> JSONResponse:
+    try:
+        async with st.reads.connection(timeout=st.settings.api_pool_timeout) as conn:
+            cur = await conn.execute(
+                """SELECT (SELECT version_num FROM public.alembic_version LIMIT 1),
+                          (SELECT coalesce(json_object_agg(filename, checksum), '{}') FROM reco.sql_files)""")
+            schema, applied = await cur.fetchone()
+    except psycopg.errors.UndefinedTable:
+        return JSONResponse({"status": "not migrated", "hint": "run `reco migrate`"}, 503)
+    except (psycopg.Error, PoolTimeout) as exc:
+        return JSONResponse({"status": "unavailable", "reason": f"database: {exc.__class__.__name__}"}, 503)
+    head, pending = alembic_head(), pending_given(applied)
+    if schema != head or pending:
+        return JSONResponse({"status": "migrations pending", "schema": schema, "head": head,
+                             "sql_files": pending, "hint": "run `reco migrate`"}, 503)
+    return JSONResponse({"status": "ready", "schema": head})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus() -> Response:
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

@@ -1,0 +1,55 @@
+"""The REST API: a thin FastAPI caller of the SQL functions (`reco serve`, docs at /docs).
+
+The pools open in the lifespan and live on ``app.state.reco``; every request is one SQL call on
+a pooled connection. ``create_app`` is the factory uvicorn runs (``--factory``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from app.api import catalog, health, serving
+from app.api.errors import ApiError, api_error_handler, db_error_handler, validation_error_handler
+from app.api.metrics import MetricsMiddleware
+from app.api.state import ApiState
+from app.settings import Settings, get_settings
+
+DESCRIPTION = """
+pgreco recommends the product features each user is most likely to use next, inside PostgreSQL.
+
+Every request needs `Authorization: Bearer <key>` (`reco keys create --tenant T` prints one); a key
+belongs to one tenant. Errors answer `{"error": {"status", "code", "message", "hint", "fields"}}`.
+When the database is slow or unreachable, recommendations, starter sets and similar features
+answer with the last-known popular list and `"degraded": true`; writes answer 503.
+"""
+
+
+def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app import db
+
+        state = ApiState(settings, url or db.database_url(settings))
+        await state.open()
+        app.state.reco = state
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(title="pgreco", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[{"name": "serving"}, {"name": "catalog and events"}, {"name": "operations"}])
+    app.include_router(serving.router, tags=["serving"])
+    app.include_router(catalog.router, tags=["catalog and events"])
+    app.include_router(health.router, tags=["operations"])
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(psycopg.Error, db_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,184 @@
+-- The SQL behind the REST API: API keys, and one function per request that authenticates, does
+-- the work and returns the response body, so every request is a single round trip.
+--
+-- A key is 'pgr_' and 64 hex digits; only its SHA-256 is stored. The API hashes the bearer token
+-- and passes the hash: reco.api_tenant(hash) is the tenant, or SQLSTATE 28000 (HTTP 401).
+
+-- ---------------------------------------------------------------------------------------
+-- Keys
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.create_api_key(p_tenant text DEFAULT NULL, p_name text DEFAULT '')
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tid int := reco._tenant_id(p_tenant);
+    -- 244 random bits from the server's strong random source (gen_random_uuid, PostgreSQL 13+)
+    _key text := 'pgr_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+BEGIN
+    IF (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = _tid) IS NOT NULL THEN
+        RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Create keys for real tenants.';
+    END IF;
+    INSERT INTO reco.api_keys (tenant_id, name, prefix, key_hash)
+    VALUES (_tid, coalesce(p_name, ''), left(_key, 12), sha256(convert_to(_key, 'UTF8')));
+    RETURN _key;
+END $$;
+COMMENT ON FUNCTION reco.create_api_key(text, text) IS
+$c$create an API key for a tenant and return it: it is shown this once (only its SHA-256 is stored).
+Example: SELECT reco.create_api_key('default', 'web app');$c$;
+
+CREATE OR REPLACE FUNCTION reco.revoke_api_key(p_prefix text)
+RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    _n int;
+BEGIN
+    IF p_prefix IS NULL OR length(p_prefix) < 8 THEN
+        RAISE EXCEPTION 'give at least the first 8 characters of the key'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'SELECT prefix, name FROM reco.api_keys; lists them.';
+    END IF;
+    UPDATE reco.api_keys SET revoked_at = now()
+    WHERE revoked_at IS NULL AND prefix = left(p_prefix, 12);
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.revoke_api_key(text) IS
+    'revoke the API keys whose prefix (first 12 characters) matches; takes effect on the next request';
+
+-- The tenant of a key (by its SHA-256), or invalid_authorization_specification.
+CREATE OR REPLACE FUNCTION reco.api_tenant(p_key_hash bytea)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    _slug text;
+BEGIN
+    SELECT t.slug INTO _slug
+    FROM reco.api_keys k JOIN reco.tenants t ON t.tenant_id = k.tenant_id
+    WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+    IF _slug IS NULL THEN
+        RAISE EXCEPTION 'invalid or revoked API key'
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'Send Authorization: Bearer <key>; create a key with `reco keys create`.';
+    END IF;
+    RETURN _slug;
+END $$;
+COMMENT ON FUNCTION reco.api_tenant(bytea) IS
+    'the tenant slug of an API key given its SHA-256; invalid_authorization_specification (28000) otherwise';
+
+-- ---------------------------------------------------------------------------------------
+-- Requests
+-- ---------------------------------------------------------------------------------------
+
+-- GET recommendations | starter | similar: the response body, and the exposures recorded in the
+-- same call (recommendations and starter, unless p_log is false).
+CREATE OR REPLACE FUNCTION reco.api_serve(p_key_hash bytea, p_kind text, p_id text, p_k int,
+                                          p_options jsonb, p_request_id text, p_log boolean,
+                                          p_explain boolean)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := reco.api_tenant(p_key_hash);
+    _items json;
+    _ids text[];
+    _segment text;
+    _tid int;
+BEGIN
+    IF p_kind = 'similar' THEN
+        SELECT json_agg(json_build_object('rank', s.rank, 'feature_id', s.feature_id, 'score', s.score,
+                                          'source', s.source) ORDER BY s.rank)
+        INTO _items
+        FROM reco.similar_features(p_id, p_k, _slug) AS s;
+        RETURN json_build_object('request_id', p_request_id, 'feature_id', p_id,
+                                 'items', coalesce(_items, '[]'::json), 'variant', NULL, 'degraded', false)::text;
+    END IF;
+    IF p_kind = 'recommendations' THEN
+        SELECT json_agg(CASE WHEN p_explain
+                             THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
+                                                    'reasons', r.reasons)
+                             ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
+                        END ORDER BY r.rank),
+               array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
+        INTO _items, _ids, _segment
+        FROM reco.recommend_features(p_id, p_k,
+                 CASE WHEN p_explain THEN p_options ELSE p_options || '{"reasons": false}' END, _slug) AS r;
+    ELSIF p_kind = 'starter' THEN
+        SELECT json_agg(CASE WHEN p_explain
+                             THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
+                                                    'reasons', r.reasons)
+                             ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
+                        END ORDER BY r.rank),
+               array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
+        INTO _items, _ids, _segment
+        FROM reco.starter_features(p_id, p_k, _slug) AS r;
+    ELSE
+        RAISE EXCEPTION 'unknown request kind "%"', p_kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'recommendations, starter or similar.';
+    END IF;
+    IF p_log AND cardinality(_ids) > 0 THEN
+        _tid := reco._tenant_id(_slug);
+        PERFORM reco._log_exposures(_tid, reco._user_key(_tid, p_id), _segment, p_request_id, _ids, NULL);
+    END IF;
+    RETURN json_build_object('request_id', p_request_id, 'user_id', p_id, 'items', coalesce(_items, '[]'::json),
+                             'variant', NULL, 'degraded', false)::text;
+END $$;
+COMMENT ON FUNCTION reco.api_serve(bytea, text, text, int, jsonb, text, boolean, boolean) IS
+$c$one REST request for recommendations, a starter set or similar features: authenticates the key, ranks,
+records the exposures (unless p_log is false) and returns the response body as JSON text.$c$;
+
+-- GET plan
+CREATE OR REPLACE FUNCTION reco.api_plan(p_key_hash bytea, p_user_id text, p_request_id text)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT json_build_object('request_id', p_request_id, 'user_id', p_user_id,
+                             'plans', coalesce(json_agg(json_build_object(
+                                 'rank', p.rank, 'plan_id', p.plan_id, 'name', p.name,
+                                 'expected_monthly_cost', p.expected_monthly_cost, 'fits', p.fits,
+                                 'reasons', p.reasons) ORDER BY p.rank), '[]'::json))::text
+    FROM reco.recommend_plan(p_user_id, reco.api_tenant(p_key_hash)) AS p
+$$;
+COMMENT ON FUNCTION reco.api_plan(bytea, text, text) IS
+    'one REST request for the plans priced for a user (reco.recommend_plan), as JSON text';
+
+-- ---------------------------------------------------------------------------------------
+-- Erasure
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.erase_user(p_user_id text, p_tenant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tid int := reco._tenant_id(p_tenant);
+    _key int;
+    _counts jsonb := '{}';
+    _n bigint;
+BEGIN
+    SELECT user_key INTO _key FROM reco.users WHERE tenant_id = _tid AND user_id = p_user_id;
+    IF _key IS NULL THEN
+        RAISE EXCEPTION 'unknown user "%"', p_user_id
+            USING ERRCODE = 'no_data_found', HINT = 'Nothing is stored under this id.';
+    END IF;
+    DELETE FROM reco.event_ids i USING reco.events e
+    WHERE e.tenant_id = _tid AND e.user_key = _key AND i.tenant_id = _tid AND i.event_id = e.event_id;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('event_ids', _n);
+    DELETE FROM reco.events WHERE tenant_id = _tid AND user_key = _key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('events', _n);
+    DELETE FROM reco.interactions WHERE tenant_id = _tid AND user_key = _key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('interactions', _n);
+    DELETE FROM reco.user_vectors WHERE tenant_id = _tid AND user_key = _key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('user_vectors', _n);
+    DELETE FROM reco.exposures WHERE tenant_id = _tid AND user_key = _key;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counts := _counts || jsonb_build_object('exposures', _n);
+    DELETE FROM reco.users WHERE tenant_id = _tid AND user_key = _key;
+    RETURN _counts || jsonb_build_object('users', 1);
+END $$;
+COMMENT ON FUNCTION reco.erase_user(text, text) IS
+$c$erase a user everywhere (events and their ids, interactions, user vector, exposures, the user row), for
+privacy requests; returns the rows deleted per table. Aggregates (stats, priors, neighbours, bandit arms)
+no longer count the user after the next jobs. Unknown user: no_data_found.
+Example: SELECT reco.erase_user('U42');$c$;
