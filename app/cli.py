@@ -428,6 +428,8 @@ def bench_api(
 ) -> None:
     """Load on a running API server (a subprocess) from this process: recommendations, the floor
     (/v1/ping: the same pool and key check, no work), and event ingest in 1,000-event batches."""
+    import psycopg
+
     from app import bench, loadgen
 
     base = db.database_url()
@@ -442,6 +444,9 @@ def bench_api(
         for kind in ("features", "plans", "users", "events"):
             run_import(kind, out / f"{kind}.csv", url=url, quiet=True)
         run_jobs("all", url=url)
+        # the steady state: a freshly loaded database would otherwise be vacuumed during the measurement
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
     with db.connect(url) as conn:
         n_users = conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"]
         key = conn.execute("SELECT reco.create_api_key('default', 'bench') AS k").fetchone()["k"]
