@@ -287,7 +287,7 @@ def cron_db(server_url: str):
 def test_pg_cron_schedule(cron_db):
     first = cron_db.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
     assert [r["jobname"] for r in first] == [f"pgreco-{j}" for j in (
-        "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit")]
+        "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit", "evaluate")]
     cron = cron_db.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'pgreco-bandit'").fetchone()
     assert cron == {"jobname": "pgreco-bandit", "schedule": "0 * * * *", "command": "CALL reco.run_job('bandit')"}
     # re-running updates the same cron jobs (a changed schedule included), never duplicates them
