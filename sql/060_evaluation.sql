@@ -302,10 +302,7 @@ DECLARE
     _model text;
     _run bigint;
 BEGIN
-    IF p_k IS NULL OR p_k < 1 OR p_k > 100 THEN
-        RAISE EXCEPTION 'k must be between 1 and 100, got %', coalesce(p_k::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. SELECT * FROM reco.evaluate(10);';
-    END IF;
+    PERFORM reco._check_options(p_k, '{}', '{}');
     IF (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = _tid) IS NOT NULL THEN
         RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Evaluate the tenant it was made from.';

@@ -150,7 +150,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _key int;
-    _counts jsonb := '{}';
+    _counts jsonb;
+    _table text;
     _n bigint;
 BEGIN
     SELECT user_key INTO _key FROM reco.users WHERE tenant_id = _tid AND user_id = p_user_id;
@@ -161,19 +162,12 @@ BEGIN
     DELETE FROM reco.event_ids i USING reco.events e
     WHERE e.tenant_id = _tid AND e.user_key = _key AND i.tenant_id = _tid AND i.event_id = e.event_id;
     GET DIAGNOSTICS _n = ROW_COUNT;
-    _counts := _counts || jsonb_build_object('event_ids', _n);
-    DELETE FROM reco.events WHERE tenant_id = _tid AND user_key = _key;
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    _counts := _counts || jsonb_build_object('events', _n);
-    DELETE FROM reco.interactions WHERE tenant_id = _tid AND user_key = _key;
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    _counts := _counts || jsonb_build_object('interactions', _n);
-    DELETE FROM reco.user_vectors WHERE tenant_id = _tid AND user_key = _key;
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    _counts := _counts || jsonb_build_object('user_vectors', _n);
-    DELETE FROM reco.exposures WHERE tenant_id = _tid AND user_key = _key;
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    _counts := _counts || jsonb_build_object('exposures', _n);
+    _counts := jsonb_build_object('event_ids', _n);
+    FOREACH _table IN ARRAY '{events,interactions,user_vectors,exposures}'::text[] LOOP
+        EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1 AND user_key = $2', _table) USING _tid, _key;
+        GET DIAGNOSTICS _n = ROW_COUNT;
+        _counts := _counts || jsonb_build_object(_table, _n);
+    END LOOP;
     DELETE FROM reco.users WHERE tenant_id = _tid AND user_key = _key;
     RETURN _counts || jsonb_build_object('users', 1);
 END $$;
