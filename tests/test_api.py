@@ -236,6 +236,7 @@ def test_probes_metrics_and_docs(api):
     rec = spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]
     assert {p["name"] for p in rec["parameters"]} == {"user_id", "k", "exclude_seen", "recent", "explain", "log"}
     assert rec["responses"]["200"]["content"]["application/json"]["schema"]
+    assert rec["security"] == [{"bearer": []}] and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path in ("/v1/users/{user_id}/starter", "/v1/features/{feature_id}/similar", "/v1/users/{user_id}/plan",
                  "/v1/users/{user_id}", "/v1/features/{feature_id}", "/v1/plans/{plan_id}", "/v1/users:batch",
                  "/v1/features:batch", "/v1/events", "/healthz", "/readyz", "/metrics"):

@@ -1,9 +1,9 @@
-"""Dependencies of the handlers (as ``Annotated`` aliases): the API state and the caller's key."""
+"""Dependencies of the handlers (as ``Annotated`` aliases): the API state and the caller's key
+(the hot read handlers take the bare request and call ``hash_of`` themselves)."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -31,11 +31,5 @@ def hash_of(authorization: str | None) -> bytes:
     return hashlib.sha256(token.strip().encode()).digest()
 
 
-def request_id(x_request_id: Annotated[str | None, Header(max_length=200)] = None) -> str:
-    """The caller's X-Request-ID, else a new one; recorded with the exposures."""
-    return x_request_id or uuid.uuid4().hex
-
-
 State = Annotated[ApiState, Depends(get_state)]
 Key = Annotated[bytes, Depends(key_hash)]
-RequestId = Annotated[str, Depends(request_id)]

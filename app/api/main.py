@@ -52,4 +52,22 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(psycopg.Error, db_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(MetricsMiddleware)
+
+    def openapi() -> dict:
+        # the bearer key, so that /docs has an "Authorize" button and every /v1 path says it needs it
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes, tags=app.openapi_tags)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a key from `reco keys create`"}}
+            for path, ops in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
