@@ -367,17 +367,22 @@ Example: SELECT * FROM reco.recommend_features('U42', 5);$c$;
 -- starter_features: a starter set for new users
 -- ---------------------------------------------------------------------------------------
 
+-- What a starter set asks of recommend_features: prior and popularity, exploration, seen
+-- features left out, distinct categories first.
+CREATE OR REPLACE FUNCTION reco._starter_options(p_tenant text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'weights', jsonb_build_object('itemcf', 0, 'usercf', 0, 'session', 0, 'prior', 0.5, 'popularity', 0.5,
+                                      'explore', reco.setting('weight_explore', reco._tenant_id(p_tenant))),
+        'explore', true, 'exclude_seen', true, 'distinct_categories', true)
+$$;
+
 CREATE OR REPLACE FUNCTION reco.starter_features(p_user_id text, p_k int DEFAULT 3,
                                                  p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
-    SELECT * FROM reco.recommend_features(p_user_id, p_k,
-        jsonb_build_object(
-            'weights', jsonb_build_object('itemcf', 0, 'usercf', 0, 'session', 0, 'prior', 0.5,
-                                          'popularity', 0.5,
-                                          'explore', reco.setting('weight_explore', reco._tenant_id(p_tenant))),
-            'explore', true, 'exclude_seen', true, 'distinct_categories', true),
-        p_tenant)
+    SELECT * FROM reco.recommend_features(p_user_id, p_k, reco._starter_options(p_tenant), p_tenant)
 $$;
 COMMENT ON FUNCTION reco.starter_features(text, int, text) IS
 $c$a starter set for a new user: cohort prior + popularity + exploration, k distinct categories where possible,

@@ -82,6 +82,7 @@ DECLARE
     _items json;
     _ids text[];
     _segment text;
+    _options jsonb;
     _tid int;
 BEGIN
     IF p_kind = 'similar' THEN
@@ -92,29 +93,20 @@ BEGIN
         RETURN json_build_object('request_id', p_request_id, 'feature_id', p_id,
                                  'items', coalesce(_items, '[]'::json), 'variant', NULL, 'degraded', false)::text;
     END IF;
-    IF p_kind = 'recommendations' THEN
-        SELECT json_agg(CASE WHEN p_explain
-                             THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
-                                                    'reasons', r.reasons)
-                             ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
-                        END ORDER BY r.rank),
-               array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
-        INTO _items, _ids, _segment
-        FROM reco.recommend_features(p_id, p_k,
-                 CASE WHEN p_explain THEN p_options ELSE p_options || '{"reasons": false}' END, _slug) AS r;
-    ELSIF p_kind = 'starter' THEN
-        SELECT json_agg(CASE WHEN p_explain
-                             THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
-                                                    'reasons', r.reasons)
-                             ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
-                        END ORDER BY r.rank),
-               array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
-        INTO _items, _ids, _segment
-        FROM reco.starter_features(p_id, p_k, _slug) AS r;
-    ELSE
+    IF p_kind NOT IN ('recommendations', 'starter') THEN
         RAISE EXCEPTION 'unknown request kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value', HINT = 'recommendations, starter or similar.';
     END IF;
+    _options := CASE WHEN p_kind = 'starter' THEN reco._starter_options(_slug) ELSE p_options END
+                || CASE WHEN p_explain THEN '{}' ELSE '{"reasons": false}' END::jsonb;
+    SELECT json_agg(CASE WHEN p_explain
+                         THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
+                                                'reasons', r.reasons)
+                         ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
+                    END ORDER BY r.rank),
+           array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
+    INTO _items, _ids, _segment
+    FROM reco.recommend_features(p_id, p_k, _options, _slug) AS r;
     IF p_log AND cardinality(_ids) > 0 THEN
         _tid := reco._tenant_id(_slug);
         PERFORM reco._log_exposures(_tid, reco._user_key(_tid, p_id), _segment, p_request_id, _ids, NULL);
