@@ -21,7 +21,6 @@ from psycopg.types.json import Jsonb
 
 from jobs.svd import DIM, write_svd_factors
 
-MODELS = ("hybrid", "itemcf", "usercf", "prior", "popularity", "baseline", "hybrid_explore")
 #: users ranked per SQL call: small enough for a smooth progress bar and an even split
 CHUNK = 500
 
@@ -32,11 +31,11 @@ Progress = Callable[[str, int, int], None]  # (step, done, total)
 class Scope:
     """An evaluation scope: the tenant id and slug, and the held-out users' key ranges."""
 
-    source: str
     tenant_id: int
     slug: str
     users: int
     chunks: list[tuple[int, int]] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # reco._evaluation_models(), in report order
 
 
 @dataclass
@@ -66,9 +65,6 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
             conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
                                     and progress(d.message_primary.split(": ", 2)[-1], 0, 0))
         src = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
-        if users is None:
-            users = int(conn.execute("SELECT reco.setting('evaluation_users', %s::int) #>> '{}' AS n",
-                                     (src,)).fetchone()["n"])
         big = conn.execute("SELECT count(*) > %s AS big FROM reco.features WHERE tenant_id = %s::int AND active",
                            (DIM, src)).fetchone()["big"]
         eval_id = conn.execute("SELECT reco._evaluation_scope(%s::int, %s::int, %s, %s, %s) AS id",
@@ -81,8 +77,8 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
             chunks = [(part[0], part[-1]) for part in (keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK))]
-            source = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (src,)).fetchone()["slug"]
-            yield Scope(source, eval_id, slug, len(keys), chunks)
+            models = conn.execute("SELECT reco._evaluation_models() AS m").fetchone()["m"]
+            yield Scope(eval_id, slug, len(keys), chunks, models)
         finally:
             conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
 
@@ -128,7 +124,7 @@ def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | N
         raise ValueError("k must be between 1 and 100")
     started, t0 = datetime.now(UTC), time.perf_counter()
     with scope(url, tenant, users, settings, progress=progress) as sc:
-        for model in MODELS:
+        for model in sc.models:
             rank(url, sc, model, k, workers=workers, progress=progress)
         run_id = record(url, sc, "evaluate", k, {"workers": workers, "settings": settings or {}}, started)
         result = scores(url, sc)

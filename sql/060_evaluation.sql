@@ -82,7 +82,8 @@ Run the jobs afterwards. Example: SELECT reco.rebuild_interactions();$c$;
 -- ---------------------------------------------------------------------------------------
 
 -- Create the evaluation scope of tenant p_source: hold out the most recently adopted feature of
--- p_users eligible users (all when 0; a sample chosen by p_seed), rebuild every derived table from
+-- p_users eligible users (all when 0, setting evaluation_users when NULL; a sample chosen by
+-- p_seed), rebuild every derived table from
 -- the remaining events. p_settings overrides settings in the scope (e.g. decay_tau_days).
 -- p_embeddings false leaves the embeddings job to the caller (`reco evaluate` computes SVD
 -- factors first for catalogs above 64 features). Returns the scope's tenant id.
@@ -136,7 +137,7 @@ BEGIN
     JOIN reco.features f ON f.tenant_id = p_source AND f.feature_key = l.feature_key
     WHERE l.r = 1 AND l.n >= 2 AND f.active AND (NOT f.requires_paid OR u.paid)
     ORDER BY md5(p_seed || ':' || l.user_key)
-    LIMIT nullif(greatest(p_users, 0), 0);
+    LIMIT nullif(greatest(coalesce(p_users, reco.setting('evaluation_users', p_source)::int), 0), 0);
     ANALYZE reco.evaluation_holdouts;
 
     -- everything the recommender reads, from the remaining events only
@@ -307,8 +308,7 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Evaluate the tenant it was made from.';
     END IF;
-    _eval := reco._evaluation_scope(_tid, coalesce(p_users, reco.setting('evaluation_users', _tid)::int),
-                                    'pgreco', p_settings);
+    _eval := reco._evaluation_scope(_tid, p_users, 'pgreco', p_settings);
     FOREACH _model IN ARRAY reco._evaluation_models() LOOP
         PERFORM reco._progress('evaluate', _tid, 'ranking: ' || _model);
         PERFORM reco._evaluation_rank(_eval, _model, p_k);

@@ -47,22 +47,24 @@ COMMENT ON FUNCTION reco.revoke_api_key(text) IS
     'revoke the API keys whose prefix (first 12 characters) matches; takes effect on the next request';
 
 -- The tenant of a key (by its SHA-256), or invalid_authorization_specification.
-CREATE OR REPLACE FUNCTION reco.api_tenant(p_key_hash bytea)
-RETURNS text
+CREATE OR REPLACE FUNCTION reco._api_key(p_key_hash bytea, OUT tenant_id int, OUT slug text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-DECLARE
-    _slug text;
 BEGIN
-    SELECT t.slug INTO _slug
+    SELECT t.tenant_id, t.slug INTO tenant_id, slug
     FROM reco.api_keys k JOIN reco.tenants t ON t.tenant_id = k.tenant_id
     WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
-    IF _slug IS NULL THEN
+    IF tenant_id IS NULL THEN
         RAISE EXCEPTION 'invalid or revoked API key'
             USING ERRCODE = 'invalid_authorization_specification',
                   HINT = 'Send Authorization: Bearer <key>; create a key with `reco keys create`.';
     END IF;
-    RETURN _slug;
 END $$;
+
+CREATE OR REPLACE FUNCTION reco.api_tenant(p_key_hash bytea)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT (reco._api_key(p_key_hash)).slug
+$$;
 COMMENT ON FUNCTION reco.api_tenant(bytea) IS
     'the tenant slug of an API key given its SHA-256; invalid_authorization_specification (28000) otherwise';
 
@@ -78,12 +80,12 @@ CREATE OR REPLACE FUNCTION reco.api_serve(p_key_hash bytea, p_kind text, p_id te
 RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    _slug text := reco.api_tenant(p_key_hash);
+    _key record := reco._api_key(p_key_hash);
+    _slug text := _key.slug;
     _items json;
     _ids text[];
     _segment text;
     _options jsonb;
-    _tid int;
 BEGIN
     IF p_kind = 'similar' THEN
         SELECT json_agg(json_build_object('rank', s.rank, 'feature_id', s.feature_id, 'score', s.score,
@@ -108,8 +110,8 @@ BEGIN
     INTO _items, _ids, _segment
     FROM reco.recommend_features(p_id, p_k, _options, _slug) AS r;
     IF p_log AND cardinality(_ids) > 0 THEN
-        _tid := reco._tenant_id(_slug);
-        PERFORM reco._log_exposures(_tid, reco._user_key(_tid, p_id), _segment, p_request_id, _ids, NULL);
+        PERFORM reco._log_exposures(_key.tenant_id, reco._user_key(_key.tenant_id, p_id), _segment, p_request_id,
+                                    _ids, NULL);
     END IF;
     RETURN json_build_object('request_id', p_request_id, 'user_id', p_id, 'items', coalesce(_items, '[]'::json),
                              'variant', NULL, 'degraded', false)::text;
@@ -131,6 +133,21 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION reco.api_plan(bytea, text, text) IS
     'one REST request for the plans priced for a user (reco.recommend_plan), as JSON text';
+
+-- The list a degraded answer serves (kept in the API's memory, refreshed periodically): the
+-- tenant's most popular active free features, as a JSON array of ids.
+CREATE OR REPLACE FUNCTION reco.api_popular(p_tenant text, p_k int DEFAULT 100)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(json_agg(x.feature_id ORDER BY x.popularity DESC, x.feature_id), '[]')::text
+    FROM (SELECT f.feature_id, st.popularity FROM reco.feature_stats st
+          JOIN reco.features f ON f.tenant_id = st.tenant_id AND f.feature_key = st.feature_key
+          WHERE st.tenant_id = reco._tenant_id(p_tenant) AND st.attribute = '*' AND st.value = '*'
+            AND f.active AND NOT f.requires_paid
+          ORDER BY st.popularity DESC LIMIT p_k) AS x
+$$;
+COMMENT ON FUNCTION reco.api_popular(text, int) IS
+    'the most popular active free features of a tenant (JSON array of ids): what the API serves, degraded, when the database is slow or down';
 
 -- ---------------------------------------------------------------------------------------
 -- Erasure

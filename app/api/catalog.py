@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path
 from psycopg.types.json import Jsonb
 
 from app.api.deps import Key, State
-from app.api.errors import ApiError
+from app.api.errors import invalid
 from app.api.metrics import INGESTED
 from app.api.models import (
     EVENT_EXAMPLE,
@@ -43,16 +43,14 @@ async def upsert(st: State, key: Key, function: str, rows: list[dict], what: str
 async def upsert_one(st: State, key: Key, function: str, row: dict, ident: str, what: str) -> Stored:
     report = await upsert(st, key, function, [row], what)
     if report["rejected"]:
-        fields = [{"field": f"body.{r['field']}", "reason": r["reason"]} for r in report["rejected"]]
-        raise ApiError(422, "invalid_data", "; ".join(f"{f['field']}: {f['reason']}" for f in fields),
-                       fields=fields)
+        raise invalid([{"field": f"body.{r['field']}", "reason": r["reason"]} for r in report["rejected"]],
+                      "invalid_data")
     return Stored(id=ident, stored=report["accepted"] > 0)
 
 
 def _batch(rows: list, what: str) -> None:
     if len(rows) > MAX_BATCH:
-        raise ApiError(422, "validation_error", f"at most {MAX_BATCH:,} {what} per request, got {len(rows):,}",
-                       fields=[{"field": "body", "reason": f"more than {MAX_BATCH:,} items"}])
+        raise invalid([{"field": "body", "reason": f"at most {MAX_BATCH:,} {what} per request, got {len(rows):,}"}])
 
 
 @router.put("/users/{user_id}", response_model=Stored, responses=ERRORS, summary="Create or update a user")

@@ -63,6 +63,11 @@ def from_db(exc: psycopg.Error) -> ApiError:
                     headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
+def invalid(fields: list[dict[str, str]], code: str = "validation_error") -> ApiError:
+    """422 listing each field and its reason (the message joins them)."""
+    return ApiError(422, code, "; ".join(f"{f['field']}: {f['reason']}" for f in fields), fields=fields)
+
+
 def unavailable(what: str) -> ApiError:
     return ApiError(503, "database_unavailable",
                     f"the database is unreachable or too slow: {what} was not done",
@@ -79,6 +84,4 @@ async def db_error_handler(request: Request, exc: psycopg.Error) -> JSONResponse
 
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
     fields = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-    body = ApiError(422, "validation_error", "; ".join(f"{f['field']}: {f['reason']}" for f in fields),
-                    fields=fields).body()
-    return JSONResponse(body, status_code=422)
+    return JSONResponse(invalid(fields).body(), status_code=422)

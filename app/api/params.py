@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
-from app.api.errors import ApiError
+from app.api.errors import invalid
 
 TRUE = {"true", "1", "yes", "on", "t", "y"}
 FALSE = {"false", "0", "no", "off", "f", "n"}
@@ -83,6 +83,5 @@ def parse(request: Request, *params: Param) -> dict[str, Any]:
                                  "reason": f"String should have at most {p.max_length} characters"})
             values[p.name] = raw
     if problems:
-        raise ApiError(422, "validation_error", "; ".join(f"{f['field']}: {f['reason']}" for f in problems),
-                       fields=problems)
+        raise invalid(problems)
     return values

@@ -31,14 +31,6 @@ def unreachable(exc: Exception) -> bool:
     state = exc.sqlstate or ""
     return not state or state[:2] in ("08", "53", "57")
 
-POPULAR = """
-SELECT coalesce(json_agg(x.feature_id ORDER BY x.popularity DESC, x.feature_id), '[]')::text
-FROM (SELECT f.feature_id, st.popularity FROM reco.feature_stats st
-      JOIN reco.features f ON f.tenant_id = st.tenant_id AND f.feature_key = st.feature_key
-      WHERE st.tenant_id = reco._tenant_id(%s) AND st.attribute = '*' AND st.value = '*'
-        AND f.active AND NOT f.requires_paid
-      ORDER BY st.popularity DESC LIMIT 100) AS x
-"""
 
 
 def _timeout(ms: int):
@@ -124,7 +116,7 @@ class ApiState:
 
     async def _refresh(self, slug: str) -> None:
         with contextlib.suppress(psycopg.Error, PoolTimeout):
-            self.popular[slug] = json.loads(await self.read(POPULAR, (slug,)))
+            self.popular[slug] = json.loads(await self.read("SELECT reco.api_popular(%s)", (slug,)))
 
     async def _refresh_loop(self) -> None:
         last = 0.0
