@@ -8,7 +8,8 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('min_feature_users', '20', 'features used by fewer users also get content neighbours (cold features)'),
     ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
     ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
-    ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this')
+    ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this'),
+    ('hnsw_m', '8', 'links per user vector in the HNSW index (pgvector m, 2-100), used when the embeddings job builds it: fewer make each UserCF search cheaper, more find closer neighbours')
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
@@ -211,6 +212,32 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WHERE f.tenant_id = p_tenant_id
 $$;
 
+-- UserCF of one user: Σ sim(u, v)·R(v, i) over the p_neighbors nearest users (HNSW on the
+-- tenant's user vectors, hnsw.ef_search candidates) who used something the user has not: a
+-- neighbour whose features are all the user's own suggests nothing (with a small catalog the
+-- very nearest are mostly such). The neighbours' rows of R are stored with their vectors.
+-- One row: the features and their scores. Used by the embeddings job for every user, and by
+-- serving for users whose first interactions came after the job.
+CREATE OR REPLACE FUNCTION reco._usercf(p_tenant_id int, p_user_key int, p_query vector, p_features int[],
+                                        p_neighbors int)
+RETURNS TABLE (feature_keys int[], scores real[])
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(t.fk ORDER BY t.fk), '{}'), coalesce(array_agg(t.s ORDER BY t.fk), '{}')
+    FROM (SELECT x.fk, sum(nb.sim * x.strength)::real AS s
+          FROM (SELECT uv.feature_keys, uv.strengths, 1 - uv.distance AS sim
+                FROM (SELECT v.feature_keys, v.strengths, v.embedding <=> p_query AS distance
+                      FROM reco.user_vectors v
+                      WHERE v.tenant_id = p_tenant_id AND v.user_key <> p_user_key
+                      ORDER BY v.embedding <=> p_query
+                      LIMIT 2 * p_neighbors) AS uv
+                WHERE NOT uv.feature_keys <@ p_features
+                ORDER BY uv.distance
+                LIMIT p_neighbors) AS nb
+          CROSS JOIN LATERAL unnest(nb.feature_keys, nb.strengths) AS x(fk, strength)
+          WHERE nb.sim > 0
+          GROUP BY x.fk) AS t
+$$;
+
 DROP FUNCTION IF EXISTS reco._describe_user_vectors();
 
 CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
@@ -221,6 +248,8 @@ DECLARE
     _svd_ok boolean;
     _part text := 'user_vectors_' || p_tenant_id;
     _new text := '_user_vectors_' || p_tenant_id || '_new';
+    _ucf_part text := 'usercf_scores_' || p_tenant_id;
+    _ucf_new text := '_usercf_scores_' || p_tenant_id || '_new';
     _n bigint;
 BEGIN
     -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
@@ -277,8 +306,8 @@ BEGIN
     GET DIAGNOSTICS _n = ROW_COUNT;
     EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)', _new, _new || '_pkey');
     PERFORM reco._progress('embeddings', p_tenant_id, 'HNSW index');
-    EXECUTE format('CREATE INDEX %I ON reco.%I USING hnsw (embedding vector_cosine_ops)',
-                   _new || '_embedding_idx', _new);
+    EXECUTE format('CREATE INDEX %I ON reco.%I USING hnsw (embedding vector_cosine_ops) WITH (m = %s)',
+                   _new || '_embedding_idx', _new, reco.setting('hnsw_m', p_tenant_id)::int);
     -- statistics before the swap: plans made right after it must know the table's size
     EXECUTE format('ANALYZE reco.%I', _new);
     IF to_regclass('reco.' || _part) IS NOT NULL THEN
@@ -291,6 +320,35 @@ BEGIN
     EXECUTE format('ALTER TABLE reco.user_vectors ATTACH PARTITION reco.%I FOR VALUES IN (%s)', _part, p_tenant_id);
     EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _part,
                    format('reco.user_vectors of tenant %s', p_tenant_id));
+
+    -- 4. UserCF of every user with a vector (reco._usercf): one nearest-user search per user and
+    --    run instead of one per request; serving searches only for users whose first
+    --    interactions came after this run. Rebuilt and swapped in like the vectors.
+    PERFORM reco._progress('embeddings', p_tenant_id, 'UserCF (nearest users)');
+    PERFORM set_config('hnsw.ef_search', reco.setting('hnsw_ef_search', p_tenant_id) #>> '{}', true);
+    IF to_regclass('reco.' || _ucf_new) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE reco.%I', _ucf_new);
+    END IF;
+    EXECUTE format('CREATE TABLE reco.%I (LIKE reco.usercf_scores INCLUDING DEFAULTS, '
+                   'CONSTRAINT %I CHECK (tenant_id = %s))', _ucf_new, _ucf_part || '_tenant_check', p_tenant_id);
+    EXECUTE format($q$
+        INSERT INTO reco.%I (tenant_id, user_key, feature_keys, scores)
+        SELECT $1, u.user_key, c.feature_keys, c.scores
+        FROM reco.user_vectors u
+        CROSS JOIN LATERAL reco._usercf($1, u.user_key, u.embedding, u.feature_keys, $2) AS c
+        WHERE u.tenant_id = $1$q$, _ucf_new) USING p_tenant_id, reco.setting('user_neighbors', p_tenant_id)::int;
+    EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)',
+                   _ucf_new, _ucf_new || '_pkey');
+    EXECUTE format('ANALYZE reco.%I', _ucf_new);
+    IF to_regclass('reco.' || _ucf_part) IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE reco.usercf_scores DETACH PARTITION reco.%I', _ucf_part);
+        EXECUTE format('DROP TABLE reco.%I', _ucf_part);
+    END IF;
+    EXECUTE format('ALTER TABLE reco.%I RENAME TO %I', _ucf_new, _ucf_part);
+    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _ucf_new || '_pkey', _ucf_part || '_pkey');
+    EXECUTE format('ALTER TABLE reco.usercf_scores ATTACH PARTITION reco.%I FOR VALUES IN (%s)', _ucf_part, p_tenant_id);
+    EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _ucf_part,
+                   format('reco.usercf_scores of tenant %s', p_tenant_id));
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_embeddings(int) IS
@@ -500,6 +558,9 @@ BEGIN
     END LOOP;
     IF to_regclass(format('reco.%I', 'user_vectors_' || _tid)) IS NOT NULL THEN
         EXECUTE format('DROP TABLE reco.%I', 'user_vectors_' || _tid);
+    END IF;
+    IF to_regclass(format('reco.%I', 'usercf_scores_' || _tid)) IS NOT NULL THEN
+        EXECUTE format('DROP TABLE reco.%I', 'usercf_scores_' || _tid);
     END IF;
     -- every table of the schema that has a tenant_id (partitions through their parent)
     FOR _table IN

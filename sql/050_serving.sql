@@ -13,8 +13,8 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('explore_below', '3', 'users with fewer interactions than this get exploration'),
     ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
     ('mmr_lambda', '0.8', 'MMR λ: relevance vs. category diversity (1 = no diversity)'),
-    ('user_neighbors', '20', 'nearest users read for UserCF'),
-    ('hnsw_ef_search', '20', 'candidates the HNSW search for nearest users examines (hnsw.ef_search): more finds closer neighbours, costs more'),
+    ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
+    ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
     ('candidates', '50', 'top features by segment popularity and by prior added to the candidates'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
@@ -118,10 +118,13 @@ DROP FUNCTION IF EXISTS reco._serving_segment(int, boolean, jsonb, text[], int);
 -- recommend_features
 -- ---------------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAULT 10,
-                                                   p_options jsonb DEFAULT '{}',
-                                                   p_tenant text DEFAULT NULL)
-RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
+-- The ranking, by tenant id, with what the REST layer records of it: each feature's key, the
+-- user's key (NULL for a user never seen) and the serving segment. recommend_features is this
+-- without the internal columns.
+DROP FUNCTION IF EXISTS reco._recommend(int, text, int, jsonb);
+CREATE FUNCTION reco._recommend(p_tenant_id int, p_user_id text, p_k int, p_options jsonb)
+RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
+               segment text)
 -- volatile and parallel restricted: the exploration draws use random()
 LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
 -- Planning the scoring query costs more than running it: it is planned once per session (a
@@ -130,7 +133,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
 -- hashing whole tables, which is what grows with the catalog and the user base), and never JIT.
 SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
 DECLARE
-    _tid int := reco._tenant_id(p_tenant);
+    _tid int := p_tenant_id;
     _cfg jsonb;
     _w_itemcf float8;
     _w_usercf float8;
@@ -155,6 +158,8 @@ DECLARE
     _pop_attr text := '*';
     _pop_value text := '*';
     _recent text[] := '{}';
+    _ucf_keys int[];
+    _ucf_scores real[];
 BEGIN
     IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
         PERFORM reco._check_options(p_k, p_options,
@@ -179,8 +184,6 @@ BEGIN
     _neighbors := (_cfg ->> 'user_neighbors')::int;
     _candidates := (_cfg ->> 'candidates')::int;
     _explore_below := (_cfg ->> 'explore_below')::int;
-    -- for this call only: the function's SET clause restores the session's value on exit
-    PERFORM set_config('hnsw.ef_search', _cfg ->> 'hnsw_ef_search', true);
 
     SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
@@ -190,6 +193,23 @@ BEGIN
         INTO _seg_attr, _seg_value, _pop_attr, _pop_value
         FROM reco._serving_segments(_tid, _paid, _attrs, _names, (_cfg ->> 'min_segment_users')::int) AS g;
         _segment := _pop_attr || '=' || _pop_value;
+        -- UserCF as of the embeddings job; a user who had no interactions then is searched now
+        IF _w_usercf > 0 THEN
+            SELECT c.feature_keys, c.scores INTO _ucf_keys, _ucf_scores
+            FROM reco.usercf_scores c WHERE c.tenant_id = _tid AND c.user_key = _user_key;
+            IF NOT FOUND THEN
+                -- for this call only: the function's SET clause restores the session's value
+                PERFORM set_config('hnsw.ef_search', _cfg ->> 'hnsw_ef_search', true);
+                SELECT c.feature_keys, c.scores INTO _ucf_keys, _ucf_scores
+                FROM (SELECT l2_normalize(sum(ff.factor * array_fill(i.strength::real, ARRAY[64])::vector)) AS v,
+                             array_agg(i.feature_key) AS fks
+                      FROM reco.interaction_strengths i
+                      JOIN reco.feature_factors ff ON ff.tenant_id = i.tenant_id AND ff.feature_key = i.feature_key
+                      WHERE i.tenant_id = _tid AND i.user_key = _user_key AND i.strength > 0) AS q
+                CROSS JOIN LATERAL reco._usercf(_tid, _user_key, q.v, q.fks, _neighbors) AS c
+                WHERE q.v IS NOT NULL;
+            END IF;
+        END IF;
     END IF;
 
     RETURN QUERY
@@ -209,33 +229,8 @@ BEGIN
         JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = f.feature_key
         WHERE f.tenant_id = _tid AND f.feature_id = ANY (_recent)
         GROUP BY n.neighbor_key
-    ), query AS (
-        SELECT l2_normalize(sum(ff.factor * array_fill(m.strength::real, ARRAY[64])::vector)) AS v
-        FROM mine m
-        JOIN reco.feature_factors ff ON ff.tenant_id = _tid AND ff.feature_key = m.fk
-        WHERE _w_usercf > 0
     ), usercf AS (
-        -- the nearest users who used something the user has not: a neighbour whose features are
-        -- all the user's own cannot suggest anything (with a small catalog the very nearest are
-        -- mostly such). Their rows of R are stored with their vectors: no further reads.
-        SELECT t.fk, sum(nb.sim * t.strength) AS s
-        FROM (
-            SELECT uv.feature_keys, uv.strengths, 1 - uv.distance AS sim
-            FROM query q
-            CROSS JOIN LATERAL (
-                SELECT v.feature_keys, v.strengths, v.embedding <=> q.v AS distance
-                FROM reco.user_vectors v
-                WHERE v.tenant_id = _tid AND v.user_key <> _user_key
-                ORDER BY v.embedding <=> q.v
-                LIMIT 2 * _neighbors
-            ) AS uv
-            WHERE q.v IS NOT NULL AND NOT uv.feature_keys <@ (SELECT array_agg(m.fk) FROM mine m)
-            ORDER BY uv.distance
-            LIMIT _neighbors
-        ) AS nb
-        CROSS JOIN LATERAL unnest(nb.feature_keys, nb.strengths) AS t(fk, strength)
-        WHERE nb.sim > 0
-        GROUP BY t.fk
+        SELECT t.fk, t.s FROM unnest(_ucf_keys, _ucf_scores) AS t(fk, s)
     ), signals AS MATERIALIZED (
         -- one row per candidate: the collaborative signals, whether the user has used it, and
         -- the popularity and priors read with the top of the segment's lists (which also add
@@ -263,7 +258,7 @@ BEGIN
         ) AS x
         GROUP BY x.fk
     ), scored AS (
-        SELECT f.feature_id, f.category, sg.itemcf, sg.because, sg.usercf, sg.session, sg.seen,
+        SELECT sg.fk AS feature_key, f.feature_id, f.category, sg.itemcf, sg.because, sg.usercf, sg.session, sg.seen,
                -- values not at the top of the segment's lists are looked up
                CASE WHEN cardinality(_seg_attr) = 0 THEN 0
                     WHEN sg.n_prior = cardinality(_seg_attr) THEN exp(sg.ln_prior) ELSE coalesce(
@@ -289,7 +284,17 @@ BEGIN
         JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = sg.fk
         WHERE f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
           AND NOT (sg.seen AND coalesce((p_options ->> 'exclude_seen')::boolean, false))
-    ), totals AS (
+    ), maxima AS (
+        -- the largest value of each component over the candidates, and the weight of the
+        -- components with any evidence for this user (the same for every candidate)
+        SELECT sc.*, m.m_itemcf, m.m_usercf, m.m_prior, m.m_pop, m.m_session,
+               coalesce(nullif((m.m_itemcf > 0)::int * _w_itemcf + (m.m_usercf > 0)::int * _w_usercf
+                               + (m.m_prior > 0)::int * _w_prior + (m.m_pop > 0)::int * _w_pop
+                               + (m.m_session > 0)::int * _w_session, 0), 1) AS present
+        FROM scored sc
+        CROSS JOIN (SELECT max(s.itemcf) AS m_itemcf, max(s.usercf) AS m_usercf, max(s.prior) AS m_prior,
+                           max(s.popularity) AS m_pop, max(s.session) AS m_session FROM scored s) AS m
+    ), totals AS MATERIALIZED (
         -- each component normalised over the candidates (max = 1), weighted, and the weights
         -- renormalised over the components that have any evidence for this user (a user without
         -- events is ranked by prior and popularity at full strength, not at a tenth of it);
@@ -298,26 +303,14 @@ BEGIN
                      + coalesce(c.c_pop, 0) + coalesce(c.c_session, 0) + c.c_explore)
                     * CASE WHEN c.seen THEN _seen_factor ELSE 1 END AS total
         FROM (
-            SELECT n.feature_id, n.category, n.because, n.seen, n.exploring,
-                   n.c_itemcf / n.present AS c_itemcf, n.c_usercf / n.present AS c_usercf,
-                   n.c_prior / n.present AS c_prior, n.c_pop / n.present AS c_pop,
-                   n.c_session / n.present AS c_session, n.c_explore
-            FROM (
-                SELECT w.*, coalesce(nullif(
-                           (w.c_itemcf IS NOT NULL)::int * _w_itemcf + (w.c_usercf IS NOT NULL)::int * _w_usercf
-                           + (w.c_prior IS NOT NULL)::int * _w_prior + (w.c_pop IS NOT NULL)::int * _w_pop
-                           + (w.c_session IS NOT NULL)::int * _w_session, 0), 1) AS present
-                FROM (
-                    SELECT sc.*,
-                           _w_itemcf * sc.itemcf / nullif(max(sc.itemcf) OVER (), 0) AS c_itemcf,
-                           _w_usercf * sc.usercf / nullif(max(sc.usercf) OVER (), 0) AS c_usercf,
-                           _w_prior * sc.prior / nullif(max(sc.prior) OVER (), 0) AS c_prior,
-                           _w_pop * sc.popularity / nullif(max(sc.popularity) OVER (), 0) AS c_pop,
-                           _w_session * sc.session / nullif(max(sc.session) OVER (), 0) AS c_session,
-                           _w_explore * sc.explore AS c_explore
-                    FROM scored sc
-                ) AS w
-            ) AS n
+            SELECT x.feature_key, x.feature_id, x.category, x.because, x.seen, x.exploring,
+                   _w_itemcf * x.itemcf / nullif(x.m_itemcf, 0) / x.present AS c_itemcf,
+                   _w_usercf * x.usercf / nullif(x.m_usercf, 0) / x.present AS c_usercf,
+                   _w_prior * x.prior / nullif(x.m_prior, 0) / x.present AS c_prior,
+                   _w_pop * x.popularity / nullif(x.m_pop, 0) / x.present AS c_pop,
+                   _w_session * x.session / nullif(x.m_session, 0) / x.present AS c_session,
+                   _w_explore * x.explore AS c_explore
+            FROM maxima x
         ) AS c
     ), top AS (
         -- MMR on category with similarity 1 within a category, 0 across: greedy selection
@@ -350,10 +343,20 @@ BEGIN
                                         WHERE ff.tenant_id = _tid AND ff.feature_key = b.fk OFFSET 0) AS g) END,
                'seen', t.seen,
                'segment', _segment,
-               'category', t.category)) END AS reasons
+               'category', t.category)) END AS reasons,
+           t.feature_key, _user_key, _segment
     FROM top t
     ORDER BY t.rank;
 END $$;
+
+CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAULT 10,
+                                                   p_options jsonb DEFAULT '{}',
+                                                   p_tenant text DEFAULT NULL)
+RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
+    SELECT r.rank, r.feature_id, r.score, r.reasons
+    FROM reco._recommend(reco._tenant_id(p_tenant), p_user_id, p_k, p_options) AS r
+$$;
 COMMENT ON FUNCTION reco.recommend_features(text, int, jsonb, text) IS
 $c$the features a user is most likely to use next: rank, feature_id, score and reasons (each component's
 contribution, "because" = the user's features that led to it, the segment used). Hybrid of ItemCF, UserCF

@@ -81,17 +81,16 @@ RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     _key record := reco._api_key(p_key_hash);
-    _slug text := _key.slug;
     _items json;
-    _ids text[];
+    _keys int[];
+    _user_key int;
     _segment text;
-    _options jsonb;
 BEGIN
     IF p_kind = 'similar' THEN
         SELECT json_agg(json_build_object('rank', s.rank, 'feature_id', s.feature_id, 'score', s.score,
                                           'source', s.source) ORDER BY s.rank)
         INTO _items
-        FROM reco.similar_features(p_id, p_k, _slug) AS s;
+        FROM reco.similar_features(p_id, p_k, _key.slug) AS s;
         RETURN json_build_object('request_id', p_request_id, 'feature_id', p_id,
                                  'items', coalesce(_items, '[]'::json), 'variant', NULL, 'degraded', false)::text;
     END IF;
@@ -99,19 +98,20 @@ BEGIN
         RAISE EXCEPTION 'unknown request kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value', HINT = 'recommendations, starter or similar.';
     END IF;
-    _options := CASE WHEN p_kind = 'starter' THEN reco._starter_options(_slug) ELSE p_options END
-                || CASE WHEN p_explain THEN '{}' ELSE '{"reasons": false}' END::jsonb;
     SELECT json_agg(CASE WHEN p_explain
                          THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
                                                 'reasons', r.reasons)
                          ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
                     END ORDER BY r.rank),
-           array_agg(r.feature_id ORDER BY r.rank), min(r.reasons ->> 'segment')
-    INTO _items, _ids, _segment
-    FROM reco.recommend_features(p_id, p_k, _options, _slug) AS r;
-    IF p_log AND cardinality(_ids) > 0 THEN
-        PERFORM reco._log_exposures(_key.tenant_id, reco._user_key(_key.tenant_id, p_id), _segment, p_request_id,
-                                    _ids, NULL);
+           array_agg(r.feature_key ORDER BY r.rank), min(r.user_key), min(r.segment)
+    INTO _items, _keys, _user_key, _segment
+    FROM reco._recommend(_key.tenant_id, p_id, p_k,
+                         CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END
+                         || CASE WHEN p_explain THEN '{}' ELSE '{"reasons": false}' END::jsonb) AS r;
+    IF p_log AND cardinality(_keys) > 0 THEN
+        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment)
+        VALUES (_key.tenant_id, p_request_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)), _keys,
+                _segment);
     END IF;
     RETURN json_build_object('request_id', p_request_id, 'user_id', p_id, 'items', coalesce(_items, '[]'::json),
                              'variant', NULL, 'degraded', false)::text;

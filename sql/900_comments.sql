@@ -71,6 +71,8 @@ COMMENT ON COLUMN reco.user_vectors.feature_keys IS
     'the features of the user''s row of R, as of the job (UserCF reads the nearest users'' rows here)';
 COMMENT ON COLUMN reco.user_vectors.strengths IS
     'R(user, feature) = sqrt(weight / the user''s largest weight), aligned with feature_keys';
+COMMENT ON TABLE reco.usercf_scores IS
+    'UserCF per user as of the embeddings job: Σ sim(u, v)·R(v, i) over the user_neighbors nearest users (HNSW) who used something the user has not; partitioned by tenant like reco.user_vectors. Users without a row are searched when asked for';
 COMMENT ON TABLE reco.exposures IS
     'what was shown: one row per request (request id, user, the features in rank order, segment, experiment variant, when) and the features used within bandit_window after it; reco.exposure_items has one row per feature';
 COMMENT ON TABLE reco.bandit_arms IS

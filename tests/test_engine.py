@@ -109,6 +109,16 @@ def test_usercf_from_nearest_users(conn):
     assert usercf["a"] == pytest.approx(sim2 / (sim2 + sim4), abs=1e-4)  # U3 not counted
     assert usercf["b"] == pytest.approx(1.0, abs=1e-4)
 
+    # the job computed it (one search per user); a user whose first events came after the job
+    # is searched when asked for, with the same result
+    stored = conn.execute("""SELECT c.feature_keys FROM reco.usercf_scores c JOIN reco.users u USING (tenant_id, user_key)
+                             WHERE u.user_id = 'U1'""").fetchone()
+    assert stored is not None and len(stored["feature_keys"]) == 4
+    conn.execute("DELETE FROM reco.usercf_scores WHERE user_key = (SELECT user_key FROM reco.users WHERE user_id = 'U1')")
+    online = recommend(conn, "U1", 10, {"explore": False, "weights": {
+        "itemcf": 0, "usercf": 1, "prior": 0, "popularity": 0, "session": 0}})
+    assert {r["feature_id"]: r["reasons"]["usercf"] for r in online} == usercf
+
 
 def test_thompson_draws_follow_the_beta_posterior(conn):
     draws = [r["x"] for r in conn.execute(
@@ -328,6 +338,7 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
     """EXPLAIN ANALYZE of every statement inside the serving functions (auto_explain), with the
     planner settings the functions bring themselves: a query no index can answer shows up as a
     sequential scan here, whatever the size of the tables."""
+    ingest(world, [("U6", "a")])
     try:
         world.execute("LOAD 'auto_explain'")
     except psycopg.Error:
@@ -340,12 +351,14 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
         world.execute(stmt)
     recommend(world, "U2", 5, {"recent": ["d"]})
     recommend(world, "never-seen", 5)
+    recommend(world, "U6", 5)  # first events after the jobs (below): UserCF searched now (HNSW)
     world.execute("SELECT * FROM reco.starter_features('U6')").fetchall()
     world.execute("SELECT * FROM reco.similar_features('a')").fetchall()
     world.execute("SELECT * FROM reco.recommend_plan('U2')").fetchall()
     text = "\n".join(plans)
     assert "Index Scan using user_vectors_" in text and "Index Scan using interactions_pkey" in text
-    for table in ("events", "interactions", "users", "user_vectors", "feature_neighbors", "feature_stats",
+    assert "Index Scan using usercf_scores_" in text
+    for table in ("events", "interactions", "users", "user_vectors", "usercf_scores", "feature_neighbors", "feature_stats",
                   "cohort_priors", "bandit_arms", "features", "feature_factors", "plans"):
         assert f"Seq Scan on {table}" not in text, text
     assert "Seq Scan on events_" not in text, text
