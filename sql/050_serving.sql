@@ -121,8 +121,11 @@ DROP FUNCTION IF EXISTS reco._serving_segment(int, boolean, jsonb, text[], int);
 -- The ranking, by tenant id, with what the REST layer records of it: each feature's key, the
 -- user's key (NULL for a user never seen) and the serving segment. recommend_features is this
 -- without the internal columns.
+-- p_reasons false is options.reasons false without validating the options (the REST layer's
+-- options need no checking when they are empty).
 DROP FUNCTION IF EXISTS reco._recommend(int, text, int, jsonb);
-CREATE FUNCTION reco._recommend(p_tenant_id int, p_user_id text, p_k int, p_options jsonb)
+CREATE OR REPLACE FUNCTION reco._recommend(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
+                                           p_reasons boolean DEFAULT true)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
                segment text)
 -- volatile and parallel restricted: the exploration draws use random()
@@ -146,8 +149,8 @@ DECLARE
     _neighbors int;
     _candidates int;
     _explore_below int;
-    _distinct boolean := coalesce((p_options ->> 'distinct_categories')::boolean, false);
-    _reasons boolean := coalesce((p_options ->> 'reasons')::boolean, true);
+    _distinct boolean;
+    _reasons boolean;
     _user_key int;
     _paid boolean := false;
     _attrs jsonb;
@@ -169,6 +172,8 @@ BEGIN
         END IF;
         _recent := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'recent', '[]')));
     END IF;
+    _distinct := coalesce((p_options ->> 'distinct_categories')::boolean, false);
+    _reasons := p_reasons AND coalesce((p_options ->> 'reasons')::boolean, true);
     SELECT jsonb_object_agg(d.key, coalesce(s.value, d.default_value)) INTO _cfg
     FROM reco.setting_definitions d
     LEFT JOIN reco.settings s ON s.tenant_id = _tid AND s.key = d.key;

@@ -106,8 +106,8 @@ BEGIN
            array_agg(r.feature_key ORDER BY r.rank), min(r.user_key), min(r.segment)
     INTO _items, _keys, _user_key, _segment
     FROM reco._recommend(_key.tenant_id, p_id, p_k,
-                         CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END
-                         || CASE WHEN p_explain THEN '{}' ELSE '{"reasons": false}' END::jsonb) AS r;
+                         CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END,
+                         p_explain) AS r;
     IF p_log AND cardinality(_keys) > 0 THEN
         INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment)
         VALUES (_key.tenant_id, p_request_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)), _keys,
