@@ -126,24 +126,48 @@ def percentile(xs: list[float], q: float) -> float:
 # reco bench api: a running server, measured from another process
 # --------------------------------------------------------------------------------------------
 
+def _cpu_seconds(pid: str) -> float:
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu(match: str) -> float:
     """CPU seconds used so far by the processes whose command line contains ``match`` (Linux)."""
     import os
 
-    total = 0
+    total = 0.0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmd = fh.read().replace(b"\0", b" ").decode(errors="ignore")
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if match in cmd:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            total += _cpu_seconds(pid)
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (Linux): the API server and the
+    worker processes it starts."""
+    total, todo = 0.0, [str(pid)]
+    while todo:
+        p = todo.pop()
+        total += _cpu_seconds(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(fh.read().split())
+        except OSError:
+            pass
+    return total
 
 
 @dataclass

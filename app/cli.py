@@ -415,23 +415,31 @@ def bench_sql(
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
 
 
+PATHS = {"recommendations": "GET /v1/users/{id}/recommendations?k=10", "floor": "GET /v1/ping (floor)"}
+
+
 @bench_app.command("api")
 def bench_api(
     users: Annotated[int, typer.Option(help="demo users (24 features, 90 days: the demo grown)")] = 100_000,
     seed: int = 7,
-    seconds: Annotated[float, typer.Option(help="length of each measurement")] = 15.0,
+    seconds: Annotated[float, typer.Option(help="length of each measurement")] = 10.0,
+    rounds: Annotated[int, typer.Option(min=1, help="measurements of each endpoint, alternating; the median "
+                                                    "is reported (the machine's speed drifts)")] = 3,
     connections: Annotated[int, typer.Option(help="concurrent client connections")] = 8,
-    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="API worker processes (default: one per core)")] = 0,
     port: int = 8765,
     batches: Annotated[int, typer.Option(help="1,000-event batches to POST")] = 100,
     reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
 ) -> None:
     """Load on a running API server (a subprocess) from this process: recommendations, the floor
     (/v1/ping: the same pool and key check, no work), and event ingest in 1,000-event batches."""
+    import statistics
+
     import psycopg
 
     from app import bench, loadgen
 
+    workers = workers or os.cpu_count() or 1
     base = db.database_url()
     out = _demo_files(users, 24, 90, seed)
     if reuse:
@@ -444,32 +452,42 @@ def bench_api(
         for kind in ("features", "plans", "users", "events"):
             run_import(kind, out / f"{kind}.csv", url=url, quiet=True)
         run_jobs("all", url=url)
-        # the steady state: a freshly loaded database would otherwise be vacuumed during the measurement
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE)")
+    # the steady state: a freshly loaded database (or one a previous run wrote to) would
+    # otherwise be vacuumed during the measurement
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
     with db.connect(url) as conn:
         n_users = conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"]
         key = conn.execute("SELECT reco.create_api_key('default', 'bench') AS k").fetchone()["k"]
-    console.print(f"data: {n_users:,} users, 24 features; server: {workers} worker(s); "
-                  f"load: {connections} connections, {seconds:g} s per measurement")
+    pool = get_settings().api_pool_size
+    console.print(f"data: {n_users:,} users, 24 features; server: {workers} worker(s) x {pool} read connections; "
+                  f"load: {connections} connections, {rounds} x {seconds:g} s per endpoint")
     recommend = loadgen.get(lambda r: f"/v1/users/U{r.randint(1, users)}/recommendations?k=10", key)
     floor = loadgen.get(lambda r: "/v1/ping", key)
     bodies = bench.event_batches(out / "events.csv", batches, 1000)
-    with bench.ServerProcess(url, port, workers):
+    with bench.ServerProcess(url, port, workers) as server:
         loadgen.run("127.0.0.1", port, recommend, connections=connections, seconds=3)  # warm-up
-        results = {}
-        for name, request in (("recommendations", recommend), ("floor", floor)):
-            api0, db0 = bench.process_cpu("app.cli serve"), bench.process_cpu("postgres: ")
-            res = loadgen.run("127.0.0.1", port, request, connections=connections, seconds=seconds)
-            api_ms = 1000 * (bench.process_cpu("app.cli serve") - api0) / max(res.requests, 1)
-            db_ms = 1000 * (bench.process_cpu("postgres: ") - db0) / max(res.requests, 1)
-            results[name] = res
-            path = "GET /v1/users/{id}/recommendations?k=10" if name == "recommendations" else "GET /v1/ping (floor)"
-            console.print(f"{path}: [bold]{res.rate:,.0f} req/s, p50 {res.pct(0.5):.1f} ms, "
-                          f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors[/bold] ({res.requests:,} requests; "
-                          f"CPU per request: API {api_ms:.2f} ms, database {db_ms:.2f} ms)")
-        ratio = results["recommendations"].rate / max(results["floor"].rate, 1)
-        console.print(f"recommendations / floor: [bold]{ratio:.2f}[/bold]")
+        results: dict[str, list] = {"recommendations": [], "floor": []}
+        for r in range(rounds):
+            for name, request in (("recommendations", recommend), ("floor", floor)):
+                api0, db0 = bench.tree_cpu(server.process.pid), bench.process_cpu("postgres: ")
+                res = loadgen.run("127.0.0.1", port, request, connections=connections, seconds=seconds)
+                api_ms = 1000 * (bench.tree_cpu(server.process.pid) - api0) / max(res.requests, 1)
+                db_ms = 1000 * (bench.process_cpu("postgres: ") - db0) / max(res.requests, 1)
+                results[name].append(res)
+                console.print(f"round {r + 1}: {PATHS[name]}: {res.rate:,.0f} req/s, p50 {res.pct(0.5):.1f} ms, "
+                              f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors ({res.requests:,} requests; "
+                              f"CPU per request: API {api_ms:.2f} ms, database {db_ms:.2f} ms)")
+        for name, runs in results.items():
+            rate = statistics.median(x.rate for x in runs)
+            console.print(f"{PATHS[name]}, median of {rounds}: [bold]{rate:,.0f} req/s, "
+                          f"p50 {statistics.median(x.pct(0.5) for x in runs):.1f} ms, "
+                          f"p99 {statistics.median(x.pct(0.99) for x in runs):.1f} ms, "
+                          f"{sum(x.errors for x in runs)} errors[/bold] "
+                          f"(rounds: {', '.join(f'{x.rate:,.0f}' for x in runs)} req/s)")
+        ratio = statistics.median(a.rate / max(b.rate, 1)
+                                  for a, b in zip(results["recommendations"], results["floor"], strict=True))
+        console.print(f"recommendations / floor (median of the rounds): [bold]{ratio:.2f}[/bold]")
         batch_iter = iter(bodies)
         ingest = loadgen.post("/v1/events", lambda r: next(batch_iter, bodies[-1]), key)
         with db.connect(url) as conn:
@@ -642,9 +660,10 @@ def run_server(host: str, port: int, workers: int, access_log: bool = False) -> 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port")] = 8000,
-          workers: Annotated[int, typer.Option(min=1, help="processes (about one per core)")] = 1,
+          workers: Annotated[int, typer.Option(min=0, help="processes (default 0: one per core)")] = 0,
           access_log: Annotated[bool, typer.Option(help="log every request")] = False) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
+    workers = workers or os.cpu_count() or 1
     console.print(f"pgreco API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     run_server(host, port, workers, access_log)
 

@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     api_timeout_ms: int = 50
     #: Statement timeout of a write request (upserts, events, erasure), ms.
     api_write_timeout_ms: int = 30_000
-    #: Connections per worker process for reads and for writes.
-    api_pool_size: int = 8
+    #: Connections per worker process for reads and for writes (`reco serve` runs one worker per
+    #: core: 4 read connections per worker keep the database's cores busy without queueing).
+    api_pool_size: int = 4
     api_write_pool_size: int = 4
     #: Seconds a request waits for a free connection before it is degraded (reads) or refused (writes).
     api_pool_timeout: float = 0.5

@@ -172,7 +172,7 @@ BEGIN
     WHERE e.tenant_id = _tid AND e.user_key = _key AND i.tenant_id = _tid AND i.event_id = e.event_id;
     GET DIAGNOSTICS _n = ROW_COUNT;
     _counts := jsonb_build_object('event_ids', _n);
-    FOREACH _table IN ARRAY '{events,interactions,user_vectors,exposures}'::text[] LOOP
+    FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures}'::text[] LOOP
         EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1 AND user_key = $2', _table) USING _tid, _key;
         GET DIAGNOSTICS _n = ROW_COUNT;
         _counts := _counts || jsonb_build_object(_table, _n);
@@ -181,7 +181,7 @@ BEGIN
     RETURN _counts || jsonb_build_object('users', 1);
 END $$;
 COMMENT ON FUNCTION reco.erase_user(text, text) IS
-$c$erase a user everywhere (events and their ids, interactions, user vector, exposures, the user row), for
+$c$erase a user everywhere (events and their ids, interactions, user vector and UserCF row, exposures, the user row), for
 privacy requests; returns the rows deleted per table. Aggregates (stats, priors, neighbours, bandit arms)
 no longer count the user after the next jobs. Unknown user: no_data_found.
 Example: SELECT reco.erase_user('U42');$c$;

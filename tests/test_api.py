@@ -214,8 +214,11 @@ def test_erase_user(api, seeded):
     body = api.delete("/v1/users/U1").json()
     assert body["user_id"] == "U1" and body["erased"]["events"] == 3 and body["erased"]["interactions"] == 3
     assert body["erased"]["exposures"] >= 1 and body["erased"]["users"] == 1
+    assert body["erased"]["user_vectors"] == 1 and body["erased"]["usercf_scores"] == 1
     left = seeded.execute("""SELECT (SELECT count(*) FROM reco.users WHERE user_id = 'U1')
         + (SELECT count(*) FROM reco.exposures x WHERE NOT EXISTS (SELECT 1 FROM reco.users u
+               WHERE u.tenant_id = x.tenant_id AND u.user_key = x.user_key))
+        + (SELECT count(*) FROM reco.usercf_scores x WHERE NOT EXISTS (SELECT 1 FROM reco.users u
                WHERE u.tenant_id = x.tenant_id AND u.user_key = x.user_key)) AS n""").fetchone()["n"]
     assert left == 0
     error(api.delete("/v1/users/U1"), 404, "not_found")

@@ -111,10 +111,11 @@ def test_usercf_from_nearest_users(conn):
 
     # the job computed it (one search per user); a user whose first events came after the job
     # is searched when asked for, with the same result
-    stored = conn.execute("""SELECT c.feature_keys FROM reco.usercf_scores c JOIN reco.users u USING (tenant_id, user_key)
-                             WHERE u.user_id = 'U1'""").fetchone()
+    stored = conn.execute("""SELECT c.feature_keys FROM reco.usercf_scores c
+                             JOIN reco.users u USING (tenant_id, user_key) WHERE u.user_id = 'U1'""").fetchone()
     assert stored is not None and len(stored["feature_keys"]) == 4
-    conn.execute("DELETE FROM reco.usercf_scores WHERE user_key = (SELECT user_key FROM reco.users WHERE user_id = 'U1')")
+    conn.execute("DELETE FROM reco.usercf_scores "
+                 "WHERE user_key = (SELECT user_key FROM reco.users WHERE user_id = 'U1')")
     online = recommend(conn, "U1", 10, {"explore": False, "weights": {
         "itemcf": 0, "usercf": 1, "prior": 0, "popularity": 0, "session": 0}})
     assert {r["feature_id"]: r["reasons"]["usercf"] for r in online} == usercf
@@ -358,8 +359,8 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
     text = "\n".join(plans)
     assert "Index Scan using user_vectors_" in text and "Index Scan using interactions_pkey" in text
     assert "Index Scan using usercf_scores_" in text
-    for table in ("events", "interactions", "users", "user_vectors", "usercf_scores", "feature_neighbors", "feature_stats",
-                  "cohort_priors", "bandit_arms", "features", "feature_factors", "plans"):
+    for table in ("events", "interactions", "users", "user_vectors", "usercf_scores", "feature_neighbors",
+                  "feature_stats", "cohort_priors", "bandit_arms", "features", "feature_factors", "plans"):
         assert f"Seq Scan on {table}" not in text, text
     assert "Seq Scan on events_" not in text, text
 
