@@ -170,6 +170,16 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def degraded_answers(port: int) -> int:
+    """reco_degraded_responses_total of a running API server, all routes and workers."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("reco_degraded_responses_total{")))
+
+
 @dataclass
 class ServerProcess:
     """`reco serve` in a subprocess, against ``url``."""

@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(psycopg.Error, db_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(serving.HotRoutes, fastapi_app=app)
     app.add_middleware(MetricsMiddleware)
 
     def openapi() -> dict:
