@@ -426,7 +426,7 @@ def bench_api(
     rounds: Annotated[int, typer.Option(min=1, help="measurements of each endpoint, alternating; the median "
                                                     "is reported (the machine's speed drifts)")] = 3,
     connections: Annotated[int, typer.Option(help="concurrent client connections")] = 8,
-    workers: Annotated[int, typer.Option(min=1, help="API worker processes (default: one per core)")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="API worker processes (default 0: one per core)")] = 0,
     port: int = 8765,
     batches: Annotated[int, typer.Option(help="1,000-event batches to POST")] = 100,
     reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
