@@ -163,6 +163,8 @@ DECLARE
     _recent text[] := '{}';
     _ucf_keys int[];
     _ucf_scores real[];
+    _ses_keys int[];
+    _ses_scores float8[];
 BEGIN
     IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
         PERFORM reco._check_options(p_k, p_options,
@@ -171,6 +173,16 @@ BEGIN
             PERFORM setseed((p_options ->> 'seed')::float8);
         END IF;
         _recent := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'recent', '[]')));
+        IF cardinality(_recent) > 0 THEN
+            -- the session: Σ S(j, i) over the features in options.recent (a statement of its own:
+            -- most calls have none, and the scoring query is initialised on every call)
+            SELECT array_agg(x.fk), array_agg(x.s) INTO _ses_keys, _ses_scores
+            FROM (SELECT n.neighbor_key AS fk, sum(n.score) AS s
+                  FROM reco.features f
+                  JOIN reco.feature_neighbors n ON n.tenant_id = p_tenant_id AND n.feature_key = f.feature_key
+                  WHERE f.tenant_id = p_tenant_id AND f.feature_id = ANY (_recent)
+                  GROUP BY n.neighbor_key) AS x;
+        END IF;
     END IF;
     _distinct := coalesce((p_options ->> 'distinct_categories')::boolean, false);
     _reasons := p_reasons AND coalesce((p_options ->> 'reasons')::boolean, true);
@@ -229,11 +241,7 @@ BEGIN
         JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = m.fk
         GROUP BY n.neighbor_key
     ), session AS (
-        SELECT n.neighbor_key AS fk, sum(n.score) AS s
-        FROM reco.features f
-        JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = f.feature_key
-        WHERE f.tenant_id = _tid AND f.feature_id = ANY (_recent)
-        GROUP BY n.neighbor_key
+        SELECT t.fk, t.s FROM unnest(_ses_keys, _ses_scores) AS t(fk, s)
     ), usercf AS (
         SELECT t.fk, t.s FROM unnest(_ucf_keys, _ucf_scores) AS t(fk, s)
     ), signals AS MATERIALIZED (
@@ -276,11 +284,11 @@ BEGIN
                coalesce(sg.pop, (SELECT st.popularity * (0.5 + 0.5 * st.success_rate) FROM reco.feature_stats st
                                  WHERE st.tenant_id = _tid AND st.attribute = _pop_attr
                                    AND st.value = _pop_value AND st.feature_key = sg.fk), 0) AS popularity,
-               ex.on AS exploring,
+               -- NULL when the user is not exploring
                CASE WHEN ex.on THEN coalesce(
                    (SELECT reco.beta_sample(b.alpha, b.beta) FROM reco.bandit_arms b
                     WHERE b.tenant_id = _tid AND b.segment = _segment AND b.feature_key = sg.fk),
-                   reco.beta_sample(1, 1)) ELSE 0 END AS explore
+                   reco.beta_sample(1, 1)) END AS explore
         FROM signals sg
         -- exploration for users with few interactions (counted from the rows read above)
         CROSS JOIN (SELECT coalesce((p_options ->> 'explore')::boolean,
@@ -308,13 +316,13 @@ BEGIN
                      + coalesce(c.c_pop, 0) + coalesce(c.c_session, 0) + c.c_explore)
                     * CASE WHEN c.seen THEN _seen_factor ELSE 1 END AS total
         FROM (
-            SELECT x.feature_key, x.feature_id, x.category, x.because, x.seen, x.exploring,
+            SELECT x.feature_key, x.feature_id, x.category, x.because, x.seen, x.explore IS NOT NULL AS exploring,
                    _w_itemcf * x.itemcf / nullif(x.m_itemcf, 0) / x.present AS c_itemcf,
                    _w_usercf * x.usercf / nullif(x.m_usercf, 0) / x.present AS c_usercf,
                    _w_prior * x.prior / nullif(x.m_prior, 0) / x.present AS c_prior,
                    _w_pop * x.popularity / nullif(x.m_pop, 0) / x.present AS c_pop,
                    _w_session * x.session / nullif(x.m_session, 0) / x.present AS c_session,
-                   _w_explore * x.explore AS c_explore
+                   _w_explore * coalesce(x.explore, 0) AS c_explore
             FROM maxima x
         ) AS c
     ), top AS (
