@@ -23,7 +23,7 @@ INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, descript
     ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{}', 4,
      'ItemCF: cosine between feature columns of the interaction matrix, top-K, plus content neighbours'),
     ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
-     'feature content embeddings, feature factors (SVD of the co-occurrences above 64 features) and user vectors (HNSW) for nearest-user search'),
+     'feature content embeddings, feature factors (SVD of the co-occurrences above 64 features), user vectors (HNSW) and every user''s UserCF from its nearest users'),
     ('bandit', 'reco.job_bandit', '*/10 * * * *', '{}', 6,
      'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
 ON CONFLICT (name) DO UPDATE
@@ -42,6 +42,21 @@ SELECT tenant_id, user_key, feature_key,
 FROM reco.interactions;
 COMMENT ON VIEW reco.interaction_strengths IS
     'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
+
+-- A user's vector and row of R, computed from the interactions: normalise(Σ strength · factor)
+-- and the features with their strengths. The embeddings job stores these in reco.user_vectors;
+-- serving computes one for a user who had no interactions at the last job.
+CREATE OR REPLACE VIEW reco.user_vector_rows AS
+SELECT s.tenant_id, s.user_key,
+       l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)) AS embedding,
+       array_agg(s.feature_key ORDER BY s.feature_key) AS feature_keys,
+       array_agg(s.strength::real ORDER BY s.feature_key) AS strengths
+FROM reco.interaction_strengths s
+JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
+WHERE s.strength > 0
+GROUP BY s.tenant_id, s.user_key;
+COMMENT ON VIEW reco.user_vector_rows IS
+    'a user''s vector (normalised Σ strength · feature factor) and row of R, from the current interactions: what the embeddings job stores in reco.user_vectors';
 
 -- A step of a long job, as a NOTICE: psql shows it, `reco jobs run` turns it into progress.
 CREATE OR REPLACE FUNCTION reco._progress(p_job text, p_tenant_id int, p_step text)
@@ -238,6 +253,48 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
           GROUP BY x.fk) AS t
 $$;
 
+-- A tenant's partition of a table partitioned by tenant (user_vectors, usercf_scores) is rebuilt
+-- as a new table beside the old one, then swapped in with a short lock at the end: readers keep
+-- the old rows until then, and other tenants' partitions are not touched.
+-- _new_partition creates the empty table (<parent>_<tenant>_new, prefixed "_") and returns its name.
+CREATE OR REPLACE FUNCTION reco._new_partition(p_parent text, p_tenant_id int)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    _new text := format('_%s_%s_new', p_parent, p_tenant_id);
+BEGIN
+    IF to_regclass('reco.' || _new) IS NOT NULL THEN  -- normally absent: a failed run rolls back
+        EXECUTE format('DROP TABLE reco.%I', _new);
+    END IF;
+    EXECUTE format('CREATE TABLE reco.%I (LIKE reco.%I INCLUDING DEFAULTS, CONSTRAINT %I CHECK (tenant_id = %s))',
+                   _new, p_parent, format('%s_%s_tenant_check', p_parent, p_tenant_id), p_tenant_id);
+    RETURN _new;
+END $$;
+
+-- _swap_partition analyses the new table, drops the tenant's old partition and attaches the new
+-- one under the old name; p_indexes are the suffixes of the new table's indexes to rename.
+CREATE OR REPLACE FUNCTION reco._swap_partition(p_parent text, p_tenant_id int, p_indexes text[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    _new text := format('_%s_%s_new', p_parent, p_tenant_id);
+    _part text := format('%s_%s', p_parent, p_tenant_id);
+    _suffix text;
+BEGIN
+    -- statistics before the swap: plans made right after it must know the table's size
+    EXECUTE format('ANALYZE reco.%I', _new);
+    IF to_regclass('reco.' || _part) IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE reco.%I DETACH PARTITION reco.%I', p_parent, _part);
+        EXECUTE format('DROP TABLE reco.%I', _part);
+    END IF;
+    EXECUTE format('ALTER TABLE reco.%I RENAME TO %I', _new, _part);
+    FOREACH _suffix IN ARRAY p_indexes LOOP
+        EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _new || '_' || _suffix, _part || '_' || _suffix);
+    END LOOP;
+    EXECUTE format('ALTER TABLE reco.%I ATTACH PARTITION reco.%I FOR VALUES IN (%s)', p_parent, _part, p_tenant_id);
+    EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _part, format('reco.%s of tenant %s', p_parent, p_tenant_id));
+END $$;
+
 DROP FUNCTION IF EXISTS reco._describe_user_vectors();
 
 CREATE OR REPLACE FUNCTION reco.job_embeddings(p_tenant_id int)
@@ -246,10 +303,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _active int;
     _svd_ok boolean;
-    _part text := 'user_vectors_' || p_tenant_id;
-    _new text := '_user_vectors_' || p_tenant_id || '_new';
-    _ucf_part text := 'usercf_scores_' || p_tenant_id;
-    _ucf_new text := '_usercf_scores_' || p_tenant_id || '_new';
+    _new text;
     _n bigint;
 BEGIN
     -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
@@ -284,75 +338,39 @@ BEGIN
               FROM reco.features WHERE tenant_id = p_tenant_id AND active) AS f;
     END IF;
 
-    -- 3. user vectors: normalise(Σ strength · factor), with the user's row of R. The tenant's
-    --    partition is rebuilt as a new table (the HNSW index is built once, not row by row) that
-    --    replaces the old partition in a short lock at the end: readers keep the old vectors
-    --    until then, and other tenants' partitions are not touched.
+    -- 3. user vectors (reco.user_vector_rows), the tenant's partition rebuilt and swapped in
+    --    (reco._swap_partition); the HNSW index is built once, not row by row
     PERFORM reco._progress('embeddings', p_tenant_id, 'user vectors');
-    IF to_regclass('reco.' || _new) IS NOT NULL THEN  -- normally absent: a failed run rolls back
-        EXECUTE format('DROP TABLE reco.%I', _new);
-    END IF;
-    EXECUTE format('CREATE TABLE reco.%I (LIKE reco.user_vectors INCLUDING DEFAULTS, '
-                   'CONSTRAINT %I CHECK (tenant_id = %s))', _new, _part || '_tenant_check', p_tenant_id);
+    _new := reco._new_partition('user_vectors', p_tenant_id);
     EXECUTE format($q$
         INSERT INTO reco.%I (tenant_id, user_key, embedding, feature_keys, strengths)
-        SELECT $1, s.user_key,
-               l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)),
-               array_agg(s.feature_key ORDER BY s.feature_key), array_agg(s.strength::real ORDER BY s.feature_key)
-        FROM reco.interaction_strengths s
-        JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
-        WHERE s.tenant_id = $1 AND s.strength > 0
-        GROUP BY s.user_key$q$, _new) USING p_tenant_id;
+        SELECT tenant_id, user_key, embedding, feature_keys, strengths
+        FROM reco.user_vector_rows WHERE tenant_id = $1$q$, _new) USING p_tenant_id;
     GET DIAGNOSTICS _n = ROW_COUNT;
     EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)', _new, _new || '_pkey');
     PERFORM reco._progress('embeddings', p_tenant_id, 'HNSW index');
     EXECUTE format('CREATE INDEX %I ON reco.%I USING hnsw (embedding vector_cosine_ops) WITH (m = %s)',
                    _new || '_embedding_idx', _new, reco.setting('hnsw_m', p_tenant_id)::int);
-    -- statistics before the swap: plans made right after it must know the table's size
-    EXECUTE format('ANALYZE reco.%I', _new);
-    IF to_regclass('reco.' || _part) IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE reco.user_vectors DETACH PARTITION reco.%I', _part);
-        EXECUTE format('DROP TABLE reco.%I', _part);
-    END IF;
-    EXECUTE format('ALTER TABLE reco.%I RENAME TO %I', _new, _part);
-    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _new || '_pkey', _part || '_pkey');
-    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _new || '_embedding_idx', _part || '_embedding_idx');
-    EXECUTE format('ALTER TABLE reco.user_vectors ATTACH PARTITION reco.%I FOR VALUES IN (%s)', _part, p_tenant_id);
-    EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _part,
-                   format('reco.user_vectors of tenant %s', p_tenant_id));
+    PERFORM reco._swap_partition('user_vectors', p_tenant_id, '{pkey,embedding_idx}');
 
     -- 4. UserCF of every user with a vector (reco._usercf): one nearest-user search per user and
     --    run instead of one per request; serving searches only for users whose first
     --    interactions came after this run. Rebuilt and swapped in like the vectors.
     PERFORM reco._progress('embeddings', p_tenant_id, 'UserCF (nearest users)');
     PERFORM set_config('hnsw.ef_search', reco.setting('hnsw_ef_search', p_tenant_id) #>> '{}', true);
-    IF to_regclass('reco.' || _ucf_new) IS NOT NULL THEN
-        EXECUTE format('DROP TABLE reco.%I', _ucf_new);
-    END IF;
-    EXECUTE format('CREATE TABLE reco.%I (LIKE reco.usercf_scores INCLUDING DEFAULTS, '
-                   'CONSTRAINT %I CHECK (tenant_id = %s))', _ucf_new, _ucf_part || '_tenant_check', p_tenant_id);
+    _new := reco._new_partition('usercf_scores', p_tenant_id);
     EXECUTE format($q$
         INSERT INTO reco.%I (tenant_id, user_key, feature_keys, scores)
         SELECT $1, u.user_key, c.feature_keys, c.scores
         FROM reco.user_vectors u
         CROSS JOIN LATERAL reco._usercf($1, u.user_key, u.embedding, u.feature_keys, $2) AS c
-        WHERE u.tenant_id = $1$q$, _ucf_new) USING p_tenant_id, reco.setting('user_neighbors', p_tenant_id)::int;
-    EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)',
-                   _ucf_new, _ucf_new || '_pkey');
-    EXECUTE format('ANALYZE reco.%I', _ucf_new);
-    IF to_regclass('reco.' || _ucf_part) IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE reco.usercf_scores DETACH PARTITION reco.%I', _ucf_part);
-        EXECUTE format('DROP TABLE reco.%I', _ucf_part);
-    END IF;
-    EXECUTE format('ALTER TABLE reco.%I RENAME TO %I', _ucf_new, _ucf_part);
-    EXECUTE format('ALTER INDEX reco.%I RENAME TO %I', _ucf_new || '_pkey', _ucf_part || '_pkey');
-    EXECUTE format('ALTER TABLE reco.usercf_scores ATTACH PARTITION reco.%I FOR VALUES IN (%s)', _ucf_part, p_tenant_id);
-    EXECUTE format('COMMENT ON TABLE reco.%I IS %L', _ucf_part,
-                   format('reco.usercf_scores of tenant %s', p_tenant_id));
+        WHERE u.tenant_id = $1$q$, _new) USING p_tenant_id, reco.setting('user_neighbors', p_tenant_id)::int;
+    EXECUTE format('ALTER TABLE reco.%I ADD CONSTRAINT %I PRIMARY KEY (tenant_id, user_key)', _new, _new || '_pkey');
+    PERFORM reco._swap_partition('usercf_scores', p_tenant_id, '{pkey}');
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_embeddings(int) IS
-    'job body: feature content embeddings, feature factors and user vectors for a tenant';
+    'job body: feature content embeddings, feature factors, user vectors and UserCF scores for a tenant';
 
 -- ---------------------------------------------------------------------------------------
 -- feature_neighbors: ItemCF cosine on the columns of R, top-K, plus content neighbours
@@ -556,12 +574,9 @@ BEGIN
     FOR _table IN SELECT slug FROM reco.tenants WHERE evaluation_of = _tid LOOP
         _n := _n + reco.drop_tenant(_table);
     END LOOP;
-    IF to_regclass(format('reco.%I', 'user_vectors_' || _tid)) IS NOT NULL THEN
-        EXECUTE format('DROP TABLE reco.%I', 'user_vectors_' || _tid);
-    END IF;
-    IF to_regclass(format('reco.%I', 'usercf_scores_' || _tid)) IS NOT NULL THEN
-        EXECUTE format('DROP TABLE reco.%I', 'usercf_scores_' || _tid);
-    END IF;
+    FOREACH _table IN ARRAY '{user_vectors,usercf_scores}'::text[] LOOP  -- the tenant's partitions
+        EXECUTE format('DROP TABLE IF EXISTS reco.%I', _table || '_' || _tid);
+    END LOOP;
     -- every table of the schema that has a tenant_id (partitions through their parent)
     FOR _table IN
         SELECT c.relname FROM pg_class c

@@ -123,7 +123,6 @@ DROP FUNCTION IF EXISTS reco._serving_segment(int, boolean, jsonb, text[], int);
 -- without the internal columns.
 -- p_reasons false is options.reasons false without validating the options (the REST layer's
 -- options need no checking when they are empty).
-DROP FUNCTION IF EXISTS reco._recommend(int, text, int, jsonb);
 CREATE OR REPLACE FUNCTION reco._recommend(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
                                            p_reasons boolean DEFAULT true)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
@@ -218,13 +217,9 @@ BEGIN
                 -- for this call only: the function's SET clause restores the session's value
                 PERFORM set_config('hnsw.ef_search', _cfg ->> 'hnsw_ef_search', true);
                 SELECT c.feature_keys, c.scores INTO _ucf_keys, _ucf_scores
-                FROM (SELECT l2_normalize(sum(ff.factor * array_fill(i.strength::real, ARRAY[64])::vector)) AS v,
-                             array_agg(i.feature_key) AS fks
-                      FROM reco.interaction_strengths i
-                      JOIN reco.feature_factors ff ON ff.tenant_id = i.tenant_id AND ff.feature_key = i.feature_key
-                      WHERE i.tenant_id = _tid AND i.user_key = _user_key AND i.strength > 0) AS q
-                CROSS JOIN LATERAL reco._usercf(_tid, _user_key, q.v, q.fks, _neighbors) AS c
-                WHERE q.v IS NOT NULL;
+                FROM reco.user_vector_rows r
+                CROSS JOIN LATERAL reco._usercf(_tid, _user_key, r.embedding, r.feature_keys, _neighbors) AS c
+                WHERE r.tenant_id = _tid AND r.user_key = _user_key;
             END IF;
         END IF;
     END IF;
@@ -373,7 +368,7 @@ $$;
 COMMENT ON FUNCTION reco.recommend_features(text, int, jsonb, text) IS
 $c$the features a user is most likely to use next: rank, feature_id, score and reasons (each component's
 contribution, "because" = the user's features that led to it, the segment used). Hybrid of ItemCF, UserCF
-(HNSW), cohort prior, segment popularity and the session (options.recent); seen features down-weighted
+(reco.usercf_scores, as of the embeddings job; HNSW now for users new since), cohort prior, segment popularity and the session (options.recent); seen features down-weighted
 (options.exclude_seen removes them); inactive and (for free users) paid-only features removed; Thompson
 sampling for users with few interactions; MMR on category. Options: exclude_seen, recent, explore, weights
 {itemcf, usercf, prior, popularity, session, explore}, seed, distinct_categories. Writes nothing.

@@ -145,18 +145,13 @@ class HotRoutes:
     def __init__(self, app, fastapi_app) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
-        self.routes: list[tuple[re.Pattern, object, object]] = []
-
-    def _compile(self) -> None:
-        handlers = {recommendations, starter, similar, ping}
-        for route in router.routes:
-            if getattr(route, "endpoint", None) in handlers:
-                self.routes.append((route.path_regex, route, route.endpoint))
+        hot = {recommendations, starter, similar, ping}
+        self.routes: list[tuple[re.Pattern, object, object]] = [
+            (route.path_regex, route, route.endpoint) for route in router.routes
+            if getattr(route, "endpoint", None) in hot]
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            if not self.routes:
-                self._compile()
             for regex, route, endpoint in self.routes:
                 match = regex.match(scope["path"])
                 if match:
