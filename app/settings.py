@@ -28,9 +28,10 @@ class Settings(BaseSettings):
     api_timeout_ms: int = 50
     #: Statement timeout of a write request (upserts, events, erasure), ms.
     api_write_timeout_ms: int = 30_000
-    #: Connections per worker process for reads and for writes (`reco serve` runs one worker per
-    #: core: 4 read connections per worker keep the database's cores busy without queueing).
-    api_pool_size: int = 4
+    #: Connections per worker process for reads and for writes. The workers share one listening
+    #: socket and a burst of new client connections tends to land on one of them, so each
+    #: worker's read pool is sized to keep the database busy on its own (about 4 per database core).
+    api_pool_size: int = 8
     api_write_pool_size: int = 4
     #: Seconds a request waits for a free connection before it is degraded (reads) or refused (writes).
     api_pool_timeout: float = 0.5
