@@ -170,6 +170,25 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def own_cpu() -> float:
+    """CPU seconds used so far by this process (the load generator of `reco bench api`)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def idle_share(since: tuple[int, int] | None = None):
+    """The machine's CPU counters (Linux /proc/stat): without ``since``, a reading (idle, total);
+    with it, the share of CPU time idle since that reading."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:9]]
+    now = (ticks[3], sum(ticks))
+    if since is None:
+        return now
+    return (now[0] - since[0]) / max(now[1] - since[1], 1)
+
+
 def degraded_answers(port: int) -> int:
     """reco_degraded_responses_total of a running API server, all routes and workers."""
     import urllib.request

@@ -471,8 +471,10 @@ def bench_api(
         for r in range(rounds):
             for name, request in (("recommendations", recommend), ("floor", floor)):
                 api0, db0 = bench.tree_cpu(server.process.pid), bench.process_cpu("postgres: ")
-                degraded0 = bench.degraded_answers(port)
+                degraded0, lg0, idle0 = bench.degraded_answers(port), bench.own_cpu(), bench.idle_share()
                 res = loadgen.run("127.0.0.1", port, request, connections=connections, seconds=seconds)
+                lg_ms = 1000 * (bench.own_cpu() - lg0) / max(res.requests, 1)
+                idle = bench.idle_share(idle0)
                 # a degraded answer (the popular list, after the statement timeout) is a 200 but no
                 # recommendation: counted as an error
                 res.errors += bench.degraded_answers(port) - degraded0
@@ -481,7 +483,8 @@ def bench_api(
                 results[name].append(res)
                 console.print(f"round {r + 1}: {PATHS[name]}: {res.rate:,.0f} req/s, p50 {res.pct(0.5):.1f} ms, "
                               f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors ({res.requests:,} requests; "
-                              f"CPU per request: API {api_ms:.2f} ms, database {db_ms:.2f} ms)")
+                              f"CPU per request: API {api_ms:.2f} ms, database {db_ms:.2f} ms, load generator "
+                              f"{lg_ms:.2f} ms; CPU idle {idle:.0%})")
         for name, runs in results.items():
             rate = statistics.median(x.rate for x in runs)
             console.print(f"{PATHS[name]}, median of {rounds}: [bold]{rate:,.0f} req/s, "
