@@ -235,6 +235,8 @@ BEGIN
         RETURNING extract(epoch FROM decay_epoch) INTO _t0;
     END IF;
 
+    -- not while the bandit job counts (see reco.job_bandit)
+    PERFORM pg_advisory_xact_lock_shared(7281201, p_tenant_id);
     WITH fresh AS (
         INSERT INTO reco.event_ids (tenant_id, event_id, occurred_at)
         SELECT p_tenant_id, r.event_id, r.occurred_at FROM reco._batch(_valid_rows) AS r
@@ -291,12 +293,11 @@ BEGIN
         RETURNING 1
     ), uses AS (
         -- ... and counts a success in its arm; an exposure the bandit job already counted as a
-        -- failure (shown before the arm was rebuilt) moves from beta to alpha
+        -- failure (shown before its last count) moves from beta to alpha
         SELECT u.segment, u.feature_key, count(*) AS n,
-               count(*) FILTER (WHERE u.shown_at <= b.updated_at) AS counted
+               count(*) FILTER (WHERE u.shown_at < st.counted_before) AS counted
         FROM hits u
-        LEFT JOIN reco.bandit_arms b ON b.tenant_id = p_tenant_id AND b.segment = u.segment
-             AND b.feature_key = u.feature_key
+        LEFT JOIN reco.bandit_state st ON st.tenant_id = p_tenant_id
         GROUP BY u.segment, u.feature_key
     ), arms AS (
         INSERT INTO reco.bandit_arms AS b (tenant_id, segment, feature_key, alpha, beta)

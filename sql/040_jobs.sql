@@ -465,8 +465,23 @@ COMMENT ON FUNCTION reco.job_feature_neighbors(int) IS
 -- bandit: Beta counters from exposures and the uses that followed them
 -- ---------------------------------------------------------------------------------------
 
--- Beta(α, β) per segment and feature: α - 1 = exposures followed by a use, β - 1 = the others.
-CREATE OR REPLACE FUNCTION reco._bandit_arms_from_exposures(p_tenant_id int)
+-- Beta(α, β) per segment and feature: α - 1 = the exposures followed by a use, β - 1 = the
+-- others counted so far: those shown before reco.bandit_state.counted_before.
+--
+-- How the counts stay exact while requests, events and the job run at once:
+-- * exposure writers (reco.api_serve, reco._log_exposures) take advisory lock (7281200, tenant)
+--   shared, then stamp shown_at with clock_timestamp(), and hold the lock until they commit. The
+--   job takes it exclusively for an instant and reads the clock: every exposure shown before
+--   that time is committed, every later one will be stamped later. Nothing is missed or counted
+--   twice, whatever the commit order.
+-- * ingest marks uses as events arrive: a use of a counted exposure moves one from β to α, of a
+--   not yet counted one adds to α (the job then counts it as used, so not in β). Ingest holds
+--   advisory lock (7281201, tenant) shared while it does, the job exclusively while it counts.
+
+-- The whole count, from scratch (the first run of the job, and the evaluation's scopes).
+DROP FUNCTION IF EXISTS reco._bandit_arms_from_exposures(int);
+CREATE OR REPLACE FUNCTION reco._bandit_arms_from_exposures(p_tenant_id int,
+                                                            p_before timestamptz DEFAULT 'infinity')
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -476,7 +491,7 @@ BEGIN
     INSERT INTO reco.bandit_arms (tenant_id, segment, feature_key, alpha, beta)
     SELECT p_tenant_id, x.segment, s.feature_key,
            1 + count(*) FILTER (WHERE s.feature_key = ANY (x.used_keys)),
-           1 + count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys))
+           1 + count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys) AND x.shown_at < p_before)
     FROM reco.exposures x
     CROSS JOIN LATERAL unnest(x.feature_keys) AS s(feature_key)
     WHERE x.tenant_id = p_tenant_id
@@ -486,14 +501,65 @@ BEGIN
     RETURN _n;
 END $$;
 
--- Ingest marks the uses that follow exposures as the events arrive (in any order: an event is
--- matched with the exposures shown before it), so the job only recounts the arms.
+-- Counts the exposures shown since the last run as failures, unless already used (their uses
+-- were counted by ingest). The first run counts them all.
 CREATE OR REPLACE FUNCTION reco.job_bandit(p_tenant_id int)
 RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT reco._bandit_arms_from_exposures(p_tenant_id)
-$$;
-COMMENT ON FUNCTION reco.job_bandit(int) IS 'job body: rebuild reco.bandit_arms from reco.exposures';
+LANGUAGE plpgsql AS $$
+DECLARE
+    _from timestamptz;
+    _to timestamptz;
+    _n bigint;
+BEGIN
+    PERFORM pg_advisory_lock(7281200, p_tenant_id);  -- waits for the exposure writers in flight
+    _to := clock_timestamp();
+    PERFORM pg_advisory_unlock(7281200, p_tenant_id);
+    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    SELECT counted_before INTO _from FROM reco.bandit_state WHERE tenant_id = p_tenant_id;
+    IF _from IS NULL THEN
+        _n := reco._bandit_arms_from_exposures(p_tenant_id, _to);
+    ELSE
+        INSERT INTO reco.bandit_arms AS b (tenant_id, segment, feature_key, alpha, beta)
+        SELECT p_tenant_id, x.segment, s.feature_key, 1, 1 + count(*)
+        FROM reco.exposures x
+        CROSS JOIN LATERAL unnest(x.feature_keys) AS s(feature_key)
+        WHERE x.tenant_id = p_tenant_id AND x.shown_at >= _from AND x.shown_at < _to
+          AND s.feature_key <> ALL (x.used_keys)
+        GROUP BY x.segment, s.feature_key
+        ORDER BY 2, 3
+        ON CONFLICT ON CONSTRAINT bandit_arms_pkey DO UPDATE
+            SET beta = b.beta + (excluded.beta - 1), updated_at = now();
+        GET DIAGNOSTICS _n = ROW_COUNT;
+    END IF;
+    INSERT INTO reco.bandit_state AS st (tenant_id, counted_before) VALUES (p_tenant_id, _to)
+    ON CONFLICT ON CONSTRAINT bandit_state_pkey DO UPDATE SET counted_before = excluded.counted_before;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.job_bandit(int) IS
+    'job body: count the exposures shown since the last run into reco.bandit_arms (the first run counts them all); returns the arms touched';
+
+-- Takes exposures out of the counts before they are deleted (erasure of a user, retention):
+-- the arms stay what a count of the remaining exposures gives.
+CREATE OR REPLACE FUNCTION reco._bandit_forget(p_tenant_id int, p_user_key int, p_before timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    UPDATE reco.bandit_arms b
+    SET alpha = greatest(1, b.alpha - g.used), beta = greatest(1, b.beta - g.failed), updated_at = now()
+    FROM (SELECT x.segment, s.feature_key,
+                 count(*) FILTER (WHERE s.feature_key = ANY (x.used_keys)) AS used,
+                 count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys) AND x.shown_at < st.counted_before) AS failed
+          FROM reco.exposures x
+          CROSS JOIN LATERAL unnest(x.feature_keys) AS s(feature_key)
+          JOIN reco.bandit_state st ON st.tenant_id = p_tenant_id
+          WHERE x.tenant_id = p_tenant_id
+            AND (p_user_key IS NULL OR x.user_key = p_user_key)
+            AND (p_before IS NULL OR x.shown_at < p_before)
+          GROUP BY x.segment, s.feature_key) AS g
+    WHERE b.tenant_id = p_tenant_id AND b.segment = g.segment AND b.feature_key = g.feature_key;
+END $$;
 
 -- ---------------------------------------------------------------------------------------
 -- maintenance: rebase the decay epoch, create the coming months' partitions
@@ -530,15 +596,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _tau float8 := (reco.setting('decay_tau_days', p_tenant_id))::float8 * 86400;
     _limit float8 := reco.setting('rebase_after', p_tenant_id)::float8;
+    _expired timestamptz := now() - (reco.setting('exposure_retention', p_tenant_id) ->> 0)::interval;
     _t0 timestamptz;
     _latest timestamptz;
     _rows bigint;
     _n bigint := 0;
 BEGIN
     _n := reco.ensure_event_partitions(now(), now() + interval '2 months');
-    DELETE FROM reco.exposures
-    WHERE tenant_id = p_tenant_id
-      AND shown_at < now() - (reco.setting('exposure_retention', p_tenant_id) ->> 0)::interval;
+    PERFORM reco._bandit_forget(p_tenant_id, NULL, _expired);
+    DELETE FROM reco.exposures WHERE tenant_id = p_tenant_id AND shown_at < _expired;
     GET DIAGNOSTICS _rows = ROW_COUNT;
     _n := _n + _rows;
     SELECT decay_epoch INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;

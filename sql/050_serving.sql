@@ -516,9 +516,9 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- ---------------------------------------------------------------------------------------
 
 -- Append the exposures of one request: one row, the features in rank order. Nothing else is
--- written: the bandit arms count exposures when the bandit job rebuilds them, so concurrent
--- requests never wait on the same arm rows (every request of a segment would update the same
--- few rows otherwise).
+-- written: the bandit job counts exposures into the arms, so concurrent requests never wait on
+-- the same arm rows (every request of a segment would update the same few rows otherwise). The
+-- shared advisory lock and shown_at stamped after it let the job count exactly (reco.job_bandit).
 CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
                                                p_request_id text, p_feature_ids text[], p_variant text)
 RETURNS int
@@ -531,8 +531,9 @@ BEGIN
                    JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = x.feature_id
                    ORDER BY x.ord);
     IF cardinality(_keys) > 0 THEN
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant)
-        VALUES (p_tenant_id, p_request_id, p_user_key, _keys, p_segment, p_variant);
+        PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
+        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at)
+        VALUES (p_tenant_id, p_request_id, p_user_key, _keys, p_segment, p_variant, clock_timestamp());
     END IF;
     RETURN cardinality(_keys);
 END $$;

@@ -109,9 +109,11 @@ BEGIN
                          CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END,
                          p_explain) AS r;
     IF p_log AND cardinality(_keys) > 0 THEN
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment)
+        -- as reco._log_exposures: the lock and the stamp let the bandit job count exactly
+        PERFORM pg_advisory_xact_lock_shared(7281200, _key.tenant_id);
+        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, shown_at)
         VALUES (_key.tenant_id, p_request_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)), _keys,
-                _segment);
+                _segment, clock_timestamp());
     END IF;
     RETURN json_build_object('request_id', p_request_id, 'user_id', p_id, 'items', coalesce(_items, '[]'::json),
                              'variant', NULL, 'degraded', false)::text;
@@ -172,6 +174,7 @@ BEGIN
     WHERE e.tenant_id = _tid AND e.user_key = _key AND i.tenant_id = _tid AND i.event_id = e.event_id;
     GET DIAGNOSTICS _n = ROW_COUNT;
     _counts := jsonb_build_object('event_ids', _n);
+    PERFORM reco._bandit_forget(_tid, _key, NULL);  -- the arms no longer count their exposures
     FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures}'::text[] LOOP
         EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1 AND user_key = $2', _table) USING _tid, _key;
         GET DIAGNOSTICS _n = ROW_COUNT;
@@ -182,6 +185,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION reco.erase_user(text, text) IS
 $c$erase a user everywhere (events and their ids, interactions, user vector and UserCF row, exposures, the user row), for
-privacy requests; returns the rows deleted per table. Aggregates (stats, priors, neighbours, bandit arms)
-no longer count the user after the next jobs. Unknown user: no_data_found.
+privacy requests; returns the rows deleted per table. The bandit arms stop counting the user's exposures
+at once; the other aggregates (stats, priors, neighbours) after the next jobs. Unknown user: no_data_found.
 Example: SELECT reco.erase_user('U42');$c$;

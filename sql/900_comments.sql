@@ -76,7 +76,9 @@ COMMENT ON TABLE reco.usercf_scores IS
 COMMENT ON TABLE reco.exposures IS
     'what was shown: one row per request (request id, user, the features in rank order, segment, experiment variant, when) and the features used within bandit_window after it; reco.exposure_items has one row per feature';
 COMMENT ON TABLE reco.bandit_arms IS
-    'Thompson-sampling Beta(alpha, beta) counters per segment and feature: alpha - 1 = exposures followed by a use, beta - 1 = the others';
+    'Thompson-sampling Beta(alpha, beta) counters per segment and feature: alpha - 1 = exposures followed by a use, beta - 1 = the others counted so far';
+COMMENT ON TABLE reco.bandit_state IS
+    'per tenant, how far the bandit job has counted: the exposures shown before counted_before are in reco.bandit_arms';
 COMMENT ON TABLE reco.jobs IS 'the job catalog: which function, default cron schedule, order and dependencies';
 COMMENT ON TABLE reco.job_runs IS
     'run log of the jobs (like pg_cron''s job_run_details): status running/succeeded/failed/skipped, rows written, message';
@@ -95,6 +97,7 @@ COMMENT ON TABLE reco.evaluation_runs IS
 COMMENT ON TABLE reco.evaluation_results IS
     'per run and model: HitRate@K, MRR@K, NDCG@K and catalog coverage (share of active features recommended to anyone)';
 COMMENT ON COLUMN reco.exposures.feature_keys IS 'the features shown, in rank order';
+COMMENT ON COLUMN reco.exposures.shown_at IS 'when it was shown: the time of the insert (clock_timestamp), which the bandit job counts by';
 COMMENT ON COLUMN reco.exposures.used_keys IS 'the features of feature_keys the user used within bandit_window after shown_at';
 COMMENT ON TABLE reco.api_keys IS
     'REST API keys: the tenant each belongs to, a name, the first 12 characters (prefix) and the SHA-256 of the key (the key itself is not stored), created and revoked';

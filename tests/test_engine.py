@@ -400,6 +400,75 @@ def test_feedback_loop_exposure_then_use_moves_the_bandit(world):
     assert arm("c") == {"segment": "industry=retail", "alpha": 3, "beta": 1}
 
 
+def test_bandit_job_counts_only_new_exposures_and_matches_a_recount(world):
+    """The job counts the exposures shown since its last run; with uses (ingest), erasure and
+    retention in between, the arms stay what a count of the remaining exposures from scratch gives."""
+    def arms() -> dict:  # an arm at (1, 1) is the prior, as good as no row
+        return {(r["segment"], r["feature_key"]): (r["alpha"], r["beta"]) for r in world.execute(
+            "SELECT segment, feature_key, alpha, beta FROM reco.bandit_arms WHERE tenant_id = reco._tenant_id() "
+            "AND (alpha, beta) <> (1, 1)")}
+
+    def log(request: str, user: str, features: list[str]) -> None:
+        world.execute("SELECT reco.log_exposures(%s, %s, %s)", (request, user, features))
+
+    def use(user: str, feature: str) -> None:
+        world.execute("SELECT reco.ingest_events(jsonb_build_array(jsonb_build_object('user_id', %s::text, "
+                      "'feature_id', %s::text, 'occurred_at', (clock_timestamp() + interval '1 second')::text)))",
+                      (user, feature))
+
+    def bandit() -> int:
+        return world.execute("SELECT reco.job_bandit(reco._tenant_id()) AS n").fetchone()["n"]
+
+    for i, (user, feats) in enumerate([("U1", ["c", "d"]), ("U3", ["b", "c", "d"]), ("U6", ["a", "d"])]):
+        log(f"r{i}", user, feats)
+    use("U3", "c")                        # a use before the count: alpha now, never a failure
+    assert bandit() > 0
+    assert bandit() == 0                  # nothing shown since: no arm touched
+    use("U1", "d")                        # a counted failure becomes a success
+    log("r3", "U1", ["a", "c"])
+    log("r4", "U6", ["b"])
+    use("U6", "b")                        # shown after the count and used
+    assert bandit() == 2                  # r3's two features; r4's only one was used
+    log("r5", "U4", ["a", "b", "c"])
+    world.execute("SELECT reco.erase_user('U3')")
+    assert bandit() == 3
+    # retention: exposures older than exposure_retention leave the counts with the rows
+    world.execute("UPDATE reco.exposures SET shown_at = shown_at - interval '400 days' WHERE request_id = 'r0'")
+    world.execute("CALL reco.run_job('maintenance')")
+    assert world.execute("SELECT count(*) AS n FROM reco.exposures WHERE request_id = 'r0'").fetchone()["n"] == 0
+    counted = arms()
+    before = world.execute("SELECT counted_before FROM reco.bandit_state").fetchone()["counted_before"]
+    world.execute("SELECT reco._bandit_arms_from_exposures(reco._tenant_id(), %s)", (before,))
+    assert counted == arms() and any(b > 1 for _, b in counted.values()) and any(a > 1 for a, _ in counted.values())
+
+
+def test_bandit_job_waits_for_exposures_in_flight(world, db_url):
+    """An exposure written by a transaction still open when the job starts is counted by this run
+    (the job waits for it), not skipped because it commits after the job read the clock."""
+    import threading
+
+    world.execute("SELECT reco.job_bandit(reco._tenant_id())")
+    with psycopg.connect(db_url) as writer:  # a transaction, left open
+        writer.execute("SELECT reco.log_exposures('slow', 'U6', ARRAY['c'])")
+        done = []
+
+        def run() -> None:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                done.append(c.execute("SELECT reco.job_bandit(reco._tenant_id())").fetchone()[0])
+
+        job = threading.Thread(target=run)
+        job.start()
+        job.join(0.5)
+        assert job.is_alive() and not done  # waiting for the writer
+        writer.commit()
+    job.join(10)
+    assert done == [1]
+    arm = world.execute("""SELECT b.alpha, b.beta FROM reco.bandit_arms b
+                           JOIN reco.features f USING (tenant_id, feature_key)
+                           WHERE f.feature_id = 'c' AND b.segment = 'industry=retail'""").fetchone()
+    assert arm == {"alpha": 1, "beta": 2}
+
+
 def test_catalog_larger_than_the_vector_dimension_gets_svd_factors(conn, db_url):
     """70 active features > 64 dims: `reco jobs run embeddings` writes SVD factors, users get vectors."""
     from jobs.runner import run_job
