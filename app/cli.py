@@ -678,7 +678,9 @@ def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127
           access_log: Annotated[bool, typer.Option(help="log every request")] = False) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
     workers = workers or default_workers()
-    console.print(f"pgreco API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    pool = get_settings().api_pool_size
+    console.print(f"pgreco API on http://{host}:{port}  (docs: http://{host}:{port}/docs; "
+                  f"{workers} worker{'s' if workers > 1 else ''} x {pool} read connections)")
     run_server(host, port, workers, access_log)
 
 
