@@ -86,28 +86,26 @@ DECLARE
     _user_key int;
     _segment text;
 BEGIN
+    -- bodies from row_to_json: compact ({"rank":1,...}), in the order of the columns
     IF p_kind = 'similar' THEN
-        SELECT json_agg(json_build_object('rank', s.rank, 'feature_id', s.feature_id, 'score', s.score,
-                                          'source', s.source) ORDER BY s.rank)
-        INTO _items
+        SELECT json_agg(row_to_json(s) ORDER BY s.rank) INTO _items
         FROM reco.similar_features(p_id, p_k, _key.slug) AS s;
-        RETURN json_build_object('request_id', p_request_id, 'feature_id', p_id,
-                                 'items', coalesce(_items, '[]'::json), 'variant', NULL, 'degraded', false)::text;
+        RETURN (SELECT row_to_json(a)::text
+                FROM (SELECT p_request_id AS request_id, p_id AS feature_id, coalesce(_items, '[]') AS items,
+                             NULL AS variant, false AS degraded) AS a);
     END IF;
     IF p_kind NOT IN ('recommendations', 'starter') THEN
         RAISE EXCEPTION 'unknown request kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value', HINT = 'recommendations, starter or similar.';
     END IF;
-    SELECT json_agg(CASE WHEN p_explain
-                         THEN json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score,
-                                                'reasons', r.reasons)
-                         ELSE json_build_object('rank', r.rank, 'feature_id', r.feature_id, 'score', r.score)
-                    END ORDER BY r.rank),
+    SELECT json_agg(CASE WHEN p_explain THEN row_to_json(e) ELSE row_to_json(i) END ORDER BY r.rank),
            array_agg(r.feature_key ORDER BY r.rank), min(r.user_key), min(r.segment)
     INTO _items, _keys, _user_key, _segment
     FROM reco._recommend(_key.tenant_id, p_id, p_k,
                          CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END,
-                         p_explain) AS r;
+                         p_explain) AS r
+    CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score) AS i
+    CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score, r.reasons) AS e;
     IF p_log AND cardinality(_keys) > 0 THEN
         -- as reco._log_exposures: the lock and the stamp let the bandit job count exactly
         PERFORM pg_advisory_xact_lock_shared(7281200, _key.tenant_id);
@@ -115,8 +113,9 @@ BEGIN
         VALUES (_key.tenant_id, p_request_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)), _keys,
                 _segment, clock_timestamp());
     END IF;
-    RETURN json_build_object('request_id', p_request_id, 'user_id', p_id, 'items', coalesce(_items, '[]'::json),
-                             'variant', NULL, 'degraded', false)::text;
+    RETURN (SELECT row_to_json(a)::text
+            FROM (SELECT p_request_id AS request_id, p_id AS user_id, coalesce(_items, '[]') AS items,
+                         NULL AS variant, false AS degraded) AS a);
 END $$;
 COMMENT ON FUNCTION reco.api_serve(bytea, text, text, int, jsonb, text, boolean, boolean) IS
 $c$one REST request for recommendations, a starter set or similar features: authenticates the key, ranks,
@@ -126,12 +125,10 @@ records the exposures (unless p_log is false) and returns the response body as J
 CREATE OR REPLACE FUNCTION reco.api_plan(p_key_hash bytea, p_user_id text, p_request_id text)
 RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT json_build_object('request_id', p_request_id, 'user_id', p_user_id,
-                             'plans', coalesce(json_agg(json_build_object(
-                                 'rank', p.rank, 'plan_id', p.plan_id, 'name', p.name,
-                                 'expected_monthly_cost', p.expected_monthly_cost, 'fits', p.fits,
-                                 'reasons', p.reasons) ORDER BY p.rank), '[]'::json))::text
-    FROM reco.recommend_plan(p_user_id, reco.api_tenant(p_key_hash)) AS p
+    SELECT row_to_json(a)::text
+    FROM (SELECT p_request_id AS request_id, p_user_id AS user_id,
+                 coalesce((SELECT json_agg(row_to_json(p) ORDER BY p.rank)
+                           FROM reco.recommend_plan(p_user_id, reco.api_tenant(p_key_hash)) AS p), '[]') AS plans) AS a
 $$;
 COMMENT ON FUNCTION reco.api_plan(bytea, text, text) IS
     'one REST request for the plans priced for a user (reco.recommend_plan), as JSON text';

@@ -125,7 +125,7 @@ async def ping(request: Request) -> Response:
     """What every request costs before any recommendation work: the same pool, the same key check."""
     st: ApiState = request.app.state.reco
     try:
-        body = await st.read("SELECT json_build_object('tenant', reco.api_tenant(%s))::text",
+        body = await st.read("SELECT row_to_json(t)::text FROM (SELECT reco.api_tenant(%s) AS tenant) AS t",
                              (hash_of(request.headers.get("authorization")),))
     except (psycopg.Error, PoolTimeout) as exc:
         if unreachable(exc):
