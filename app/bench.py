@@ -178,15 +178,17 @@ def own_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def idle_share(since: tuple[int, int] | None = None):
-    """The machine's CPU counters (Linux /proc/stat): without ``since``, a reading (idle, total);
-    with it, the share of CPU time idle since that reading."""
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far (Linux /proc/stat, in ticks): (idle, total)."""
     with open("/proc/stat") as fh:
         ticks = [int(x) for x in fh.readline().split()[1:9]]
-    now = (ticks[3], sum(ticks))
-    if since is None:
-        return now
-    return (now[0] - since[0]) / max(now[1] - since[1], 1)
+    return ticks[3], sum(ticks)
+
+
+def idle_share(since: tuple[int, int]) -> float:
+    """The share of the machine's CPU time idle since the ``cpu_ticks()`` reading ``since``."""
+    idle, total = cpu_ticks()
+    return (idle - since[0]) / max(total - since[1], 1)
 
 
 def degraded_answers(port: int) -> int:

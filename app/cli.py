@@ -471,10 +471,10 @@ def bench_api(
         for r in range(rounds):
             for name, request in (("recommendations", recommend), ("floor", floor)):
                 api0, db0 = bench.tree_cpu(server.process.pid), bench.process_cpu("postgres: ")
-                degraded0, lg0, idle0 = bench.degraded_answers(port), bench.own_cpu(), bench.idle_share()
+                degraded0, lg0, ticks0 = bench.degraded_answers(port), bench.own_cpu(), bench.cpu_ticks()
                 res = loadgen.run("127.0.0.1", port, request, connections=connections, seconds=seconds)
                 lg_ms = 1000 * (bench.own_cpu() - lg0) / max(res.requests, 1)
-                idle = bench.idle_share(idle0)
+                idle = bench.idle_share(ticks0)
                 # a degraded answer (the popular list, after the statement timeout) is a 200 but no
                 # recommendation: counted as an error
                 res.errors += bench.degraded_answers(port) - degraded0

@@ -469,8 +469,8 @@ COMMENT ON FUNCTION reco.job_feature_neighbors(int) IS
 -- others counted so far: those shown before reco.bandit_state.counted_before.
 --
 -- How the counts stay exact while requests, events and the job run at once:
--- * exposure writers (reco.api_serve, reco._log_exposures) take advisory lock (7281200, tenant)
---   shared, then stamp shown_at with clock_timestamp(), and hold the lock until they commit. The
+-- * exposures are written by reco._log_exposures only: it takes advisory lock (7281200, tenant)
+--   shared, then stamps shown_at with clock_timestamp(); the lock is held until commit. The
 --   job takes it exclusively for an instant and reads the clock: every exposure shown before
 --   that time is committed, every later one will be stamped later. Nothing is missed or counted
 --   twice, whatever the commit order.

@@ -518,24 +518,18 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- Append the exposures of one request: one row, the features in rank order. Nothing else is
 -- written: the bandit job counts exposures into the arms, so concurrent requests never wait on
 -- the same arm rows (every request of a segment would update the same few rows otherwise). The
--- shared advisory lock and shown_at stamped after it let the job count exactly (reco.job_bandit).
+-- shared advisory lock and shown_at stamped after it let the job count exactly (reco.job_bandit):
+-- Every live exposure is written here (reco.log_exposures and reco.api_serve call it; only the
+-- evaluation copies exposures, into its own scopes).
+DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, text[], text);
 CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
-                                               p_request_id text, p_feature_ids text[], p_variant text)
-RETURNS int
+                                               p_request_id text, p_keys int[], p_variant text)
+RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    _keys int[];
 BEGIN
-    _keys := ARRAY(SELECT f.feature_key
-                   FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
-                   JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_id = x.feature_id
-                   ORDER BY x.ord);
-    IF cardinality(_keys) > 0 THEN
-        PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at)
-        VALUES (p_tenant_id, p_request_id, p_user_key, _keys, p_segment, p_variant, clock_timestamp());
-    END IF;
-    RETURN cardinality(_keys);
+    PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
+    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at)
+    VALUES (p_tenant_id, p_request_id, p_user_key, p_keys, p_segment, p_variant, clock_timestamp());
 END $$;
 
 -- The user's key, creating a cold user the first time an id is seen.
@@ -565,6 +559,7 @@ DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _user record;
     _segment text;
+    _keys int[];
 BEGIN
     IF reco._missing(p_request_id) OR reco._missing(p_user_id) THEN
         RAISE EXCEPTION 'request_id and user_id are required'
@@ -575,7 +570,14 @@ BEGIN
     SELECT g.serving_attribute || '=' || g.serving_value INTO _segment
     FROM reco._serving_segments(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
                                 reco.setting('min_segment_users', _tid)::int) AS g;
-    RETURN reco._log_exposures(_tid, _user.user_key, _segment, p_request_id, p_feature_ids, p_variant);
+    _keys := ARRAY(SELECT f.feature_key
+                   FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
+                   JOIN reco.features f ON f.tenant_id = _tid AND f.feature_id = x.feature_id
+                   ORDER BY x.ord);
+    IF cardinality(_keys) > 0 THEN
+        PERFORM reco._log_exposures(_tid, _user.user_key, _segment, p_request_id, _keys, p_variant);
+    END IF;
+    RETURN cardinality(_keys);
 END $$;
 COMMENT ON FUNCTION reco.log_exposures(text, text, text[], text, text) IS
 $c$record that features were shown to a user (request id, order = rank, experiment variant, the user's serving

@@ -107,11 +107,8 @@ BEGIN
     CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score) AS i
     CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score, r.reasons) AS e;
     IF p_log AND cardinality(_keys) > 0 THEN
-        -- as reco._log_exposures: the lock and the stamp let the bandit job count exactly
-        PERFORM pg_advisory_xact_lock_shared(7281200, _key.tenant_id);
-        INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, shown_at)
-        VALUES (_key.tenant_id, p_request_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)), _keys,
-                _segment, clock_timestamp());
+        PERFORM reco._log_exposures(_key.tenant_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)),
+                                    _segment, p_request_id, _keys, NULL);
     END IF;
     RETURN (SELECT row_to_json(a)::text
             FROM (SELECT p_request_id AS request_id, p_id AS user_id, coalesce(_items, '[]') AS items,
