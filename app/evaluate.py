@@ -156,11 +156,13 @@ def grid(url: str, tenant: str | None = None, *, k: int = 10, users: int | None 
          progress: Progress | None = None) -> list[GridPoint]:
     """Evaluate the hybrid over a small grid: τ (a scope each), then for each τ every weight set
     at the tenant's λ, then λ for the best of those. Returns the points, best NDCG first; each
-    is stored as a run of kind 'grid'."""
+    is stored as a run of kind 'grid'. No point when the tenant has no eligible user."""
     points: list[GridPoint] = []
     for tau in TAUS:
         started = datetime.now(UTC)
         with scope(url, tenant, users, {"decay_tau_days": tau}, progress=progress) as sc:
+            if not sc.users:  # no eligible user: nothing to rank, whatever τ
+                break
             with _connect(url) as conn:
                 base_lambda = float(conn.execute("SELECT reco.setting('mmr_lambda', %s::int) #>> '{}' AS v",
                                                  (sc.tenant_id,)).fetchone()["v"])

@@ -54,6 +54,7 @@ class ImportResult:
     rejected_file: Path | None = None
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    analyzed: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -145,6 +146,10 @@ def import_csv(
             rejected = _merge(url, kind, f"reco.{stage_name}", target_columns, tenant, result, chunk_rows,
                               workers, progress)
             result.rejected = len(rejected)
+            if result.accepted:
+                # a bulk write: fresh statistics before anything reads the new rows (autovacuum
+                # may take minutes, and a plan made for an empty table nests loops over all of them)
+                result.analyzed = conn.execute("SELECT reco.analyze_imported(%s)", (kind,)).fetchone()[0]
             if rejected:
                 result.rejected_file = _write_rejected(conn, stage, path, file_columns, rejected,
                                                        has_header, delimiter)

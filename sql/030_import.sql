@@ -63,3 +63,30 @@ COMMENT ON FUNCTION reco.import_staged(text, regclass, jsonb, bigint, bigint, te
 $c$merge rows p_from..p_to (column "line") of a staging table filled by COPY into users, features,
 plans or events (p_kind). p_columns maps target fields to staging columns, e.g. {"user_id": "userId"};
 for users, every unmapped column goes into attributes. Used by `reco import`; returns the ingest report.$c$;
+
+CREATE OR REPLACE FUNCTION reco.analyze_imported(p_kind text)
+RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tables text[] := CASE p_kind
+        -- events also add users (first seen) and interactions; reco.events ANALYZEs its partitions too
+        WHEN 'events' THEN ARRAY['reco.interactions', 'reco.users', 'reco.events', 'reco.event_ids']
+        WHEN 'users' THEN ARRAY['reco.users']
+        WHEN 'features' THEN ARRAY['reco.features']
+        WHEN 'plans' THEN ARRAY['reco.plans']
+    END;
+    _table text;
+BEGIN
+    IF _tables IS NULL THEN
+        RAISE EXCEPTION 'unknown import kind "%"', p_kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use events, users, features or plans.';
+    END IF;
+    FOREACH _table IN ARRAY _tables LOOP
+        EXECUTE format('ANALYZE %s', _table::regclass);
+    END LOOP;
+    RETURN _tables;
+END $$;
+COMMENT ON FUNCTION reco.analyze_imported(text) IS
+$c$ANALYZE the tables an import of p_kind (events, users, features, plans) wrote, so that the next
+query (the first jobs after a bulk import) is planned on statistics that include the new rows, not on
+those of the empty tables autovacuum saw last. `reco import` calls it at the end; returns the tables.$c$;

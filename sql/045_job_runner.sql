@@ -5,6 +5,72 @@
 -- run_job: lock, log, run, commit
 -- ---------------------------------------------------------------------------------------
 
+CREATE OR REPLACE FUNCTION reco.fail_orphaned_job_runs()
+RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    _n int;
+BEGIN
+    -- A run's backend is alive while a session with its pid and start time exists. A session of
+    -- another role whose start time this role may not read (NULL without pg_read_all_stats) counts
+    -- as alive: better a run shown running a while longer than a live run shown failed.
+    -- Runs logged before backends were recorded (backend_pid NULL) are dead if they started
+    -- before the server did.
+    UPDATE reco.job_runs r
+    SET status = 'failed', finished_at = now(),
+        message = format('the backend running this job ended (killed or crashed) at or before %s', now())
+    WHERE r.status = 'running'
+      AND CASE WHEN r.backend_pid IS NULL THEN r.started_at < pg_postmaster_start_time()
+               ELSE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                WHERE a.pid = r.backend_pid
+                                  AND (a.backend_start = r.backend_start OR a.backend_start IS NULL))
+          END;
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.fail_orphaned_job_runs() IS
+$c$mark as failed the job runs logged 'running' whose backend is gone (terminated, killed by the OOM killer,
+server crash): no session with the recorded backend_pid and backend_start. Returns how many it marked.
+Called by reco.run_job and `reco jobs list`.$c$;
+
+CREATE OR REPLACE FUNCTION reco._analyze_if_stale(p_table regclass)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tuples float4;
+    _changed bigint;
+    _live bigint;
+    _stale boolean;
+BEGIN
+    -- a partitioned table has no statistics counters of its own: its partitions' are summed
+    -- (pg_partition_tree gives no row for a plain table: then the table itself)
+    SELECT sum(s.n_mod_since_analyze), sum(c.reltuples) FILTER (WHERE c.reltuples > 0),
+           coalesce(sum(s.n_live_tup), 0)
+    INTO _changed, _tuples, _live
+    FROM (SELECT t.relid FROM pg_partition_tree(p_table) t WHERE t.isleaf
+          UNION
+          SELECT p_table WHERE (SELECT relkind FROM pg_class WHERE oid = p_table) <> 'p') AS leaf
+    JOIN pg_class c ON c.oid = leaf.relid
+    LEFT JOIN pg_stat_user_tables s ON s.relid = leaf.relid;
+    _changed := coalesce(_changed, 0);
+    IF coalesce(_tuples, 0) <= 0 THEN
+        -- never analysed (reltuples -1) or analysed empty: stale as soon as it has rows
+        _stale := _changed > 0 OR _live > 0;
+    ELSE
+        _stale := _changed > 0.1 * _tuples;
+    END IF;
+    IF _stale THEN
+        -- SKIP_LOCKED: a table being analysed or vacuumed right now is left to that run
+        EXECUTE format('ANALYZE (SKIP_LOCKED) %s', p_table);
+    END IF;
+    RETURN _stale;
+END $$;
+COMMENT ON FUNCTION reco._analyze_if_stale(regclass) IS
+$c$ANALYZE a table when its statistics are stale: rows changed since the last analyse
+(pg_stat_user_tables.n_mod_since_analyze) above 10 % of reltuples, or never analysed / analysed empty
+and now holding rows. Returns whether it analysed. reco.run_job calls it before each job body for the
+tables the jobs read, so a job after a burst of ingests is not planned on statistics of an empty table.$c$;
+
 CREATE OR REPLACE PROCEDURE reco.run_job(p_job text, p_tenant text DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -15,6 +81,7 @@ DECLARE
     _err text;
     _failed text[] := '{}';
 BEGIN
+    PERFORM reco.fail_orphaned_job_runs();
     IF p_job = 'all' THEN
         FOR _job IN SELECT name FROM reco.jobs WHERE in_all ORDER BY position LOOP
             CALL reco.run_job(_job.name, p_tenant);
@@ -40,19 +107,37 @@ BEGIN
             COMMIT;
             CONTINUE;
         END IF;
-        INSERT INTO reco.job_runs (job, tenant, status) VALUES (p_job, _tenant.slug, 'running')
+        INSERT INTO reco.job_runs (job, tenant, status, backend_pid, backend_start)
+        SELECT p_job, _tenant.slug, 'running', pg_backend_pid(), a.backend_start
+        FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
         RETURNING run_id INTO _run;
         COMMIT;
+        -- the jobs read these: fresh statistics first (after a burst of ingests the planner would
+        -- otherwise see the empty tables of its last analyse and nest loops over millions of rows);
+        -- committed at once, so the tables' ANALYZE lock is not held through the job
+        PERFORM reco._analyze_if_stale('reco.interactions'), reco._analyze_if_stale('reco.users'),
+                reco._analyze_if_stale('reco.features');
+        COMMIT;
         _err := NULL;
+        -- a job body may report: reco.job_message (what it did), reco.job_status 'deferred'
+        -- (part of its work left in reco.job_queue for `reco jobs loop`, see reco._defer)
+        PERFORM set_config('reco.job_status', '', true), set_config('reco.job_message', '', true);
         BEGIN
             EXECUTE format('SELECT %s($1)', _job.procedure) INTO _rows USING _tenant.tenant_id;
         EXCEPTION WHEN OTHERS THEN
             _err := SQLERRM;
         END;
         UPDATE reco.job_runs
-        SET status = CASE WHEN _err IS NULL THEN 'succeeded' ELSE 'failed' END,
-            rows_written = _rows, message = _err, finished_at = clock_timestamp()
+        SET status = CASE WHEN _err IS NOT NULL THEN 'failed'
+                          WHEN current_setting('reco.job_status', true) = 'deferred' THEN 'deferred'
+                          ELSE 'succeeded' END,
+            rows_written = _rows, finished_at = clock_timestamp(),
+            message = coalesce(_err, nullif(current_setting('reco.job_message', true), ''))
         WHERE run_id = _run;
+        IF _err IS NULL AND coalesce(current_setting('reco.job_status', true), '') <> 'deferred' THEN
+            -- done in full: nothing of this job is left for the loop
+            DELETE FROM reco.job_queue WHERE tenant_id = _tenant.tenant_id AND job = p_job;
+        END IF;
         PERFORM pg_advisory_unlock(7281100, hashtext(p_job || ':' || _tenant.tenant_id));
         COMMIT;
         IF _err IS NOT NULL THEN
