@@ -1,10 +1,13 @@
 """Feature factors by SVD, for catalogs larger than the user-vector dimension (numpy).
 
-The top right-singular vectors of R are the top eigenvectors of the Gram matrix RᵀR, which is
-small (features × features) and is the table reco.feature_cooccurrence (written by the
-feature_neighbors job, which runs first; computed here if it is empty); projecting a user's row
-onto them keeps the user-to-user cosine as well as 64 dimensions can. With ≤ 64 features the
-SQL job uses exact one-hot factors and this step does nothing.
+A user's vector is normalise(Σ strength · factor) over the features the user used; with the top
+right-singular vectors of R (users × features, the interaction strengths) as factors, the
+user-to-user cosine is kept as well as 64 dimensions can. R is read from the interactions and
+never made dense: a randomized SVD (Halko, Martinsson & Tropp 2011) only multiplies R and Rᵀ by
+thin matrices (np.bincount over the non-zeros), so time and memory grow with the interactions and
+the catalog, not with the catalog squared. With ≤ 64 features the SQL job uses exact one-hot
+factors and this step does nothing. pg_cron cannot run it: the embeddings job then logs the run
+'deferred' and `reco jobs loop` comes back to it (reco._defer).
 """
 
 from __future__ import annotations
@@ -13,42 +16,73 @@ import numpy as np
 import psycopg
 
 DIM = 64
+OVERSAMPLE = 16
+POWER_ITERATIONS = 3
+
+
+def _tenants(conn: psycopg.Connection, tenant: str | None, minimum: int) -> list[int]:
+    rows = conn.execute(
+        """SELECT t.tenant_id FROM reco.tenants t
+           WHERE (%s::text IS NULL OR t.slug = %s)
+             AND (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id AND f.active) > %s""",
+        (tenant, tenant, minimum)).fetchall()
+    return [r["tenant_id"] for r in rows]
+
+
+def _matmul(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
+    """(R @ x) for R given by its non-zeros (rows, cols, vals): one bincount per column of x."""
+    out = np.empty((n_out, x.shape[1]))
+    for c in range(x.shape[1]):
+        out[:, c] = np.bincount(rows, weights=vals * x[cols, c], minlength=n_out)
+    return out
+
+
+def svd_factors(users: np.ndarray, items: np.ndarray, vals: np.ndarray, n_users: int, n_items: int,
+                seed: int = 0) -> np.ndarray:
+    """The top ``DIM`` right-singular vectors of the sparse matrix (users, items, vals), one row per item."""
+    rank = min(DIM + OVERSAMPLE, n_items)
+    rng = np.random.default_rng(seed)
+    y = _matmul(users, items, vals, rng.standard_normal((n_items, rank)), n_users)
+    for _ in range(POWER_ITERATIONS):
+        q, _ = np.linalg.qr(y)
+        z, _ = np.linalg.qr(_matmul(items, users, vals, q, n_items))
+        y = _matmul(users, items, vals, z, n_users)
+    q, _ = np.linalg.qr(y)
+    b = _matmul(items, users, vals, q, n_items).T          # Qᵀ R, rank × items
+    _, _, vt = np.linalg.svd(b, full_matrices=False)
+    factors = np.zeros((n_items, DIM))
+    factors[:, :min(DIM, vt.shape[0])] = vt[:DIM].T
+    return factors
 
 
 def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
     """Write method='svd' rows to reco.feature_factors for each tenant with > DIM active features.
 
     ``conn`` returns dict rows (as in jobs.runner)."""
-    tenants = conn.execute(
-        """SELECT t.tenant_id FROM reco.tenants t
-           WHERE (%s::text IS NULL OR t.slug = %s)
-             AND (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id AND f.active) > %s""",
-        (tenant, tenant, DIM)).fetchall()
     written = 0
-    for row in tenants:
-        tid = row["tenant_id"]
-        keys = [r["feature_key"] for r in conn.execute(
+    for tid in _tenants(conn, tenant, DIM):
+        keys = np.array([r["feature_key"] for r in conn.execute(
             "SELECT feature_key FROM reco.features WHERE tenant_id = %s AND active ORDER BY feature_key",
-            (tid,)).fetchall()]
-        index = {k: i for i, k in enumerate(keys)}
-        gram = np.zeros((len(keys), len(keys)))
-        if not conn.execute("SELECT 1 FROM reco.feature_cooccurrence WHERE tenant_id = %s LIMIT 1",
-                            (tid,)).fetchone():
-            conn.execute("SELECT reco._refresh_cooccurrence(%s::int)", (tid,))
-        cur = conn.execute(
-            "SELECT feature_key AS a, other_key AS b, dot FROM reco.feature_cooccurrence WHERE tenant_id = %s",
-            (tid,))
-        for rec in cur:
-            a, b, dot = rec["a"], rec["b"], rec["dot"]
-            if a in index and b in index:
-                gram[index[a], index[b]] = dot
-        _, vecs = np.linalg.eigh(gram)
-        factors = vecs[:, ::-1][:, :DIM]  # top DIM eigenvectors, one row per feature
+            (tid,))], dtype=np.int64)
+        cur = conn.cursor(binary=True)
+        pairs = cur.execute(
+            """SELECT s.user_key, s.feature_key, s.strength FROM reco.interaction_strengths s
+               JOIN reco.features f ON f.tenant_id = s.tenant_id AND f.feature_key = s.feature_key AND f.active
+               WHERE s.tenant_id = %s AND s.strength > 0""", (tid,)).fetchall()
+        if pairs:
+            u = np.fromiter((p["user_key"] for p in pairs), np.int64, len(pairs))
+            f = np.fromiter((p["feature_key"] for p in pairs), np.int64, len(pairs))
+            v = np.fromiter((p["strength"] for p in pairs), np.float64, len(pairs))
+            _, users = np.unique(u, return_inverse=True)
+            items = np.searchsorted(keys, f)
+            factors = svd_factors(users, items, v, int(users.max()) + 1, len(keys), seed=tid)
+        else:
+            factors = np.zeros((len(keys), DIM))
         with conn.transaction():
             conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = %s", (tid,))
             with conn.cursor().copy(
                     "COPY reco.feature_factors (tenant_id, feature_key, factor, method) FROM STDIN") as copy:
-                for k, vec in zip(keys, factors, strict=True):
+                for k, vec in zip(keys.tolist(), factors, strict=True):
                     copy.write_row((tid, k, "[" + ",".join(f"{x:.7g}" for x in vec) + "]", "svd"))
         written += len(keys)
     return written

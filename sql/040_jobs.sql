@@ -3,8 +3,14 @@
 -- rows it wrote; reco.run_job wraps it with an advisory lock, a run-log row and commits.
 
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('neighbors_k', '20', 'neighbours kept per feature in reco.feature_neighbors'),
-    ('neighbor_shrinkage', '10', 'cosine × users/(users + shrinkage): damps similarities seen by few users'),
+    ('neighbor_model', '"cosine"',
+     'neighbour model of the feature_neighbors job: cosine (SQL), rp3beta (SQL: random walk with popularity penalty) or ease (numpy, catalogs up to ease_max_features)'),
+    ('neighbors_k', '20', 'neighbours kept per feature: its K most similar features (a feature''s score for a user sums over its own K neighbours the user used)'),
+    ('neighbor_shrinkage', '0', 'cosine × c/(c + shrinkage), c = users of both features: damps similarities seen by few users'),
+    ('rp3_alpha', '1.0', 'RP3beta α: exponent of the random walk''s transition probabilities'),
+    ('rp3_beta', '0.3', 'RP3beta β: a target''s score is divided by its users^β (popularity penalty)'),
+    ('ease_lambda', '250', 'EASE λ: L2 regularisation of the item-item regression (larger = closer to popularity)'),
+    ('ease_max_features', '6000', 'EASE is refused above this many features: its matrix inverse needs ~3 · n² · 8 bytes of memory (6,000 features: ~0.9 GB)'),
     ('min_feature_users', '20', 'features used by fewer users also get content neighbours (cold features)'),
     ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
     ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
@@ -21,9 +27,9 @@ INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, descript
     ('cohort_priors', 'reco.job_cohort_priors', '*/15 * * * *', '{feature_stats}', 3,
      'P(feature | attribute = value), Laplace-smoothed, for the segment attributes'),
     ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{}', 4,
-     'ItemCF: cosine between feature columns of the interaction matrix, top-K, plus content neighbours'),
+     'the neighbour model (setting neighbor_model: cosine, rp3beta or ease): each feature''s K most similar features; content embeddings and content neighbours for little-used features'),
     ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
-     'feature content embeddings, feature factors (SVD of the co-occurrences above 64 features), user vectors (HNSW) and every user''s UserCF from its nearest users'),
+     'feature factors (SVD of R above 64 features, numpy), user vectors (HNSW) and every user''s UserCF from its nearest users'),
     ('bandit', 'reco.job_bandit', '*/10 * * * *', '{}', 6,
      'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
 ON CONFLICT (name) DO UPDATE
@@ -303,25 +309,28 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _active int;
     _svd_ok boolean;
+    _svd_at timestamptz;
     _new text;
     _n bigint;
 BEGIN
-    -- 1. content embeddings: client vector if given, else category, tags, paid flag, description
-    PERFORM reco._progress('embeddings', p_tenant_id, 'content embeddings');
-    DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
-    INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
-    SELECT p_tenant_id, e.feature_key, e.content, e.source FROM reco._content_embeddings(p_tenant_id) AS e;
-    ANALYZE reco.feature_embeddings;
-
+    -- 1. (the content embeddings are written by the feature_neighbors job, which reads them)
     -- 2. feature factors: one-hot (exact cosine) when the active catalog fits 64 dims; else the
-    --    SVD factors written by `reco jobs run embeddings` if they cover the catalog; else a
-    --    deterministic random projection (approximate cosine).
+    --    SVD factors that jobs/svd.py (numpy) wrote just before, in this session (the Python
+    --    runner). pg_cron cannot compute them: then the last SVD factors are reused if they cover
+    --    the catalog, else a deterministic random projection (approximate cosine) stands in, and
+    --    the run is logged 'deferred' with the SVD queued for `reco jobs loop`.
     PERFORM reco._progress('embeddings', p_tenant_id, 'feature factors');
     SELECT count(*) INTO _active FROM reco.features WHERE tenant_id = p_tenant_id AND active;
-    SELECT count(*) = _active AND _active > 0 INTO _svd_ok
+    SELECT count(*) = _active AND _active > 0, min(ff.computed_at) INTO _svd_ok, _svd_at
     FROM reco.feature_factors ff
     JOIN reco.features f USING (tenant_id, feature_key)
     WHERE ff.tenant_id = p_tenant_id AND ff.method = 'svd' AND f.active;
+    IF _active > 64 AND NOT reco._python_step('svd') THEN
+        PERFORM reco._defer(p_tenant_id, 'embeddings', CASE WHEN _svd_ok
+            THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
+                        to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
+            ELSE 'SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use a random projection until then' END);
+    END IF;
     IF _active <= 64 OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
         INSERT INTO reco.feature_factors (tenant_id, feature_key, factor, method)
@@ -370,96 +379,196 @@ BEGIN
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.job_embeddings(int) IS
-    'job body: feature content embeddings, feature factors, user vectors and UserCF scores for a tenant';
+    'job body: feature factors, user vectors and UserCF scores for a tenant';
 
 -- ---------------------------------------------------------------------------------------
--- feature_neighbors: ItemCF cosine on the columns of R, top-K, plus content neighbours
+-- feature_neighbors: the neighbour model S(j, i) as top-K rows, plus content neighbours
 -- ---------------------------------------------------------------------------------------
+--
+-- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models), in
+-- reco.job_feature_neighbors below, in jobs/ease.py (EASE, numpy) and in app/tune.py's search.
+--
+-- Every model reads R as binary (a user used a feature or not): the time decay and repeat uses
+-- weigh a user's own features when serving (ItemCF = Σ strength(u, j)·S(j, i)), but similarities
+-- learned from decayed weights lose what older co-usage says (MovieLens-100K: NDCG@10 0.061
+-- against 0.071). Rows are kept per TARGET feature i: its K most similar sources j, which is the
+-- side RecBole's ItemKNN and EASE keep (each user's score for i sums over i's own K neighbours);
+-- keeping each source's K targets instead scored 0.0555 against 0.0689 on the same split. To bound
+-- what serving reads per feature of the user, a source keeps at most 5·K rows (its strongest).
 
--- RᵀR: Σ over users of strength·strength for every pair of features used together (the diagonal
--- holds each column's squared norm). The ItemCF cosines and the SVD factors are read from it.
-CREATE OR REPLACE FUNCTION reco._refresh_cooccurrence(p_tenant_id int)
-RETURNS bigint
+CREATE OR REPLACE FUNCTION reco._neighbor_models()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '{cosine,rp3beta,ease}'::text[]
+$$;
+COMMENT ON FUNCTION reco._neighbor_models() IS
+    'internal: the neighbour models setting neighbor_model accepts (cosine and rp3beta in SQL, ease in Python)';
+
+-- Whether the Python caller (jobs/runner.py) computed a step's numpy part in this session before
+-- CALL reco.run_job: it names the steps in the session setting reco.python_steps. pg_cron never does.
+CREATE OR REPLACE FUNCTION reco._python_step(p_step text)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT p_step = ANY (string_to_array(coalesce(current_setting('reco.python_steps', true), ''), ','))
+$$;
+
+-- A job body that left part of its work for Python: the work goes into reco.job_queue (picked up
+-- by `reco jobs loop`), the run is logged 'deferred' with p_message (reco.run_job reads both).
+CREATE OR REPLACE FUNCTION reco._defer(p_tenant_id int, p_job text, p_message text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO reco.job_queue (tenant_id, job, reason) VALUES (p_tenant_id, p_job, p_message)
+    ON CONFLICT ON CONSTRAINT job_queue_pkey DO UPDATE SET reason = excluded.reason;
+    PERFORM set_config('reco.job_status', 'deferred', true);
+    PERFORM set_config('reco.job_message', p_message, true);
+END $$;
+
+-- The collaborative neighbours of a tenant's features by cosine or RP3beta, from the pairs of
+-- features used by the same user (a self-join of the tenant's interactions on the user, one pass:
+-- the pairs are aggregated, never stored). cosine: |U(j) ∩ U(i)| / sqrt(|U(j)|·|U(i)|) ·
+-- c / (c + shrinkage); RP3beta (Paudel et al. 2017; Dacrema et al. 2019): the two-step random walk
+-- j → u → i, Σ_u (1/|U(j)|)^α (1/|I(u)|)^α, divided by |U(i)|^β. Returns (source, target, score)
+-- with each target's top p_k sources; targets are the active features.
+CREATE OR REPLACE FUNCTION reco._sql_neighbors(p_tenant_id int, p_model text, p_k int)
+RETURNS TABLE (feature_key int, neighbor_key int, score float8)
 LANGUAGE plpgsql AS $$
 DECLARE
-    _n bigint;
+    _shrink float8 := reco.setting('neighbor_shrinkage', p_tenant_id)::float8;
+    _alpha float8 := reco.setting('rp3_alpha', p_tenant_id)::float8;
+    _beta float8 := reco.setting('rp3_beta', p_tenant_id)::float8;
 BEGIN
-    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'co-occurrences');
-    DELETE FROM reco.feature_cooccurrence WHERE tenant_id = p_tenant_id;
-    INSERT INTO reco.feature_cooccurrence (tenant_id, feature_key, other_key, dot, users)
-    SELECT p_tenant_id, a.feature_key, b.feature_key, sum(a.strength * b.strength), count(*)
-    FROM reco.interaction_strengths a
-    JOIN reco.interaction_strengths b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key
-    WHERE a.tenant_id = p_tenant_id AND b.tenant_id = p_tenant_id
-    GROUP BY a.feature_key, b.feature_key;
-    GET DIAGNOSTICS _n = ROW_COUNT;
-    ANALYZE reco.feature_cooccurrence;
-    RETURN _n;
+    -- the binary R of the tenant, with the degrees; a temporary table with statistics, so the
+    -- self-join is planned as a hash join whatever autovacuum has seen of a new tenant's rows
+    DROP TABLE IF EXISTS pg_temp._r;
+    CREATE TEMP TABLE _r ON COMMIT DROP AS
+    SELECT i.user_key, i.feature_key, (count(*) OVER (PARTITION BY i.user_key))::float8 AS user_degree
+    FROM reco.interactions i
+    WHERE i.tenant_id = p_tenant_id AND i.weight > 0;
+    ANALYZE _r;
+    DROP TABLE IF EXISTS pg_temp._deg;
+    CREATE TEMP TABLE _deg ON COMMIT DROP AS
+    SELECT r.feature_key, count(*)::float8 AS users, coalesce(f.active, false) AS active
+    FROM _r r LEFT JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = r.feature_key
+    GROUP BY r.feature_key, f.active;
+    ANALYZE _deg;
+    RETURN QUERY
+    SELECT x.j, x.i, x.s
+    FROM (
+        SELECT p.j, p.i, p.s, row_number() OVER (PARTITION BY p.i ORDER BY p.s DESC, p.j) AS r
+        FROM (
+            SELECT c.j, c.i,
+                   CASE p_model
+                       WHEN 'cosine' THEN c.n / sqrt(dj.users * di.users) * c.n / (c.n + _shrink)
+                       ELSE c.walk * power(dj.users, -_alpha) * power(di.users, -_beta)
+                   END AS s
+            FROM (SELECT a.feature_key AS j, b.feature_key AS i, count(*)::float8 AS n,
+                         sum(power(a.user_degree, -_alpha)) AS walk
+                  FROM _r a
+                  JOIN _r b ON b.user_key = a.user_key AND b.feature_key <> a.feature_key
+                  GROUP BY a.feature_key, b.feature_key) AS c
+            JOIN _deg dj ON dj.feature_key = c.j
+            JOIN _deg di ON di.feature_key = c.i AND di.active
+        ) AS p
+    ) AS x
+    WHERE x.r <= p_k;
 END $$;
-COMMENT ON FUNCTION reco._refresh_cooccurrence(int) IS
-    'internal: rebuild reco.feature_cooccurrence (RᵀR) for a tenant; used by the feature_neighbors job';
 
 CREATE OR REPLACE FUNCTION reco.job_feature_neighbors(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
+    _model text := reco.setting('neighbor_model', p_tenant_id) #>> '{}';
     _k int := reco.setting('neighbors_k', p_tenant_id)::int;
-    _shrink float8 := reco.setting('neighbor_shrinkage', p_tenant_id)::float8;
     _min_users int := reco.setting('min_feature_users', p_tenant_id)::int;
     _n bigint;
+    _content bigint;
 BEGIN
-    PERFORM reco._refresh_cooccurrence(p_tenant_id);
+    IF _model <> ALL (reco._neighbor_models()) THEN
+        RAISE EXCEPTION 'unknown neighbour model "%"', _model
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set neighbor_model to one of ' || array_to_string(reco._neighbor_models(), ', ') || '.';
+    END IF;
+    IF _model = 'ease' AND NOT reco._python_step('ease') THEN
+        -- EASE is a matrix inverse (numpy): pg_cron cannot compute it. Nothing is rebuilt; the
+        -- rows in reco.feature_neighbors stay those of the last run, and the run says so.
+        PERFORM reco._defer(p_tenant_id, 'feature_neighbors', format(
+            'neighbor_model ease needs Python (numpy): queued for `reco jobs loop`; the neighbours in use are from %s',
+            coalesce((SELECT to_char(max(finished_at), 'YYYY-MM-DD HH24:MI:SS TZ') FROM reco.job_runs
+                      WHERE job = 'feature_neighbors' AND status = 'succeeded'
+                        AND tenant = (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id)),
+                     'no earlier run')));
+        RETURN 0;
+    END IF;
 
-    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'cosine top-K');
+    PERFORM reco._progress('feature_neighbors', p_tenant_id, _model || ' top-K');
     DELETE FROM reco.feature_neighbors WHERE tenant_id = p_tenant_id;
     INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
-    SELECT p_tenant_id, feature_key, other_key, score, 'cf', rank
+    SELECT p_tenant_id, x.feature_key, x.neighbor_key, x.score, 'cf', x.r
     FROM (
-        SELECT c.feature_key, c.other_key,
-               c.dot / sqrt(da.dot * db.dot) * c.users / (c.users + _shrink) AS score,
-               row_number() OVER (PARTITION BY c.feature_key
-                                  ORDER BY c.dot / sqrt(da.dot * db.dot) * c.users / (c.users + _shrink) DESC,
-                                           c.other_key) AS rank
-        FROM reco.feature_cooccurrence c
-        JOIN reco.feature_cooccurrence da ON da.tenant_id = c.tenant_id
-             AND da.feature_key = c.feature_key AND da.other_key = c.feature_key
-        JOIN reco.feature_cooccurrence db ON db.tenant_id = c.tenant_id
-             AND db.feature_key = c.other_key AND db.other_key = c.other_key
-        JOIN reco.features f ON f.tenant_id = c.tenant_id AND f.feature_key = c.other_key AND f.active
-        WHERE c.tenant_id = p_tenant_id AND c.feature_key <> c.other_key
-    ) AS ranked
-    WHERE rank <= _k;
+        SELECT w.feature_key, w.neighbor_key, w.score,
+               row_number() OVER (PARTITION BY w.feature_key ORDER BY w.score DESC, w.neighbor_key) AS r
+        FROM (
+            SELECT s.feature_key, s.neighbor_key, s.score
+            FROM reco._sql_neighbors(p_tenant_id, _model, _k) AS s
+            WHERE _model <> 'ease'
+            UNION ALL
+            -- EASE: the top-K per target that jobs/ease.py computed just before, in this session
+            SELECT nw.feature_key, nw.neighbor_key, nw.score
+            FROM reco.neighbor_weights nw
+            WHERE _model = 'ease' AND nw.tenant_id = p_tenant_id
+        ) AS w
+        WHERE w.score > 0
+    ) AS x
+    WHERE x.r <= 5 * _k;
     GET DIAGNOSTICS _n = ROW_COUNT;
+    DELETE FROM reco.neighbor_weights WHERE tenant_id = p_tenant_id;
 
-    -- features with little usage: content neighbours (cosine of content embeddings) fill up to K
+    -- content embeddings: the client's vector if given, else category, tags, paid flag, description
+    PERFORM reco._progress('feature_neighbors', p_tenant_id, 'content embeddings');
+    DELETE FROM reco.feature_embeddings WHERE tenant_id = p_tenant_id;
+    INSERT INTO reco.feature_embeddings (tenant_id, feature_key, content, source)
+    SELECT p_tenant_id, e.feature_key, e.content, e.source FROM reco._content_embeddings(p_tenant_id) AS e;
+    ANALYZE reco.feature_embeddings;
+
+    -- features used by fewer than min_feature_users users: content neighbours (nearest content
+    -- embeddings, an HNSW k-NN per such feature) fill their list up to K
     PERFORM reco._progress('feature_neighbors', p_tenant_id, 'content neighbours');
+    PERFORM set_config('hnsw.ef_search', greatest(40, 2 * _k)::text, true);
     INSERT INTO reco.feature_neighbors (tenant_id, feature_key, neighbor_key, score, source, rank)
-    WITH emb AS MATERIALIZED (
-        SELECT e.feature_key, e.content, f.active FROM reco._content_embeddings(p_tenant_id) AS e
-        JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = e.feature_key
-    )
-    SELECT p_tenant_id, feature_key, neighbor_key, score, 'content', (have + r)::smallint
+    SELECT p_tenant_id, c.feature_key, nb.feature_key, nb.score, 'content', (c.have + nb.r)::smallint
     FROM (
-        SELECT a.feature_key, b.feature_key AS neighbor_key, 1 - (a.content <=> b.content) AS score,
-               coalesce(h.have, 0) AS have,
-               row_number() OVER (PARTITION BY a.feature_key ORDER BY a.content <=> b.content, b.feature_key) AS r
-        FROM emb a
-        JOIN emb b ON b.feature_key <> a.feature_key AND b.active
-        LEFT JOIN (SELECT feature_key, count(*) AS have FROM reco.feature_neighbors
-                   WHERE tenant_id = p_tenant_id GROUP BY feature_key) AS h ON h.feature_key = a.feature_key
-        LEFT JOIN reco.feature_cooccurrence d ON d.tenant_id = p_tenant_id
-             AND d.feature_key = a.feature_key AND d.other_key = a.feature_key
-        WHERE coalesce(d.users, 0) < _min_users
-          AND NOT EXISTS (SELECT 1 FROM reco.feature_neighbors n WHERE n.tenant_id = p_tenant_id
-                          AND n.feature_key = a.feature_key AND n.neighbor_key = b.feature_key)
+        SELECT e.feature_key, e.content, coalesce(h.have, 0) AS have
+        FROM reco.feature_embeddings e
+        LEFT JOIN (SELECT i.feature_key, count(*) AS users FROM reco.interactions i
+                   WHERE i.tenant_id = p_tenant_id AND i.weight > 0 GROUP BY i.feature_key) AS u
+               ON u.feature_key = e.feature_key
+        LEFT JOIN (SELECT n.feature_key, count(*) AS have FROM reco.feature_neighbors n
+                   WHERE n.tenant_id = p_tenant_id GROUP BY n.feature_key) AS h ON h.feature_key = e.feature_key
+        WHERE e.tenant_id = p_tenant_id AND coalesce(u.users, 0) < _min_users AND coalesce(h.have, 0) < _k
     ) AS c
-    WHERE have + r <= _k;
+    CROSS JOIN LATERAL (
+        SELECT k.feature_key, k.score, row_number() OVER (ORDER BY k.d, k.feature_key) AS r
+        FROM (SELECT o.feature_key, 1 - (o.content <=> c.content) AS score, o.content <=> c.content AS d
+              FROM reco.feature_embeddings o
+              JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = o.feature_key AND f.active
+              WHERE o.tenant_id = p_tenant_id AND o.feature_key <> c.feature_key
+                AND NOT EXISTS (SELECT 1 FROM reco.feature_neighbors n WHERE n.tenant_id = p_tenant_id
+                                AND n.feature_key = c.feature_key AND n.neighbor_key = o.feature_key)
+              ORDER BY o.content <=> c.content
+              LIMIT _k) AS k
+    ) AS nb
+    WHERE c.have + nb.r <= _k;
+    GET DIAGNOSTICS _content = ROW_COUNT;
     ANALYZE reco.feature_neighbors;
-    RETURN _n + (SELECT count(*) FROM reco.feature_neighbors
-                 WHERE tenant_id = p_tenant_id AND source = 'content');
+    PERFORM set_config('reco.job_message', format('model %s, K %s: %s rows, %s content rows', _model, _k,
+                                                  _n, _content), true);
+    RETURN _n + _content;
 END $$;
 COMMENT ON FUNCTION reco.job_feature_neighbors(int) IS
-    'job body: rebuild reco.feature_cooccurrence and reco.feature_neighbors (cf + content) for a tenant';
+$c$job body: rebuild reco.feature_neighbors for a tenant with the model of setting neighbor_model (cosine, rp3beta:
+SQL; ease: computed by jobs/ease.py in the Python runner, deferred to `reco jobs loop` when pg_cron runs it), each
+active feature's neighbors_k most similar features, plus content neighbours for little-used features$c$;
 
 -- ---------------------------------------------------------------------------------------
 -- bandit: Beta counters from exposures and the uses that followed them

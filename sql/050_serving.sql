@@ -12,10 +12,11 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('weight_explore', '0.1', 'weight of the Thompson-sampling draw for users with few interactions'),
     ('explore_below', '3', 'users with fewer interactions than this get exploration'),
     ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
-    ('mmr_lambda', '0.8', 'MMR λ: relevance vs. category diversity (1 = no diversity)'),
+    ('mmr_lambda', '1', 'MMR λ: relevance vs. category diversity (1 = no diversity, the default: diversity costs accuracy; the starter set always keeps distinct categories)'),
     ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
     ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
-    ('candidates', '50', 'top features by segment popularity and by prior added to the candidates'),
+    ('candidates', '50', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
+    ('history_limit', '300', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
 ON CONFLICT (key) DO UPDATE
@@ -147,6 +148,9 @@ DECLARE
     _lambda float8;
     _neighbors int;
     _candidates int;
+    _shortlist int;
+    _history int;
+    _exclude boolean;
     _explore_below int;
     _distinct boolean;
     _reasons boolean;
@@ -184,6 +188,7 @@ BEGIN
         END IF;
     END IF;
     _distinct := coalesce((p_options ->> 'distinct_categories')::boolean, false);
+    _exclude := coalesce((p_options ->> 'exclude_seen')::boolean, false);
     _reasons := p_reasons AND coalesce((p_options ->> 'reasons')::boolean, true);
     SELECT jsonb_object_agg(d.key, coalesce(s.value, d.default_value)) INTO _cfg
     FROM reco.setting_definitions d
@@ -199,6 +204,8 @@ BEGIN
     _lambda := (_cfg ->> 'mmr_lambda')::float8;
     _neighbors := (_cfg ->> 'user_neighbors')::int;
     _candidates := (_cfg ->> 'candidates')::int;
+    _shortlist := greatest(_candidates, 2 * p_k);
+    _history := (_cfg ->> 'history_limit')::int;
     _explore_below := (_cfg ->> 'explore_below')::int;
 
     SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
@@ -226,72 +233,87 @@ BEGIN
 
     RETURN QUERY
     WITH mine AS MATERIALIZED (
-        SELECT i.feature_key AS fk, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength
+        -- the user's features (primary-key range): all of them mark what is seen; the strongest
+        -- history_limit carry ItemCF, so a user with thousands of rows costs what one with
+        -- history_limit costs (strength = sqrt of the weight relative to the user's largest)
+        SELECT i.feature_key AS fk, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength,
+               row_number() OVER (ORDER BY i.weight DESC, i.feature_key) AS r
         FROM reco.interactions i
         WHERE i.tenant_id = _tid AND i.user_key = _user_key
     ), itemcf AS (
-        SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s,
-               (array_agg(m.fk ORDER BY m.strength * n.score DESC))[1:3] AS because
+        -- Σ strength(u, j)·S(j, i): the neighbour rows of the user's features
+        SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s
         FROM mine m
         JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = m.fk
+        WHERE m.r <= _history
         GROUP BY n.neighbor_key
-    ), session AS (
-        SELECT t.fk, t.s FROM unnest(_ses_keys, _ses_scores) AS t(fk, s)
-    ), usercf AS (
-        SELECT t.fk, t.s FROM unnest(_ucf_keys, _ucf_scores) AS t(fk, s)
-    ), signals AS MATERIALIZED (
-        -- one row per candidate: the collaborative signals, whether the user has used it, and
-        -- the popularity and priors read with the top of the segment's lists (which also add
-        -- candidates)
+    ), collab AS MATERIALIZED (
+        -- one row per feature with a collaborative signal, or seen
         SELECT x.fk, sum(x.itemcf) AS itemcf, sum(x.usercf) AS usercf, sum(x.session) AS session,
-               bool_or(x.seen) AS seen, max(x.because) AS because, max(x.pop) AS pop,
-               sum(x.ln_prior) AS ln_prior, sum(x.n_prior) AS n_prior
+               bool_or(x.seen) AS seen
         FROM (
-            SELECT fk, s AS itemcf, 0 AS usercf, 0 AS session, false AS seen, because,
-                   NULL::float8 AS pop, 0::float8 AS ln_prior, 0 AS n_prior FROM itemcf
-            UNION ALL SELECT fk, 0, s, 0, false, NULL, NULL, 0, 0 FROM usercf
-            UNION ALL SELECT fk, 0, 0, s, false, NULL, NULL, 0, 0 FROM session
-            UNION ALL SELECT fk, 0, 0, 0, true, NULL, NULL, 0, 0 FROM mine
-            UNION ALL (SELECT st.feature_key, 0, 0, 0, false, NULL,
-                              st.popularity * (0.5 + 0.5 * st.success_rate), 0, 0
-                       FROM reco.feature_stats st
-                       WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
-                       ORDER BY st.popularity DESC LIMIT _candidates)
-            UNION ALL SELECT p.feature_key, 0, 0, 0, false, NULL, NULL, ln(p.prob), 1
-                      FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
-                      CROSS JOIN LATERAL (
-                          SELECT cp.feature_key, cp.prob FROM reco.cohort_priors cp
-                          WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
-                          ORDER BY cp.prob DESC LIMIT _candidates) AS p
+            SELECT c.fk, c.s AS itemcf, 0::float8 AS usercf, 0::float8 AS session, false AS seen FROM itemcf c
+            UNION ALL SELECT t.fk, 0, t.s, 0, false FROM unnest(_ucf_keys, _ucf_scores) AS t(fk, s)
+            UNION ALL SELECT t.fk, 0, 0, t.s, false FROM unnest(_ses_keys, _ses_scores) AS t(fk, s)
+            UNION ALL SELECT m.fk, 0, 0, 0, true FROM mine m
         ) AS x
         GROUP BY x.fk
-    ), scored AS (
-        SELECT sg.fk AS feature_key, f.feature_id, f.category, sg.itemcf, sg.because, sg.usercf, sg.session, sg.seen,
-               -- values not at the top of the segment's lists are looked up
-               CASE WHEN cardinality(_seg_attr) = 0 THEN 0
-                    WHEN sg.n_prior = cardinality(_seg_attr) THEN exp(sg.ln_prior) ELSE coalesce(
-                   (SELECT exp(sum(ln(c.prob)))
-                    FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
-                    CROSS JOIN LATERAL (SELECT cp.prob FROM reco.cohort_priors cp
-                                        WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute
-                                          AND cp.value = s.value AND cp.feature_key = sg.fk OFFSET 0) AS c), 0)
-               END AS prior,
-               coalesce(sg.pop, (SELECT st.popularity * (0.5 + 0.5 * st.success_rate) FROM reco.feature_stats st
-                                 WHERE st.tenant_id = _tid AND st.attribute = _pop_attr
-                                   AND st.value = _pop_value AND st.feature_key = sg.fk), 0) AS popularity,
+    ), cmax AS MATERIALIZED (
+        -- each collaborative component's largest value over the candidates (its normaliser)
+        SELECT coalesce(max(c.itemcf), 0) AS m_itemcf, coalesce(max(c.usercf), 0) AS m_usercf,
+               coalesce(max(c.session), 0) AS m_session
+        FROM collab c WHERE NOT (c.seen AND _exclude)
+    ), shortlist AS MATERIALIZED (
+        -- the candidates ranked in full: the top by the collaborative part of the score, and the
+        -- top of the segment's popularity list and of each of its prior lists (indexed top-N)
+        SELECT DISTINCT y.fk FROM (
+            (SELECT c.fk FROM collab c CROSS JOIN cmax m
+             WHERE NOT (c.seen AND _exclude) AND (c.itemcf > 0 OR c.usercf > 0 OR c.session > 0)
+             ORDER BY (_w_itemcf * coalesce(c.itemcf / nullif(m.m_itemcf, 0), 0)
+                       + _w_usercf * coalesce(c.usercf / nullif(m.m_usercf, 0), 0)
+                       + _w_session * coalesce(c.session / nullif(m.m_session, 0), 0))
+                      * CASE WHEN c.seen THEN _seen_factor ELSE 1 END DESC, c.fk
+             LIMIT _shortlist)
+            UNION ALL
+            (SELECT st.feature_key FROM reco.feature_stats st
+             WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
+             ORDER BY st.popularity DESC LIMIT _candidates)
+            UNION ALL
+            SELECT p.feature_key
+            FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
+            CROSS JOIN LATERAL (
+                SELECT cp.feature_key FROM reco.cohort_priors cp
+                WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
+                ORDER BY cp.prob DESC LIMIT _candidates) AS p
+        ) AS y
+    ), priors AS (
+        -- Π P(i | a = u.a) over the user's segment attributes, for the shortlist (primary-key lookups)
+        SELECT sl.fk, CASE WHEN count(*) = cardinality(_seg_attr) THEN exp(sum(ln(cp.prob))) ELSE 0 END AS prior
+        FROM shortlist sl
+        CROSS JOIN unnest(_seg_attr, _seg_value) AS s(attribute, value)
+        JOIN reco.cohort_priors cp ON cp.tenant_id = _tid AND cp.attribute = s.attribute
+                                  AND cp.value = s.value AND cp.feature_key = sl.fk
+        GROUP BY sl.fk
+    ), scored AS MATERIALIZED (
+        SELECT sl.fk AS feature_key, f.feature_id, f.category, coalesce(c.itemcf, 0) AS itemcf,
+               coalesce(c.usercf, 0) AS usercf, coalesce(c.session, 0) AS session, coalesce(c.seen, false) AS seen,
+               coalesce(pr.prior, 0) AS prior,
+               coalesce(st.popularity * (0.5 + 0.5 * st.success_rate), 0) AS popularity,
                -- NULL when the user is not exploring
-               CASE WHEN ex.on THEN coalesce(
-                   (SELECT reco.beta_sample(b.alpha, b.beta) FROM reco.bandit_arms b
-                    WHERE b.tenant_id = _tid AND b.segment = _segment AND b.feature_key = sg.fk),
-                   reco.beta_sample(1, 1)) END AS explore
-        FROM signals sg
+               CASE WHEN ex.on THEN reco.beta_sample(coalesce(b.alpha, 1), coalesce(b.beta, 1)) END AS explore
+        FROM shortlist sl
         -- exploration for users with few interactions (counted from the rows read above)
         CROSS JOIN (SELECT coalesce((p_options ->> 'explore')::boolean,
                                     (SELECT count(*) FROM mine) < _explore_below)
                            AND _w_explore > 0 AS on) AS ex
-        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = sg.fk
+        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = sl.fk
+        LEFT JOIN collab c ON c.fk = sl.fk
+        LEFT JOIN priors pr ON pr.fk = sl.fk
+        LEFT JOIN reco.feature_stats st ON st.tenant_id = _tid AND st.attribute = _pop_attr
+                                       AND st.value = _pop_value AND st.feature_key = sl.fk
+        LEFT JOIN reco.bandit_arms b ON ex.on AND b.tenant_id = _tid AND b.segment = _segment AND b.feature_key = sl.fk
         WHERE f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
-          AND NOT (sg.seen AND coalesce((p_options ->> 'exclude_seen')::boolean, false))
+          AND NOT (coalesce(c.seen, false) AND _exclude)
     ), maxima AS (
         -- the largest value of each component over the candidates, and the weight of the
         -- components with any evidence for this user (the same for every candidate)
@@ -300,8 +322,10 @@ BEGIN
                                + (m.m_prior > 0)::int * _w_prior + (m.m_pop > 0)::int * _w_pop
                                + (m.m_session > 0)::int * _w_session, 0), 1) AS present
         FROM scored sc
-        CROSS JOIN (SELECT max(s.itemcf) AS m_itemcf, max(s.usercf) AS m_usercf, max(s.prior) AS m_prior,
-                           max(s.popularity) AS m_pop, max(s.session) AS m_session FROM scored s) AS m
+        CROSS JOIN (SELECT cm.m_itemcf, cm.m_usercf, cm.m_session, max(s.prior) AS m_prior,
+                           max(s.popularity) AS m_pop
+                    FROM scored s CROSS JOIN cmax cm
+                    GROUP BY cm.m_itemcf, cm.m_usercf, cm.m_session) AS m
     ), totals AS MATERIALIZED (
         -- each component normalised over the candidates (max = 1), weighted, and the weights
         -- renormalised over the components that have any evidence for this user (a user without
@@ -311,7 +335,7 @@ BEGIN
                      + coalesce(c.c_pop, 0) + coalesce(c.c_session, 0) + c.c_explore)
                     * CASE WHEN c.seen THEN _seen_factor ELSE 1 END AS total
         FROM (
-            SELECT x.feature_key, x.feature_id, x.category, x.because, x.seen, x.explore IS NOT NULL AS exploring,
+            SELECT x.feature_key, x.feature_id, x.category, x.seen, x.explore IS NOT NULL AS exploring,
                    _w_itemcf * x.itemcf / nullif(x.m_itemcf, 0) / x.present AS c_itemcf,
                    _w_usercf * x.usercf / nullif(x.m_usercf, 0) / x.present AS c_usercf,
                    _w_prior * x.prior / nullif(x.m_prior, 0) / x.present AS c_prior,
@@ -345,10 +369,15 @@ BEGIN
                'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(t.c_session, 0) * 10000) / 10000 END,
                'explore', CASE WHEN t.exploring THEN round(t.c_explore * 10000) / 10000 END,
                'because', CASE WHEN t.c_itemcf > 0 THEN
-                   (SELECT jsonb_agg(g.feature_id ORDER BY b.o)
-                    FROM unnest(t.because) WITH ORDINALITY AS b(fk, o)
-                    CROSS JOIN LATERAL (SELECT ff.feature_id FROM reco.features ff
-                                        WHERE ff.tenant_id = _tid AND ff.feature_key = b.fk OFFSET 0) AS g) END,
+                   -- the user's features that led to it: the target's own neighbour rows (≤ K, by index)
+                   (SELECT jsonb_agg(g.feature_id ORDER BY g.contribution DESC)
+                    FROM (SELECT ff.feature_id, m.strength * n.score AS contribution
+                          FROM reco.feature_neighbors n
+                          JOIN mine m ON m.fk = n.feature_key AND m.r <= _history
+                          JOIN reco.features ff ON ff.tenant_id = _tid AND ff.feature_key = n.feature_key
+                          WHERE n.tenant_id = _tid AND n.neighbor_key = t.feature_key
+                          ORDER BY m.strength * n.score DESC
+                          LIMIT 3) AS g) END,
                'seen', t.seen,
                'segment', _segment,
                'category', t.category)) END AS reasons,

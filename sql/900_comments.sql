@@ -50,10 +50,12 @@ COMMENT ON TABLE reco.sql_files IS 'checksums of the applied sql/ files (repeata
 
 -- engine (jobs write these; the serving functions read them)
 COMMENT ON TABLE reco.feature_neighbors IS
-    'ItemCF top-K per feature (source cf: cosine between feature columns of R, shrunk by users/(users + shrinkage)) and content neighbours for little-used features (source content)';
-COMMENT ON COLUMN reco.feature_neighbors.rank IS '1 = most similar';
-COMMENT ON TABLE reco.feature_cooccurrence IS
-    'RᵀR: for each feature pair, Σ over users of strength·strength (dot) and how many users used both; the diagonal holds squared norms';
+    'S(j, i) of the neighbour model (setting neighbor_model: cosine, rp3beta, ease) as rows: for each feature i its neighbors_k most similar features j (source cf; a source keeps at most 5·K rows), and content neighbours for little-used features (source content). Serving sums strength(u, j)·score over the rows of the user''s features j';
+COMMENT ON COLUMN reco.feature_neighbors.rank IS 'rank of the row among the rows of its feature_key, by score: 1 = strongest';
+COMMENT ON TABLE reco.neighbor_weights IS
+    'staging: neighbour weights computed in Python (EASE, jobs/ease.py) that the feature_neighbors job moves into reco.feature_neighbors';
+COMMENT ON TABLE reco.job_queue IS
+    'work a job left for Python when pg_cron ran it (EASE, SVD factors: numpy); `reco jobs loop` runs the job again, a full run removes the row';
 COMMENT ON TABLE reco.segments IS 'segments (attribute = value, and * = * for everyone) with their number of users';
 COMMENT ON TABLE reco.feature_stats IS
     'per segment and feature: users, uses, successes, failures, popularity = users / segment users, success_rate (Laplace)';

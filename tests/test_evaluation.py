@@ -164,11 +164,11 @@ def test_evaluation_finds_nothing_it_could_only_get_by_peeking(conn):
 
 def test_runs_are_stored_and_comparable_in_sql(tiny):
     tiny.execute("SELECT * FROM reco.evaluate(3, 0)").fetchall()
-    tiny.execute("SELECT * FROM reco.evaluate(3, 0, '{\"mmr_lambda\": 1.0}')").fetchall()
+    tiny.execute("SELECT * FROM reco.evaluate(3, 0, '{\"mmr_lambda\": 0.8}')").fetchall()
     runs = tiny.execute("SELECT run_id, tenant, kind, k, users, settings FROM reco.evaluation_runs ORDER BY 1"
                         ).fetchall()
     assert [(r["tenant"], r["kind"], r["k"], r["users"]) for r in runs] == [("default", "evaluate", 3, 2)] * 2
-    assert runs[0]["settings"]["mmr_lambda"] == 0.8 and runs[1]["settings"]["mmr_lambda"] == 1.0
+    assert runs[0]["settings"]["mmr_lambda"] == 1 and runs[1]["settings"]["mmr_lambda"] == 0.8
     view = tiny.execute("SELECT model, ndcg FROM reco.evaluations WHERE run_id = %s ORDER BY model",
                         (runs[0]["run_id"],)).fetchall()
     assert len(view) == 7
