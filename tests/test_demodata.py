@@ -86,3 +86,81 @@ def test_taste_gives_collaborative_signal(world):
     assert lifts and sorted(lifts)[len(lifts) // 2] > 1.5
     # popularity is not everything: the most used feature reaches well under all users
     assert rate.most_common(1)[0][1] / n < 0.7
+
+
+# ---------------------------------------------------------------------------------------------
+# shape "long-tail"
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_tail(tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("long-tail")
+    counts = generate(d, users=300, features=2000, days=60, seed=3, end=END, shape="long-tail")
+    return d, counts
+
+
+def test_long_tail_is_deterministic(long_tail, tmp_path):
+    d, _ = long_tail
+    generate(tmp_path / "a", users=300, features=2000, days=60, seed=3, end=END, shape="long-tail")
+    generate(tmp_path / "b", users=300, features=2000, days=60, seed=4, end=END, shape="long-tail")
+    assert _digest(tmp_path / "a") == _digest(d)
+    assert _digest(tmp_path / "b")["events.csv"] != _digest(d)["events.csv"]
+
+
+def test_long_tail_popularity_and_users(long_tail):
+    d, counts = long_tail
+    users = {u["user_id"]: u for u in _rows(d / "users.csv")}
+    feats = {f["feature_id"]: f for f in _rows(d / "features.csv")}
+    events = _rows(d / "events.csv")
+    assert (len(users), len(feats), len(events)) == (300, 2000, counts["events"])
+    assert len({e["event_id"] for e in events}) == len(events)
+    pairs = {(e["user_id"], e["feature_id"]) for e in events}
+    for e in events:
+        f = feats[e["feature_id"]]
+        assert f["active"] == "true"
+        assert f["requires_paid"] == "false" or users[e["user_id"]]["paid"] == "true"
+    # the median user has used 100 items or more, and there is a tail of heavy users
+    per_user = sorted(Counter(u for u, _ in pairs).values())
+    assert per_user[len(per_user) // 2] >= 100 and per_user[-1] >= 250
+    # long tail: the top 10 % of items hold half the interactions, 40 % of items have <= 5 users
+    per_item = Counter(f for _, f in pairs)
+    by_item = sorted((per_item.get(f, 0) for f in feats), reverse=True)
+    assert sum(by_item[:200]) >= 0.5 * len(pairs)
+    assert sum(1 for n in by_item if n <= 5) >= 0.4 * len(feats)
+    # every item has a name, a category, tags and a description; some are paid-only, a few inactive
+    assert all(f["name"] and f["category"] and f["tags"].count("|") >= 2 and f["description"]
+               for f in feats.values())
+    assert 0.05 < sum(f["requires_paid"] == "true" for f in feats.values()) / len(feats) < 0.3
+    assert 0 < sum(f["active"] == "false" for f in feats.values()) < 0.05 * len(feats)
+
+
+def test_long_tail_has_co_usage_signal(long_tail):
+    """Users of an item use the items of its cluster (same second tag) far more than the average user."""
+    d, _ = long_tail
+    cluster = {f["feature_id"]: f["tags"].split("|")[1] for f in _rows(d / "features.csv")}
+    used: dict[str, set[str]] = defaultdict(set)
+    for e in _rows(d / "events.csv"):
+        used[e["user_id"]].add(e["feature_id"])
+    n = len(used)
+    share: dict[str, float] = Counter(cluster[f] for s in used.values() for f in s)
+    total = sum(share.values())
+    lifts = []
+    for items in list(used.values())[:100]:
+        mine = Counter(cluster[f] for f in items)
+        top, k = mine.most_common(1)[0]
+        lifts.append((k / len(items)) / (share[top] / total))
+    assert n == 300 and sorted(lifts)[len(lifts) // 2] > 2
+
+
+def test_cli_generate_long_tail(tmp_path):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    res = CliRunner().invoke(app, ["generate", "--shape", "long-tail", "--users", "50", "--features", "300",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert len(_rows(tmp_path / "features.csv")) == 300 and len(_rows(tmp_path / "users.csv")) == 50
+    res = CliRunner().invoke(app, ["generate", "--shape", "zipf", "--out", str(tmp_path)])
+    assert res.exit_code != 0
