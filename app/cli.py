@@ -204,19 +204,30 @@ def import_cmd(
 @app.command()
 def generate(
     users: Annotated[int, typer.Option(min=1, help="number of users")] = 5000,
-    features: Annotated[int, typer.Option(min=5, help="number of features")] = 24,
+    features: Annotated[int | None, typer.Option(
+        min=5, help="number of features (default 24; long-tail: 20000, at least 100)")] = None,
     days: Annotated[int, typer.Option(min=1, help="days of history")] = 90,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 42,
     out: Annotated[Path, typer.Option(help="output directory")] = Path(".reco/demo"),
+    shape: Annotated[str, typer.Option(
+        help="saas (a SaaS product, tens of features) or long-tail (a large catalog, Zipf-like "
+             "popularity, ~135 items per user)")] = "saas",
 ) -> None:
-    """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product."""
+    """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product or a long-tail catalog."""
+    from app.demodata import SHAPES
     from app.demodata import generate as gen
 
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
+    if features is None:
+        features = 20_000 if shape == "long-tail" else 24
+    if shape == "long-tail" and features < 100:
+        raise typer.BadParameter("--features must be at least 100 for the long-tail shape")
     out.mkdir(parents=True, exist_ok=True)
     with _progress() as bar:
         task = bar.add_task("events", total=None)
         counts = gen(out, users=users, features=features, days=days, seed=seed,
-                     progress=lambda n: bar.advance(task, n))
+                     progress=lambda n: bar.advance(task, n), shape=shape)
     console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
 
 
@@ -326,17 +337,18 @@ bench_app = typer.Typer(help="Benchmarks that print numbers (in a separate <db>_
 app.add_typer(bench_app, name="bench")
 
 
-def _demo_files(users: int, features: int, days: int, seed: int) -> Path:
+def _demo_files(users: int, features: int, days: int, seed: int, shape: str = "saas") -> Path:
     """Benchmark data in .reco/bench-*, generated once per parameter set (the generator is deterministic)."""
     from app.demodata import generate as gen
 
-    out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}"
+    suffix = "" if shape == "saas" else f"-{shape}"  # the saas cache keeps its old name
+    out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}{suffix}"
     if not (out / "events.csv").exists():
         out.mkdir(parents=True, exist_ok=True)
         with _progress() as bar:
             task = bar.add_task("generate", total=None)
             gen(out, users=users, features=features, days=days, seed=seed,
-                progress=lambda n: bar.advance(task, n))
+                progress=lambda n: bar.advance(task, n), shape=shape)
     return out
 
 
@@ -379,12 +391,20 @@ def bench_sql(
     seed: int = 7,
     calls: Annotated[int, typer.Option(help="recommend_features calls to time (random users)")] = 10_000,
     reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
+    shape: Annotated[str, typer.Option(
+        help="demo data shape: saas or long-tail (e.g. --shape long-tail --users 10000 --features 20000)")] = "saas",
 ) -> None:
     """run_job('all') time and recommend_features latency (p50/p99, measured inside the database)."""
     import resource
     import time as _time
 
     from app import bench
+    from app.demodata import SHAPES
+
+    if shape not in SHAPES:
+        raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
+    if shape == "long-tail" and features < 100:
+        raise typer.BadParameter("--features must be at least 100 for the long-tail shape")
 
     base = db.database_url()
     if reuse:
@@ -394,7 +414,7 @@ def bench_sql(
         run_migrate(url)
     else:
         url = bench.bench_database(base)
-        out = _demo_files(users, features, days, seed)
+        out = _demo_files(users, features, days, seed, shape)
         for kind in ("features", "plans", "users", "events"):
             _print_import(run_import(kind, out / f"{kind}.csv", url=url))
     t = _time.perf_counter()
@@ -413,6 +433,40 @@ def bench_sql(
                   f"[bold]p50 {bench.percentile(ms, 0.5):.2f} ms, p99 {bench.percentile(ms, 0.99):.2f} ms[/bold], "
                   f"mean {sum(ms) / len(ms):.2f} ms, max {max(ms):.1f} ms")
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    data: Annotated[str, typer.Option(help="movielens (MovieLens-100K in RecBole's split), generated "
+                                           "(the demo generator, offline evaluation) or all")] = "movielens",
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then tune (app.tune), re-run the jobs "
+                                                                 "and measure again")] = True,
+    reuse: Annotated[bool, typer.Option(help="keep the data already loaded in <db>_quality")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Ranking quality on MovieLens-100K (RecBole 1.2.1's split) next to RecBole's baselines."""
+    from app import quality
+
+    if data not in ("movielens", "generated", "all"):
+        raise typer.BadParameter("--data must be movielens, generated or all")
+    base = db.database_url()
+    log = (lambda line: None) if as_json else (lambda line: err.print(f"  {line}", markup=False, highlight=False))
+    out: dict = {}
+    if data in ("movielens", "all"):
+        result = quality.run_movielens(base, reuse=reuse, tune=tune, log=log)
+        out["movielens"] = result.as_json()
+        if not as_json:
+            for line in quality.movielens_lines(result):
+                console.print(line, markup=False, highlight=False)
+    if data in ("generated", "all"):
+        gen = quality.run_generated(base, reuse=reuse, fresh_database=data == "generated", log=log)
+        out["generated"] = gen.as_json()
+        if not as_json:
+            console.print("")
+            for line in quality.generated_lines(gen):
+                console.print(line, markup=False, highlight=False)
+    if as_json:
+        _print_json(out)
 
 
 PATHS = {"recommendations": "GET /v1/users/{id}/recommendations?k=10", "floor": "GET /v1/ping (floor)"}
@@ -745,7 +799,15 @@ def evaluate(
         else:
             result = ev.evaluate(url, tenant, k=k, users=users, settings=overrides, workers=workers,
                                  progress=progress)
+    no_users = ("no eligible users: a user needs two or more features (the most recently adopted one "
+                "active and allowed by the user's plan) to have one held out; nothing to score")
     if grid_:
+        if not points:
+            if as_json:
+                _print_json([])
+            else:
+                console.print(no_users)
+            return
         if as_json:
             _print_json([{"settings": p.settings, "hit_rate": p.hit_rate, "mrr": p.mrr, "ndcg": p.ndcg,
                           "run_id": p.run_id} for p in points])
@@ -775,6 +837,10 @@ def evaluate(
         table.add_row(model, f"{s['hit_rate']:.4f}", f"{s['mrr']:.4f}", f"{s['ndcg']:.4f}",
                       f"{s['coverage']:.4f}", MODEL_NOTES.get(model, ""))
     console.print(table)
+    if "hybrid" not in result.scores:  # nobody held out: nothing was ranked
+        console.print(no_users)
+        console.print(f"stored as run {result.run_id} with 0 users ({result.seconds:.1f} s)")
+        return
     hybrid = result.scores["hybrid"]["ndcg"]
     lifts = ", ".join(f"{m} {100 * (hybrid / s['ndcg'] - 1):+.1f} %" for m, s in result.scores.items()
                       if m not in ("hybrid", "hybrid_explore") and s["ndcg"] > 0)
