@@ -11,7 +11,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('rp3_beta', '0.3', 'RP3beta β: a target''s score is divided by its users^β (popularity penalty)'),
     ('ease_lambda', '250', 'EASE λ: L2 regularisation of the item-item regression (larger = closer to popularity)'),
     ('ease_max_features', '6000', 'EASE is refused above this many features: its matrix inverse needs ~3 · n² · 8 bytes of memory (6,000 features: ~0.9 GB)'),
-    ('min_feature_users', '20', 'features used by fewer users also get content neighbours (cold features)'),
+    ('min_feature_users', '5', 'features used by fewer users also get content neighbours (cold features), up to neighbors_k rows'),
     ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
     ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
     ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this'),
@@ -432,7 +432,9 @@ END $$;
 -- with each target's top p_k sources; targets are the active features.
 CREATE OR REPLACE FUNCTION reco._sql_neighbors(p_tenant_id int, p_model text, p_k int)
 RETURNS TABLE (feature_key int, neighbor_key int, score float8)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- the pairs are hashed and sorted in memory (MovieLens-100K: 1M pairs, ~100 MB)
+SET work_mem = '256MB' AS $$
 DECLARE
     _shrink float8 := reco.setting('neighbor_shrinkage', p_tenant_id)::float8;
     _alpha float8 := reco.setting('rp3_alpha', p_tenant_id)::float8;
@@ -452,6 +454,12 @@ BEGIN
     FROM _r r LEFT JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = r.feature_key
     GROUP BY r.feature_key, f.active;
     ANALYZE _deg;
+    DROP TABLE IF EXISTS pg_temp._half;
+    CREATE TEMP TABLE _half ON COMMIT DROP AS
+    SELECT a.feature_key AS j, b.feature_key AS i, count(*)::float8 AS n, sum(power(a.user_degree, -_alpha)) AS walk
+    FROM _r a
+    JOIN _r b ON b.user_key = a.user_key AND b.feature_key > a.feature_key
+    GROUP BY a.feature_key, b.feature_key;
     RETURN QUERY
     SELECT x.j, x.i, x.s
     FROM (
@@ -462,11 +470,11 @@ BEGIN
                        WHEN 'cosine' THEN c.n / sqrt(dj.users * di.users) * c.n / (c.n + _shrink)
                        ELSE c.walk * power(dj.users, -_alpha) * power(di.users, -_beta)
                    END AS s
-            FROM (SELECT a.feature_key AS j, b.feature_key AS i, count(*)::float8 AS n,
-                         sum(power(a.user_degree, -_alpha)) AS walk
-                  FROM _r a
-                  JOIN _r b ON b.user_key = a.user_key AND b.feature_key <> a.feature_key
-                  GROUP BY a.feature_key, b.feature_key) AS c
+            FROM (-- both counts are symmetric in (j, i): each pair is aggregated once (j < i), half
+                  -- the rows of the self-join, then read in both directions
+                  SELECT h.j, h.i, h.n, h.walk FROM _half h
+                  UNION ALL
+                  SELECT h.i, h.j, h.n, h.walk FROM _half h) AS c
             JOIN _deg dj ON dj.feature_key = c.j
             JOIN _deg di ON di.feature_key = c.i AND di.active
         ) AS p
