@@ -739,6 +739,44 @@ def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127
 
 
 # --------------------------------------------------------------------------------------------
+# tuning
+# --------------------------------------------------------------------------------------------
+
+@app.command()
+def tune(
+    users: Annotated[int | None, typer.Option(
+        help="held-out users (0 = every eligible user; default: setting evaluation_users)")] = None,
+    apply_: Annotated[bool, typer.Option("--apply/--no-apply", help="apply the best settings when they win")] = True,
+    jobs_: Annotated[bool, typer.Option("--jobs/--no-jobs", help="run the jobs after applying")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    tenant: TenantOpt = None,
+) -> None:
+    """Search the tenant's settings (neighbour model and K, τ, weights, seen handling, MMR λ) on a
+    holdout of its own data; apply the best when it beats the current settings by more than the noise."""
+    from app.tune import tune as run_tune
+
+    url = db.database_url()
+    with _progress() as bar:
+        task = bar.add_task("tune", total=None)
+
+        def progress(step: str, done: int, total: int) -> None:
+            from rich.markup import escape
+
+            bar.update(task, description=escape(f"tune: {step}"))
+
+        result = run_tune(url, tenant, users=users, apply=apply_, progress=None if as_json else progress)
+        bar.update(task, total=1, completed=1, description="tune done")
+    if as_json:
+        _print_json({"applied": result.applied, "settings": result.settings, "trials": result.trials,
+                     "seconds": round(result.seconds, 1), "summary": result.summary})
+    else:
+        console.print(f"{result.message}; {result.seconds:.0f} s")
+        console.print("every trial: SELECT * FROM reco.tune_trials ORDER BY run_id DESC;")
+    if result.applied and jobs_:
+        run_jobs("all", tenant, url=url)
+
+
+# --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
+from app.tune import tune_for_runner
 from jobs.cron import next_run
 from jobs.ease import write_ease_weights
 from jobs.svd import write_svd_factors
@@ -21,6 +22,7 @@ from jobs.svd import write_svd_factors
 PYTHON_STEPS: dict[str, tuple[str, Callable[[psycopg.Connection, str | None], int]]] = {
     "feature_neighbors": ("ease", write_ease_weights),
     "embeddings": ("svd", write_svd_factors),
+    "tune": ("tune", tune_for_runner),
 }
 
 

@@ -1,0 +1,122 @@
+"""`reco tune`: the tune job's search (sql/065_tune.sql) walked from Python, so that the trials
+that need numpy run too: EASE neighbour weights (jobs/ease.py) and, for catalogs above 64
+features, the SVD factors of the evaluation scope (jobs/svd.py). The stages, their candidates,
+a trial, keeping a stage's best and the final decision are the SQL functions the SQL-only
+reco.tune uses; this module only adds the numpy steps between them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from jobs.ease import write_ease_weights
+from jobs.svd import DIM, write_svd_factors
+
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+@dataclass
+class TuneResult:
+    applied: bool
+    settings: dict          # what was applied (or would have been, with apply=False)
+    trials: int
+    seconds: float
+    message: str
+    summary: dict = field(default_factory=dict)  # what reco._tune_decide returned
+
+
+def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()):
+    return next(iter(conn.execute(query, params).fetchone().values()))
+
+
+def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool = True,
+         progress: Progress | None = None) -> TuneResult:
+    """Search the tenant's settings on a holdout of its own data, EASE included; apply the best when
+    it beats the current settings by more than the noise (setting tune_min_gain)."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        if progress:
+            conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
+                                    and progress(d.message_primary.split(": ", 2)[-1], 0, 0))
+        tid = _scalar(conn, "SELECT reco._tenant_id(%s)", (tenant,))
+        big = _scalar(conn, "SELECT count(*) > %s FROM reco.features WHERE tenant_id = %s AND active", (DIM, tid))
+        conn.execute("SELECT reco._tune_begin()")
+        scope = _scalar(conn, "SELECT reco._evaluation_scope(%s::int, %s::int, 'pgreco-tune', '{}', %s)",
+                        (tid, users, not big))
+        slug = _scalar(conn, "SELECT slug FROM reco.tenants WHERE tenant_id = %s", (scope,))
+        try:
+            if not _scalar(conn, "SELECT count(*) FROM reco.evaluation_holdouts WHERE tenant_id = %s", (scope,)):
+                return TuneResult(False, {}, 0, time.perf_counter() - started,
+                                  "no eligible users: nothing to tune on")
+            steps = ["svd"] if big else []
+            if big:  # the scope's own SVD factors, then its user vectors
+                write_svd_factors(conn, slug)
+                _python_steps(conn, steps)
+                conn.execute("SELECT reco.job_embeddings(%s::int)", (scope,))
+            name = f"{tid}-py-{int(time.time() * 1e6)}"
+            baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
+            skipped: list[str] = []
+            for stage in _scalar(conn, "SELECT reco._tune_stages()"):
+                for trial in [r["c"] for r in conn.execute("SELECT reco._tune_plan(%s) AS c", (stage,))]:
+                    if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(trial),)):
+                        reason = _ease(conn, scope, slug, trial, steps)
+                        if reason:
+                            skipped.append(f"{stage} {trial}: {reason}")
+                            continue
+                    conn.execute("SELECT reco._tune_trial(%s, %s, %s, %s)", (scope, name, stage, Jsonb(trial)))
+                best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s)", (scope, name, stage))
+                if best and _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(best),)):
+                    _ease(conn, scope, slug, best, steps)  # the SQL side cannot restore an EASE best
+            summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
+                              (tid, scope, name, baseline, apply, skipped))
+        finally:
+            conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
+    settings = summary.get("settings") or {}
+    gain, se = summary.get("gain") or 0.0, summary.get("se") or 0.0
+    verdict = (f"applied {settings}" if summary.get("applied") else f"would apply {settings}" if settings
+               else "kept the settings (no trial beat them by more than the noise)")
+    message = (f"{summary.get('trials')} trials; baseline NDCG@10 {summary.get('baseline_ndcg', 0):.4f}, best "
+               f"{summary.get('best_ndcg', 0):.4f} (gain {gain:+.4f}, standard error {se:.4f}, "
+               f"{summary.get('users')} users); {verdict}")
+    return TuneResult(bool(summary.get("applied")), settings, int(summary.get("trials") or 0),
+                      time.perf_counter() - started, message, summary)
+
+
+def _python_steps(conn: psycopg.Connection, steps: list[str]) -> None:
+    conn.execute("SELECT set_config('reco.python_steps', %s, false)", (",".join(steps),))
+
+
+def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: list[str]) -> str | None:
+    """Set an EASE trial's settings in the scope and rebuild its neighbours with numpy; a reason
+    when it cannot run (catalog above ease_max_features)."""
+    for key, value in trial.items():
+        conn.execute("SELECT reco.set_setting(%s, %s, %s)", (key, Jsonb(value), slug))
+    try:
+        write_ease_weights(conn, slug)
+    except ValueError as exc:  # jobs.ease.EaseTooLarge
+        conn.execute("SELECT reco.reset_setting('neighbor_model', %s)", (slug,))
+        conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
+        return str(exc)
+    _python_steps(conn, [*steps, "ease"])
+    conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
+    return None
+
+
+def tune_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
+    """The tune job's numpy step (jobs.runner.PYTHON_STEPS): the full search for the tenant (or every
+    tenant), its outcome left in the session for the SQL job body to log."""
+    url = psycopg.conninfo.make_conninfo(conn.info.dsn, password=conn.info.password)
+    slugs = [tenant] if tenant else [r["slug"] for r in conn.execute(
+        "SELECT slug FROM reco.tenants WHERE evaluation_of IS NULL ORDER BY tenant_id")]
+    notes = []
+    for slug in slugs:
+        result = tune(url, slug)
+        notes.append(f"[{slug}] {result.message}")
+    conn.execute("SELECT set_config('reco.tune_message', %s, false)", ("; ".join(notes),))
+    return len(slugs)

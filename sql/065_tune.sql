@@ -1,0 +1,355 @@
+-- Self-tuning per tenant: the tune job searches the neighbour model, K, the decay τ, the component
+-- weights, the seen handling and MMR λ on a time-based holdout of the tenant's own data (an
+-- evaluation scope, sql/060_evaluation.sql), records every trial as an evaluation run of kind
+-- 'tune', and applies the best when it beats the tenant's current settings by more than the noise.
+--
+--   reco.tune(tenant, users, apply)   the whole search in SQL (CALL reco.run_job('tune'), pg_cron):
+--                                     every model but EASE, which needs numpy
+--   `reco tune` (app/tune.py)         the same stages from Python, EASE trials included
+--
+-- Sync contract: the stages are reco._tune_stages(); their candidates reco._tune_plan(); a trial
+-- is reco._tune_trial(); app/tune.py walks the same stages with the same functions.
+
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('tune_min_gain', '2',
+     'the tune job applies the best trial when its NDCG@10 gain over the current settings exceeds this many standard errors of the per-user paired difference (2 ≈ 95 % one-sided confidence)')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description, in_all) VALUES
+    ('tune', 'reco.job_tune', '30 5 * * 0', '{}', 101,
+     'search neighbour model, K, τ, weights, seen handling and MMR λ on a holdout of the tenant''s data; apply the best when it beats the current settings by more than the noise (EASE only from Python: queued for `reco jobs loop`)',
+     false)
+ON CONFLICT (name) DO UPDATE
+    SET procedure = excluded.procedure, schedule = excluded.schedule,
+        depends_on = excluded.depends_on, position = excluded.position,
+        description = excluded.description, in_all = excluded.in_all;
+
+CREATE OR REPLACE FUNCTION reco._tune_stages()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{model,tau,weights,seen,mmr}'::text[]
+$$;
+
+-- The candidate settings of one stage, each a JSON object of settings (the rest stay as they are
+-- in the scope: the best of the stages before). A coordinate search: each stage varies one group.
+CREATE OR REPLACE FUNCTION reco._tune_plan(p_stage text)
+RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT c FROM (VALUES
+        ('model', '{"neighbor_model": "cosine", "neighbors_k": 20, "neighbor_shrinkage": 0}'::jsonb),
+        ('model', '{"neighbor_model": "cosine", "neighbors_k": 50, "neighbor_shrinkage": 0}'),
+        ('model', '{"neighbor_model": "cosine", "neighbors_k": 100, "neighbor_shrinkage": 10}'),
+        ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 50, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
+        ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
+        ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 0.5, "rp3_beta": 0.5}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 100}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 250}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 500}'),
+        ('tau', '{"decay_tau_days": 3}'),
+        ('tau', '{"decay_tau_days": 14}'),
+        ('tau', '{"decay_tau_days": 60}'),
+        ('tau', '{"decay_tau_days": 365}'),
+        ('weights', '{"weight_itemcf": 1, "weight_usercf": 0, "weight_prior": 0, "weight_popularity": 0}'),
+        ('weights', '{"weight_itemcf": 0.9, "weight_usercf": 0.05, "weight_prior": 0.01, "weight_popularity": 0.04}'),
+        ('weights', '{"weight_itemcf": 0.8, "weight_usercf": 0.1, "weight_prior": 0.05, "weight_popularity": 0.05}'),
+        ('weights', '{"weight_itemcf": 0.7, "weight_usercf": 0.2, "weight_prior": 0.02, "weight_popularity": 0.08}'),
+        ('weights', '{"weight_itemcf": 0.5, "weight_usercf": 0.3, "weight_prior": 0.1, "weight_popularity": 0.1}'),
+        ('seen', '{"seen_factor": 0}'),
+        ('seen', '{"seen_factor": 0.2}'),
+        ('mmr', '{"mmr_lambda": 1}'),
+        ('mmr', '{"mmr_lambda": 0.9}'),
+        ('mmr', '{"mmr_lambda": 0.8}')
+    ) AS t(stage, c)
+    WHERE t.stage = p_stage
+$$;
+COMMENT ON FUNCTION reco._tune_plan(text) IS
+    'internal: the candidate settings the tune job tries in a stage (model, tau, weights, seen, mmr)';
+
+-- Whether a trial's settings need numpy (EASE): the SQL tune skips those, `reco tune` computes them.
+CREATE OR REPLACE FUNCTION reco._tune_needs_python(p_settings jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(p_settings ->> 'neighbor_model' = 'ease', false)
+$$;
+
+-- Per-user NDCG@10 of every trial of a tune (session-local: the trials are compared pairwise).
+CREATE OR REPLACE FUNCTION reco._tune_begin()
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    DROP TABLE IF EXISTS pg_temp._tune_scores;
+    CREATE TEMP TABLE _tune_scores (run_id bigint, user_key int, ndcg float8, PRIMARY KEY (run_id, user_key));
+END $$;
+
+-- One trial: set p_settings in the scope, rebuild what they change (τ: the interactions and the
+-- user vectors; a neighbour setting: the neighbours), rank the held-out users with the hybrid as
+-- served (seen features excluded, except in the 'seen' stage, which measures the seen handling),
+-- store the run (kind 'tune') and the per-user NDCG; returns the run id.
+CREATE OR REPLACE FUNCTION reco._tune_trial(p_scope int, p_tune text, p_stage text, p_settings jsonb)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope AND evaluation_of IS NOT NULL);
+    _started timestamptz := clock_timestamp();
+    _changed text[];
+    _key text;
+    _run bigint;
+BEGIN
+    IF _slug IS NULL THEN
+        RAISE EXCEPTION 'tenant % is not an evaluation scope', p_scope
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Create one with reco._evaluation_scope.';
+    END IF;
+    _changed := ARRAY(SELECT k FROM jsonb_object_keys(p_settings) AS k
+                      WHERE reco.setting(k, p_scope) IS DISTINCT FROM p_settings -> k);
+    FOREACH _key IN ARRAY _changed LOOP
+        PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
+    END LOOP;
+    IF 'decay_tau_days' = ANY (_changed) THEN
+        PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
+                                               p_scope);
+        PERFORM reco.job_embeddings(p_scope);
+    END IF;
+    IF _changed && '{neighbor_model,neighbors_k,neighbor_shrinkage,rp3_alpha,rp3_beta,ease_lambda}'::text[] THEN
+        PERFORM reco.job_feature_neighbors(p_scope);
+    END IF;
+    PERFORM reco._progress('tune', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
+                           format('%s: %s', p_stage, p_settings));
+    PERFORM reco._evaluation_rank(p_scope, 'hybrid', 10, NULL, NULL,
+                                  CASE WHEN p_stage = 'seen' THEN '{"exclude_seen": false}'::jsonb ELSE '{}' END);
+    _run := reco._evaluation_record(p_scope, 'tune', 10,
+                                    jsonb_build_object('tune', p_tune, 'stage', p_stage, 'trial', p_settings),
+                                    _started);
+    DELETE FROM reco.evaluation_results WHERE run_id = _run AND model <> 'hybrid';
+    INSERT INTO _tune_scores (run_id, user_key, ndcg)
+    SELECT _run, r.user_key, coalesce(1.0 / log(2.0, r.hit_rank + 1.0), 0)
+    FROM reco.evaluation_ranks r WHERE r.tenant_id = p_scope AND r.model = 'hybrid';
+    RETURN _run;
+END $$;
+COMMENT ON FUNCTION reco._tune_trial(int, text, text, jsonb) IS
+    'internal: one trial of the tune job in an evaluation scope; returns its evaluation run id (kind tune)';
+
+-- The best trial of a stage of tune p_tune (highest NDCG@10; ties: the earlier, i.e. the simpler),
+-- made the scope's settings again (rebuilding what it changes) when it was not the last one tried.
+CREATE OR REPLACE FUNCTION reco._tune_keep_best(p_scope int, p_tune text, p_stage text)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _best record;
+    _last bigint;
+BEGIN
+    SELECT r.run_id, r.options -> 'trial' AS trial INTO _best
+    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
+    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' = p_stage
+    ORDER BY round(x.ndcg::numeric, 6) DESC, r.run_id
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT max(r.run_id) INTO _last FROM reco.evaluation_runs r
+    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' = p_stage;
+    IF _best.run_id <> _last AND NOT reco._tune_needs_python(_best.trial) THEN
+        PERFORM reco._tune_restore(p_scope, _best.trial);
+    END IF;
+    RETURN _best.trial;
+END $$;
+
+-- Make p_settings the scope's settings again and rebuild what they change (no ranking).
+CREATE OR REPLACE FUNCTION reco._tune_restore(p_scope int, p_settings jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope);
+    _changed text[] := ARRAY(SELECT k FROM jsonb_object_keys(p_settings) AS k
+                             WHERE reco.setting(k, p_scope) IS DISTINCT FROM p_settings -> k);
+    _key text;
+BEGIN
+    FOREACH _key IN ARRAY _changed LOOP
+        PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
+    END LOOP;
+    IF 'decay_tau_days' = ANY (_changed) THEN
+        PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
+                                               p_scope);
+        PERFORM reco.job_embeddings(p_scope);
+    END IF;
+    IF _changed && '{neighbor_model,neighbors_k,neighbor_shrinkage,rp3_alpha,rp3_beta,ease_lambda}'::text[] THEN
+        PERFORM reco.job_feature_neighbors(p_scope);
+    END IF;
+END $$;
+
+-- The trials of one tune with their NDCG@10 on the holdout.
+CREATE OR REPLACE FUNCTION reco.tune_trials_of(p_tune text)
+RETURNS TABLE (run_id bigint, stage text, options jsonb, ndcg float8)
+LANGUAGE sql STABLE AS $$
+    SELECT r.run_id, r.options ->> 'stage', r.options, x.ndcg
+    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
+    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune
+$$;
+COMMENT ON FUNCTION reco.tune_trials_of(text) IS
+    'the trials of one tune (its id is in reco.tune_trials.tune and in the summary reco.tune returns), with NDCG@10';
+
+-- The decision: the best trial overall against the baseline (the tenant's settings as they were),
+-- paired per user. Applies its settings to the tenant when the NDCG@10 gain exceeds tune_min_gain
+-- standard errors (and p_apply). A new τ also rebuilds the tenant's interactions. Returns a summary.
+CREATE OR REPLACE FUNCTION reco._tune_decide(p_tenant_id int, p_scope int, p_tune text, p_baseline bigint,
+                                             p_apply boolean, p_skipped text[])
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id);
+    _best record;
+    _gain float8;
+    _se float8;
+    _n int;
+    _min float8 := reco.setting('tune_min_gain', p_tenant_id)::float8;
+    _settings jsonb := '{}';
+    _key text;
+    _apply boolean;
+    _old_tau jsonb := reco.setting('decay_tau_days', p_tenant_id);
+    _seen record;
+BEGIN
+    -- the best of every trial measured like the baseline (the 'seen' stage ranks differently)
+    SELECT r.run_id, x.ndcg INTO _best
+    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
+    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' <> 'seen'
+    ORDER BY round(x.ndcg::numeric, 6) DESC, r.run_id DESC
+    LIMIT 1;
+    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)), count(*)
+    INTO _gain, _se, _n
+    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = _best.run_id
+    WHERE a.run_id = p_baseline;
+    -- the settings of the best trial: the scope's final settings that differ from the tenant's
+    -- (every stage keeps its best, so the last trial's scope state is the best overall but for
+    -- the seen stage, whose own winner is judged separately below)
+    SELECT coalesce(jsonb_object_agg(k, v), '{}') INTO _settings
+    FROM (SELECT d.key AS k, (r.settings -> d.key) AS v
+          FROM reco.evaluation_runs r CROSS JOIN reco.setting_definitions d
+          WHERE r.run_id = _best.run_id AND (r.settings -> d.key) IS DISTINCT FROM reco.setting(d.key, p_tenant_id)
+            AND d.key <> 'evaluation_users') AS t;
+    _settings := _settings - 'seen_factor';
+    IF NOT (_best.run_id <> p_baseline AND coalesce(_gain > _min * _se, false)) THEN
+        _settings := '{}';  -- not better than the noise: the tenant keeps its settings
+    END IF;
+    -- the seen handling, measured with seen features allowed: its best against the trial that
+    -- kept the tenant's seen_factor, by the same rule
+    SELECT b.trial -> 'seen_factor' AS factor, avg(sb.ndcg - sa.ndcg) AS gain,
+           stddev_samp(sb.ndcg - sa.ndcg) / sqrt(count(*)) AS se
+    INTO _seen
+    FROM (SELECT r.run_id, r.options -> 'trial' AS trial FROM reco.tune_trials_of(p_tune) r
+          WHERE r.stage = 'seen' ORDER BY r.ndcg DESC, r.run_id LIMIT 1) AS b
+    JOIN (SELECT r.run_id FROM reco.tune_trials_of(p_tune) r
+          WHERE r.stage = 'seen' AND r.options -> 'trial' -> 'seen_factor' = reco.setting('seen_factor', p_tenant_id)
+          LIMIT 1) AS a ON true
+    JOIN _tune_scores sb ON sb.run_id = b.run_id
+    JOIN _tune_scores sa ON sa.run_id = a.run_id AND sa.user_key = sb.user_key
+    GROUP BY b.trial;
+    IF _seen.factor IS NOT NULL AND _seen.factor IS DISTINCT FROM reco.setting('seen_factor', p_tenant_id)
+       AND coalesce(_seen.gain > _min * _seen.se, false) THEN
+        _settings := _settings || jsonb_build_object('seen_factor', _seen.factor);
+    END IF;
+    _apply := p_apply AND _settings <> '{}';
+    IF _apply THEN
+        FOR _key IN SELECT jsonb_object_keys(_settings) LOOP
+            PERFORM reco.set_setting(_key, _settings -> _key, _slug);
+        END LOOP;
+        IF _settings ? 'decay_tau_days' AND _settings -> 'decay_tau_days' IS DISTINCT FROM _old_tau THEN
+            PERFORM reco.rebuild_interactions(_slug);
+        END IF;
+    END IF;
+    UPDATE reco.evaluation_runs
+    SET options = options || jsonb_build_object('chosen', true, 'applied', _apply, 'gain', _gain, 'se', _se,
+                                                'users', _n, 'settings', _settings)
+    WHERE run_id = _best.run_id;
+    RETURN jsonb_build_object(
+        'tune', p_tune, 'seen_gain', _seen.gain, 'seen_se', _seen.se, 'baseline_ndcg', (SELECT ndcg FROM reco.evaluation_results WHERE run_id = p_baseline AND model = 'hybrid'),
+        'best_ndcg', _best.ndcg, 'best_run', _best.run_id, 'gain', _gain, 'se', _se, 'users', _n,
+        'min_gain_se', _min, 'applied', _apply, 'settings', _settings,
+        'trials', (SELECT count(*) FROM reco.evaluation_runs WHERE kind = 'tune' AND options ->> 'tune' = p_tune),
+        'skipped', to_jsonb(p_skipped));
+END $$;
+
+CREATE OR REPLACE FUNCTION reco.tune(p_tenant text DEFAULT NULL, p_users int DEFAULT NULL,
+                                     p_apply boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tid int := reco._tenant_id(p_tenant);
+    _tune text := format('%s-%s', _tid, to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS'));
+    _scope int;
+    _baseline bigint;
+    _stage text;
+    _trial jsonb;
+    _skipped text[] := '{}';
+    _result jsonb;
+BEGIN
+    IF (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = _tid) IS NOT NULL THEN
+        RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Tune the tenant it was made from.';
+    END IF;
+    PERFORM reco._tune_begin();
+    _scope := reco._evaluation_scope(_tid, p_users, 'pgreco-tune');
+    IF NOT EXISTS (SELECT 1 FROM reco.evaluation_holdouts WHERE tenant_id = _scope) THEN
+        PERFORM reco.drop_tenant((SELECT slug FROM reco.tenants WHERE tenant_id = _scope));
+        RETURN jsonb_build_object('tune', _tune, 'applied', false, 'trials', 0,
+                                  'message', 'no eligible users: nothing to tune on');
+    END IF;
+    _baseline := reco._tune_trial(_scope, _tune, 'baseline', '{}');
+    FOREACH _stage IN ARRAY reco._tune_stages() LOOP
+        FOR _trial IN SELECT reco._tune_plan(_stage) LOOP
+            IF reco._tune_needs_python(_trial) THEN
+                _skipped := _skipped || format('%s %s', _stage, _trial);
+                CONTINUE;
+            END IF;
+            PERFORM reco._tune_trial(_scope, _tune, _stage, _trial);
+        END LOOP;
+        PERFORM reco._tune_keep_best(_scope, _tune, _stage);
+    END LOOP;
+    _result := reco._tune_decide(_tid, _scope, _tune, _baseline, p_apply, _skipped);
+    PERFORM reco.drop_tenant((SELECT slug FROM reco.tenants WHERE tenant_id = _scope));
+    RETURN _result;
+END $$;
+COMMENT ON FUNCTION reco.tune(text, int, boolean) IS
+$c$search the tenant's settings on a time-based holdout of its own data (an evaluation scope: each user's most
+recently adopted feature held out): the neighbour model and K, the decay τ, the component weights, the seen
+handling and MMR λ, one group at a time, each trial recorded in reco.evaluation_runs (kind 'tune'; view
+reco.tune_trials). The best is applied when its NDCG@10 gain over the current settings exceeds tune_min_gain
+standard errors of the per-user paired difference (p_apply false: never). EASE trials need numpy and are skipped
+here (listed under "skipped"); `reco tune` runs them. Returns a summary. Run the jobs afterwards.
+Example: SELECT reco.tune();$c$;
+
+CREATE OR REPLACE FUNCTION reco.job_tune(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _r jsonb;
+BEGIN
+    IF reco._python_step('tune') THEN
+        -- the Python runner did the search just before, in this session, EASE included (app/tune.py)
+        PERFORM set_config('reco.job_message', coalesce(current_setting('reco.tune_message', true), ''), true);
+        RETURN 0;
+    END IF;
+    _r := reco.tune((SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id));
+    IF jsonb_array_length(coalesce(_r -> 'skipped', '[]')) > 0 THEN
+        PERFORM reco._defer(p_tenant_id, 'tune', format(
+            'tuned without the EASE trials (numpy): %s; the full search is queued for `reco jobs loop`',
+            CASE WHEN (_r ->> 'applied')::boolean THEN 'applied ' || (_r ->> 'settings') ELSE 'kept the settings' END));
+    ELSE
+        PERFORM set_config('reco.job_message', CASE WHEN (_r ->> 'applied')::boolean
+            THEN 'applied ' || (_r ->> 'settings') ELSE 'kept the settings' END, true);
+    END IF;
+    RETURN (_r ->> 'trials')::bigint;
+END $$;
+COMMENT ON FUNCTION reco.job_tune(int) IS
+    'job body: reco.tune for a tenant (weekly; not part of run_job(''all'')); returns the trials run';
+
+CREATE OR REPLACE VIEW reco.tune_trials AS
+SELECT r.run_id, r.tenant, r.options ->> 'tune' AS tune, r.options ->> 'stage' AS stage, r.options -> 'trial' AS trial,
+       x.users, round(x.ndcg::numeric, 4) AS ndcg, round(x.hit_rate::numeric, 4) AS hit_rate,
+       coalesce((r.options ->> 'chosen')::boolean, false) AS chosen,
+       (r.options ->> 'applied')::boolean AS applied, round((r.options ->> 'gain')::numeric, 4) AS gain,
+       round((r.options ->> 'se')::numeric, 4) AS se, r.finished_at - r.started_at AS took
+FROM reco.evaluation_runs r
+JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
+WHERE r.kind = 'tune';
+COMMENT ON VIEW reco.tune_trials IS
+    'every trial of the tune job: what was tried (stage, trial settings), NDCG@10 and Hit@10 on the holdout, which won and whether it was applied (gain and its standard error against the settings in force): SELECT * FROM reco.tune_trials ORDER BY run_id DESC;';

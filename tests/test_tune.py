@@ -1,0 +1,92 @@
+"""The tune job on a crafted data set whose answer is known: each user's next feature follows the
+feature they used most recently, while an older feature they used many times points elsewhere. A
+long decay τ (365 days, the tenant's setting here) lets the old repeated feature win; a short one
+(3 or 14 days) ranks the right feature first. The tuner must find that, say by how much, apply it
+(from SQL, as pg_cron runs it) or only report it (apply false), and record every trial."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from psycopg.types.json import Jsonb
+
+PAIRS = 10
+NOISE = 20
+
+
+def _crafted(conn) -> None:
+    now = datetime.now(UTC)
+    at = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
+    features = ([{"feature_id": f"A{k}", "category": "a"} for k in range(PAIRS)]
+                + [{"feature_id": f"B{k}", "category": "b"} for k in range(PAIRS)]
+                + [{"feature_id": f"N{n}", "category": "n"} for n in range(NOISE)])
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(features),))
+    events = []
+    # teachers: A_k then B_k a month ago (where the pairs are learned), a noise feature last
+    for t in range(100):
+        k = t % PAIRS
+        events += [(f"T{t}", f"A{k}", at(30.2)), (f"T{t}", f"B{k}", at(30.1)), (f"T{t}", f"N{t % NOISE}", at(1))]
+    # students: A_j used five times two months ago, A_k two days ago, B_k yesterday (held out)
+    for u in range(150):
+        k, j = u % PAIRS, (u % PAIRS + 1 + u // PAIRS % (PAIRS - 1)) % PAIRS
+        events += [(f"S{u}", f"A{j}", at(60 - r / 10)) for r in range(5)]
+        events += [(f"S{u}", f"A{k}", at(2)), (f"S{u}", f"B{k}", at(1))]
+    report = conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": t} for u, f, t in events]),)).fetchone()["r"]
+    assert report["rejected"] == [] and report["accepted"] == len(events)
+    conn.execute("SELECT reco.set_setting('decay_tau_days', '365')")
+    conn.execute("SELECT reco.rebuild_interactions()")
+    conn.execute("CALL reco.run_job('all')")
+
+
+def _trials(conn) -> list[dict]:
+    return conn.execute("SELECT * FROM reco.tune_trials ORDER BY run_id").fetchall()
+
+
+def test_tune_job_from_sql_finds_the_short_decay_and_applies_it(conn):
+    _crafted(conn)
+    conn.execute("CALL reco.run_job('tune')")
+    run = conn.execute("SELECT status, message, rows_written FROM reco.job_runs WHERE job = 'tune'").fetchone()
+    # as pg_cron runs it: everything but EASE (numpy), which is left for `reco jobs loop`
+    assert run["status"] == "deferred" and "EASE" in run["message"] and "applied" in run["message"]
+    assert conn.execute("SELECT job FROM reco.job_queue").fetchall() == [{"job": "tune"}]
+    tau = conn.execute("SELECT reco.setting('decay_tau_days', 1) AS v").fetchone()["v"]
+    assert tau in (3, 14)
+    trials = _trials(conn)
+    plan = conn.execute("""SELECT count(*) AS n FROM unnest(reco._tune_stages()) AS s
+                           CROSS JOIN LATERAL reco._tune_plan(s) AS c
+                           WHERE NOT reco._tune_needs_python(c)""").fetchone()["n"]
+    assert len(trials) == 1 + plan == run["rows_written"]
+    assert not any(t["trial"].get("neighbor_model") == "ease" for t in trials)
+    chosen = [t for t in trials if t["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["applied"] and chosen[0]["gain"] > 2 * chosen[0]["se"] > 0
+    baseline = trials[0]
+    assert baseline["stage"] == "baseline" and float(chosen[0]["ndcg"]) > float(baseline["ndcg"]) + 0.1
+    # the interactions were rebuilt with the new τ: the old repeated feature no longer outweighs
+    w = conn.execute("""SELECT f.feature_id, i.weight FROM reco.interactions i
+                        JOIN reco.users u USING (tenant_id, user_key) JOIN reco.features f USING (tenant_id, feature_key)
+                        WHERE u.user_id = 'S0' ORDER BY i.weight DESC""").fetchall()
+    assert w[0]["feature_id"] in ("A0", "B0")
+
+
+def test_tune_from_python_tries_ease_and_only_reports_without_apply(db_url, conn):
+    from app.tune import tune
+
+    _crafted(conn)
+    result = tune(db_url, None, apply=False)
+    assert not result.applied and result.settings.get("decay_tau_days") in (3, 14)
+    assert conn.execute("SELECT reco.setting('decay_tau_days', 1) AS v").fetchone()["v"] == 365
+    trials = _trials(conn)
+    assert sum(t["trial"].get("neighbor_model") == "ease" for t in trials) == 3
+    assert result.trials == len(trials) and result.summary["skipped"] == []
+    assert "would apply" in result.message
+
+
+def test_tune_on_a_tenant_without_eligible_users(conn):
+    assert conn.execute("SELECT reco.tune() AS r").fetchone()["r"]["message"].startswith("no eligible users")
+
+
+@pytest.mark.parametrize("stage", ["model", "tau", "weights", "seen", "mmr"])
+def test_every_stage_has_candidates(conn, stage):
+    assert conn.execute("SELECT count(*) AS n FROM reco._tune_plan(%s)", (stage,)).fetchone()["n"] >= 2
