@@ -11,8 +11,8 @@
 -- is reco._tune_trial(); app/tune.py walks the same stages with the same functions.
 
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('tune_min_gain', '2',
-     'the tune job applies the best trial when its NDCG@10 gain over the current settings exceeds this many standard errors of the per-user paired difference (2 ≈ 95 % one-sided confidence)')
+    ('tune_min_gain', '1',
+     'the tune job applies the best trial when its NDCG@10 gain over the current settings exceeds this many standard errors of the per-user paired difference: 1 = more than the noise of the estimate (≈ 84 % one-sided); 2 ≈ 98 %, for tenants that want changes only on strong evidence')
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
