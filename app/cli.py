@@ -253,6 +253,10 @@ def convert(
                   "  reco jobs run all && reco evaluate")
 
 
+#: held-out users the demo's tune run evaluates each trial on
+DEMO_TUNE_USERS = 2000
+
+
 @app.command()
 def demo(
     users: Annotated[int, typer.Option(min=1)] = 20_000,
@@ -286,6 +290,21 @@ def demo(
 
     console.print("[bold]jobs[/bold]")
     run_jobs("all", url=url)
+
+    # the tune job once, on a sample of the holdout (the whole search on 20,000 users would take
+    # minutes; weekly, the job itself uses setting evaluation_users)
+    from app.tune import tune as run_tune
+
+    with _progress() as bar:
+        task = bar.add_task("tune", total=None)
+        tuned = run_tune(url, None, users=DEMO_TUNE_USERS,
+                         progress=lambda step, _d, _t: bar.update(task, description=f"tune: {step}"[:60]))
+        bar.update(task, total=1, completed=1, description="tune done")
+    from rich.markup import escape
+
+    console.print(f"[bold]tune[/bold]      {escape(tuned.message)}", highlight=False)
+    if tuned.applied:
+        run_jobs("all", url=url)
 
     with db.connect(url) as conn:
         rows = conn.execute(

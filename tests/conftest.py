@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -116,3 +117,29 @@ def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     get_settings.cache_clear()
     yield db_url
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def cron_db(server_url: str):
+    """The database pg_cron lives in (cron.database_name) on a server that has pg_cron, migrated.
+
+    pg_cron can only be created in that one database, so these tests cannot use a clone. It is
+    created when missing and left in place (dropping it stops pg_cron's scheduler until the
+    server restarts); the job schedules the tests change are restored. `make test-pg-cron`
+    gives such a server."""
+    with psycopg.connect(server_url, autocommit=True) as c:
+        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
+        if not name:
+            pytest.skip("no pg_cron on this server (it is not in shared_preload_libraries)")
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            c.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = with_dbname(server_url, name)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
+        schedules = c.execute("SELECT name, schedule FROM reco.jobs").fetchall()
+        yield c
+        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
+        for row in schedules:
+            c.execute("UPDATE reco.jobs SET schedule = %(schedule)s WHERE name = %(name)s", row)

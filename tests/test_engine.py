@@ -7,11 +7,7 @@ import math
 import psycopg
 import psycopg.sql
 import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-
-from app.db import with_dbname
-from app.migrate import migrate
 
 DAY = "2026-10-15T00:00:00Z"  # every event at the same instant: every weight is exactly 1
 
@@ -269,36 +265,11 @@ def test_unknown_job_and_missing_pg_cron(world):
     assert "reco jobs loop" in exc.value.diag.message_hint
 
 
-@pytest.fixture
-def cron_db(server_url: str):
-    """The database pg_cron lives in (cron.database_name) on a server that has pg_cron, migrated.
-
-    pg_cron can only be created in that one database, so these tests cannot use a clone. It is
-    created when missing and left in place (dropping it stops pg_cron's scheduler until the
-    server restarts); the job schedules the tests change are restored. `make test-pg-cron`
-    gives such a server."""
-    with psycopg.connect(server_url, autocommit=True) as c:
-        name = c.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
-        if not name:
-            pytest.skip("no pg_cron on this server (it is not in shared_preload_libraries)")
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            c.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = with_dbname(server_url, name)
-    migrate(url)
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
-        schedules = c.execute("SELECT name, schedule FROM reco.jobs").fetchall()
-        yield c
-        c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
-        for row in schedules:
-            c.execute("UPDATE reco.jobs SET schedule = %(schedule)s WHERE name = %(name)s", row)
-
-
 def test_pg_cron_schedule(cron_db):
     first = cron_db.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
     assert [r["jobname"] for r in first] == [f"pgreco-{j}" for j in (
-        "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit", "evaluate")]
+        "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit", "evaluate",
+        "tune")]
     cron = cron_db.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'pgreco-bandit'").fetchone()
     assert cron == {"jobname": "pgreco-bandit", "schedule": "*/10 * * * *", "command": "CALL reco.run_job('bandit')"}
     # re-running updates the same cron jobs (a changed schedule included), never duplicates them

@@ -15,13 +15,13 @@ PAIRS = 10
 NOISE = 20
 
 
-def _crafted(conn) -> None:
+def _crafted(conn, tenant: str | None = None) -> None:
     now = datetime.now(UTC)
     at = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
     features = ([{"feature_id": f"A{k}", "category": "a"} for k in range(PAIRS)]
                 + [{"feature_id": f"B{k}", "category": "b"} for k in range(PAIRS)]
                 + [{"feature_id": f"N{n}", "category": "n"} for n in range(NOISE)])
-    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(features),))
+    conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(features), tenant))
     events = []
     # teachers: A_k then B_k a month ago (where the pairs are learned), a noise feature last
     for t in range(100):
@@ -32,12 +32,12 @@ def _crafted(conn) -> None:
         k, j = u % PAIRS, (u % PAIRS + 1 + u // PAIRS % (PAIRS - 1)) % PAIRS
         events += [(f"S{u}", f"A{j}", at(60 - r / 10)) for r in range(5)]
         events += [(f"S{u}", f"A{k}", at(2)), (f"S{u}", f"B{k}", at(1))]
-    report = conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(
-        [{"user_id": u, "feature_id": f, "occurred_at": t} for u, f, t in events]),)).fetchone()["r"]
+    report = conn.execute("SELECT reco.ingest_events(%s, %s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": t} for u, f, t in events]), tenant)).fetchone()["r"]
     assert report["rejected"] == [] and report["accepted"] == len(events)
-    conn.execute("SELECT reco.set_setting('decay_tau_days', '365')")
-    conn.execute("SELECT reco.rebuild_interactions()")
-    conn.execute("CALL reco.run_job('all')")
+    conn.execute("SELECT reco.set_setting('decay_tau_days', '365', %s)", (tenant,))
+    conn.execute("SELECT reco.rebuild_interactions(%s)", (tenant,))
+    conn.execute("CALL reco.run_job('all', %s)", (tenant,))
 
 
 def _trials(conn) -> list[dict]:
@@ -65,7 +65,8 @@ def test_tune_job_from_sql_finds_the_short_decay_and_applies_it(conn):
     assert baseline["stage"] == "baseline" and float(chosen[0]["ndcg"]) > float(baseline["ndcg"]) + 0.1
     # the interactions were rebuilt with the new τ: the old repeated feature no longer outweighs
     w = conn.execute("""SELECT f.feature_id, i.weight FROM reco.interactions i
-                        JOIN reco.users u USING (tenant_id, user_key) JOIN reco.features f USING (tenant_id, feature_key)
+                        JOIN reco.users u USING (tenant_id, user_key)
+                        JOIN reco.features f USING (tenant_id, feature_key)
                         WHERE u.user_id = 'S0' ORDER BY i.weight DESC""").fetchall()
     assert w[0]["feature_id"] in ("A0", "B0")
 
@@ -90,3 +91,31 @@ def test_tune_on_a_tenant_without_eligible_users(conn):
 @pytest.mark.parametrize("stage", ["model", "tau", "weights", "seen", "mmr"])
 def test_every_stage_has_candidates(conn, stage):
     assert conn.execute("SELECT count(*) AS n FROM reco._tune_plan(%s)", (stage,)).fetchone()["n"] >= 2
+
+
+def test_pg_cron_runs_the_tune_job(cron_db):
+    """pg_cron runs CALL reco.run_job('tune'): the SQL search applies the short τ, the EASE trials
+    are left for `reco jobs loop` (the run is logged deferred, the job queued)."""
+    import time
+
+    cron_db.execute("SELECT reco.drop_tenant(slug) FROM reco.tenants WHERE slug = 'crontune'")
+    cron_db.execute("SELECT reco.create_tenant('crontune')")
+    _crafted(cron_db, "crontune")
+    last = cron_db.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
+    cron_db.execute("UPDATE reco.jobs SET schedule = '* * * * *' WHERE name = 'tune'")
+    cron_db.execute("SELECT * FROM reco.schedule_jobs()")
+    deadline = time.monotonic() + 120  # the next minute, and the search
+    run = None
+    while time.monotonic() < deadline and run is None:
+        time.sleep(2)
+        run = cron_db.execute(
+            """SELECT status, message FROM reco.job_runs
+               WHERE job = 'tune' AND tenant = 'crontune' AND status <> 'running' AND run_id > %s""",
+            (last,)).fetchone()
+    cron_db.execute("SELECT reco.unschedule_jobs()")
+    assert run is not None and run["status"] == "deferred" and "EASE" in run["message"], run
+    assert cron_db.execute("SELECT reco.setting('decay_tau_days', reco._tenant_id('crontune')) AS v"
+                           ).fetchone()["v"] in (3, 14)
+    assert cron_db.execute("""SELECT count(*) AS n FROM reco.job_queue q JOIN reco.tenants t USING (tenant_id)
+                              WHERE t.slug = 'crontune' AND q.job = 'tune'""").fetchone()["n"] == 1
+    cron_db.execute("SELECT reco.drop_tenant('crontune')")
