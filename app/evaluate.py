@@ -71,8 +71,9 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
                                (src, users, seed, Jsonb(settings or {}), not big)).fetchone()["id"]
         slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
         try:
-            if big:  # SVD factors of the scope's own RᵀR, then its user vectors
+            if big:  # SVD factors of the scope's own R, then its user vectors (told the factors are fresh)
                 write_svd_factors(conn, slug)
+                conn.execute("SELECT set_config('reco.python_steps', 'svd', false)")
                 conn.execute("SELECT reco.job_embeddings(%s::int)", (eval_id,))
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
