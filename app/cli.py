@@ -488,6 +488,39 @@ def bench_quality(
         _print_json(out)
 
 
+@bench_app.command("ease")
+def bench_ease(
+    sizes: Annotated[str, typer.Option(help="catalog sizes (features), comma-separated")] = "1000,2000,4000,6000,8000",
+    users: Annotated[int, typer.Option(help="synthetic users")] = 10_000,
+    per_user: Annotated[int, typer.Option(help="median features per user (log-normal, Zipf-like popularity)")] = 135,
+    k: Annotated[int, typer.Option(help="neighbours kept per target (neighbors_k)")] = 20,
+    lam: Annotated[float, typer.Option("--lambda", help="EASE λ (ease_lambda)")] = 250.0,
+    check: Annotated[bool, typer.Option(help="also compare the weights with a float64 computation")] = False,
+) -> None:
+    """Seconds and peak memory of the EASE numpy step (jobs/ease.py) per catalog size, a fresh process each."""
+    from rich.table import Table
+
+    from app.bench_models import measure
+    from jobs.ease import peak_bytes
+
+    ns = [int(x) for x in sizes.split(",") if x.strip()]
+    table = Table("features", "interactions", "RᵀR s", "weights s", "top-K s", "total s", "peak RSS MiB",
+                  "of which data MiB", "estimate MiB", *(["max |err|", "top-K agree"] if check else []))
+    for r in measure(ns, users, per_user, k, lam, check=check):
+        if "error" in r:
+            table.add_row(f"{r['features']:,}", f"failed: {r['error']}", *["-"] * (len(table.columns) - 2))
+            continue
+        table.add_row(f"{r['features']:,}", f"{r['interactions']:,}", f"{r['gram_s']:.1f}",
+                      f"{r['weights_s']:.1f}", f"{r['top_k_s']:.1f}", f"{r['weights_s'] + r['top_k_s']:.1f}",
+                      f"{r['peak_mib']:,.0f}", f"{r['base_mib']:,.0f}",
+                      f"{peak_bytes(r['features']) / 2**20 + r['base_mib']:,.0f}",
+                      *([f"{r['max_abs_err']:.1e} of {r['max_weight']:.2f}", f"{r['top_k_agree']:.4f}"]
+                        if check else []))
+    console.print(table)
+    console.print("weights s includes RᵀR (measured alone in its column); total = weights + top-K. "
+                  "Timings on a shared machine drift.")
+
+
 PATHS = {"recommendations": "GET /v1/users/{id}/recommendations?k=10", "floor": "GET /v1/ping (floor)"}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 DIM = 64
 OVERSAMPLE = 16
@@ -27,6 +28,24 @@ def _tenants(conn: psycopg.Connection, tenant: str | None, minimum: int) -> list
              AND (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id AND f.active) > %s""",
         (tenant, tenant, minimum)).fetchall()
     return [r["tenant_id"] for r in rows]
+
+
+_WIRE = {"int4": ">i4", "float8": ">f8"}
+
+
+def fetch_columns(conn: psycopg.Connection, query: sql.Composable, types: list[str]) -> list[np.ndarray]:
+    """The columns of ``query`` (fixed-width types only: int4, float8; no NULLs) as numpy arrays, read
+    with COPY ... (FORMAT binary) straight into one buffer: no Python object per row (1.5M rows as
+    dict rows took ~600 MB in the job process)."""
+    fields = [("n", ">i2")]
+    for i, t in enumerate(types):
+        fields += [(f"len{i}", ">i4"), (f"c{i}", _WIRE[t])]
+    dtype = np.dtype(fields)
+    with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)) as copy:
+        data = b"".join(bytes(block) for block in copy)
+    # 19 bytes of header (signature, flags, extension length 0), 2 bytes of trailer (-1)
+    rows = np.frombuffer(data, dtype, count=(len(data) - 21) // dtype.itemsize, offset=19)
+    return [rows[f"c{i}"].astype(np.int64 if t == "int4" else np.float64) for i, t in enumerate(types)]
 
 
 def _matmul(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, x: np.ndarray, n_out: int) -> np.ndarray:
@@ -64,15 +83,11 @@ def write_svd_factors(conn: psycopg.Connection, tenant: str | None) -> int:
         keys = np.array([r["feature_key"] for r in conn.execute(
             "SELECT feature_key FROM reco.features WHERE tenant_id = %s AND active ORDER BY feature_key",
             (tid,))], dtype=np.int64)
-        cur = conn.cursor(binary=True)
-        pairs = cur.execute(
-            """SELECT s.user_key, s.feature_key, s.strength FROM reco.interaction_strengths s
+        u, f, v = fetch_columns(conn, sql.SQL(
+            """SELECT s.user_key::int4, s.feature_key::int4, s.strength::float8 FROM reco.interaction_strengths s
                JOIN reco.features f ON f.tenant_id = s.tenant_id AND f.feature_key = s.feature_key AND f.active
-               WHERE s.tenant_id = %s AND s.strength > 0""", (tid,)).fetchall()
-        if pairs:
-            u = np.fromiter((p["user_key"] for p in pairs), np.int64, len(pairs))
-            f = np.fromiter((p["feature_key"] for p in pairs), np.int64, len(pairs))
-            v = np.fromiter((p["strength"] for p in pairs), np.float64, len(pairs))
+               WHERE s.tenant_id = {} AND s.strength > 0""").format(sql.Literal(tid)), ["int4", "int4", "float8"])
+        if len(u):
             _, users = np.unique(u, return_inverse=True)
             items = np.searchsorted(keys, f)
             factors = svd_factors(users, items, v, int(users.max()) + 1, len(keys), seed=tid)
