@@ -81,9 +81,12 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
 
-# Times each call inside the database, so the numbers exclude the client and the network.
+# Times each call inside the database, so the numbers exclude the client and the network. The
+# floor is the same loop around a trivial SQL function with the same arguments (a function call,
+# a row): what a call costs before recommend_features does any work. Every absolute figure is
+# printed beside a floor measured in the same run.
 TIME_RECOMMEND = """
-CREATE OR REPLACE FUNCTION pg_temp.time_recommend(p_users text[], p_k int, p_options jsonb)
+CREATE OR REPLACE FUNCTION pg_temp.time_recommend(p_users text[], p_k int, p_options jsonb, p_tenant text)
 RETURNS float8[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -93,7 +96,24 @@ DECLARE
 BEGIN
     FOREACH _u IN ARRAY p_users LOOP
         _t := clock_timestamp();
-        PERFORM * FROM reco.recommend_features(_u, p_k, p_options);
+        PERFORM * FROM reco.recommend_features(_u, p_k, p_options, p_tenant);
+        _ms := _ms || extract(epoch FROM clock_timestamp() - _t)::float8 * 1000;
+    END LOOP;
+    RETURN _ms;
+END $$;
+CREATE OR REPLACE FUNCTION pg_temp.floor_call(p_user_id text, p_k int, p_options jsonb, p_tenant text)
+RETURNS TABLE (rank int) LANGUAGE sql VOLATILE AS $$ SELECT 1 $$;
+CREATE OR REPLACE FUNCTION pg_temp.time_floor(p_users text[], p_k int, p_options jsonb, p_tenant text)
+RETURNS float8[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    _u text;
+    _t timestamptz;
+    _ms float8[] := '{}';
+BEGIN
+    FOREACH _u IN ARRAY p_users LOOP
+        _t := clock_timestamp();
+        PERFORM * FROM pg_temp.floor_call(_u, p_k, p_options, p_tenant);
         _ms := _ms || extract(epoch FROM clock_timestamp() - _t)::float8 * 1000;
     END LOOP;
     RETURN _ms;
@@ -101,20 +121,76 @@ END $$;
 """
 
 
-def time_recommend(url: str, n_users: int, k: int = 10, seed: float = 0.42,
-                   options: dict | None = None) -> list[float]:
-    """Latencies (ms) of recommend_features for n random users with interactions, measured in SQL."""
+@dataclass
+class Timed:
+    """In-database latencies (ms) of recommend_features and of the floor, from the same run."""
+
+    ms: list[float]
+    floor_ms: list[float]
+
+    def as_json(self) -> dict:
+        return {"calls": len(self.ms), "p50_ms": round(percentile(self.ms, 0.5), 3),
+                "p99_ms": round(percentile(self.ms, 0.99), 3), "max_ms": round(max(self.ms), 3),
+                "floor_p50_ms": round(percentile(self.floor_ms, 0.5), 4),
+                "floor_p99_ms": round(percentile(self.floor_ms, 0.99), 4)}
+
+    def line(self) -> str:
+        p50, p99 = percentile(self.ms, 0.5), percentile(self.ms, 0.99)
+        f50, f99 = percentile(self.floor_ms, 0.5), percentile(self.floor_ms, 0.99)
+        return (f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {max(self.ms):.1f} ms; "
+                f"floor (the same loop calling SELECT 1 in a function) p50 {f50:.4f} ms, p99 {f99:.4f} ms; "
+                f"recommend / floor: p50 {p50 / max(f50, 1e-9):.0f}x, p99 {p99 / max(f99, 1e-9):.0f}x")
+
+
+def _timing_users(conn, n_calls: int, tenant: str | None, seed: float,
+                  among: list[str] | None = None) -> list[str]:
+    """n_calls users in random order: the tenant's users with interactions (or ``among``), each
+    at most once when there are enough of them, else drawn with replacement."""
+    import random
+
+    if among is None:
+        conn.execute("SELECT setseed(%s)", (seed,))
+        among = [r[0] for r in conn.execute(
+            """SELECT u.user_id FROM reco.users u
+               WHERE u.tenant_id = reco._tenant_id(%s)
+                 AND EXISTS (SELECT 1 FROM reco.interactions i
+                             WHERE i.tenant_id = u.tenant_id AND i.user_key = u.user_key)
+               ORDER BY random() LIMIT %s""", (tenant, n_calls))]
+    rnd = random.Random(seed)
+    if not among:
+        return []
+    if len(among) >= n_calls:
+        return rnd.sample(among, n_calls)
+    return [rnd.choice(among) for _ in range(n_calls)]
+
+
+def time_recommend_floor(url: str, n_calls: int, k: int = 10, seed: float = 0.42,
+                         options: dict | None = None, tenant: str | None = None,
+                         users: list[str] | None = None, rounds: int = 5) -> Timed:
+    """recommend_features(u, k, options, tenant) for n_calls random users (of ``users``, else of
+    the tenant's users with interactions), each call timed in SQL, and the floor in the same
+    session, alternated in ``rounds`` slices (the machine's speed drifts)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(TIME_RECOMMEND)
-        conn.execute("SELECT setseed(%s)", (seed,))
-        users = [r[0] for r in conn.execute(
-            """SELECT u.user_id FROM reco.users u
-               WHERE EXISTS (SELECT 1 FROM reco.interactions i
-                             WHERE i.tenant_id = u.tenant_id AND i.user_key = u.user_key)
-               ORDER BY random() LIMIT %s""", (n_users,))]
-        conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s)", (users[:200], k, Jsonb(options or {})))  # warm
-        return conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s)",
-                            (users, k, Jsonb(options or {}))).fetchone()[0]
+        calls = _timing_users(conn, n_calls, tenant, seed, users)
+        args = (Jsonb(options or {}), tenant)
+        conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s, %s)", (calls[:200], k, *args))  # warm
+        conn.execute("SELECT pg_temp.time_floor(%s, %s, %s, %s)", (calls[:200], k, *args))
+        ms: list[float] = []
+        floor: list[float] = []
+        step = max(1, -(-len(calls) // rounds))
+        for i in range(0, len(calls), step):
+            part = calls[i:i + step]
+            ms += conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s, %s)", (part, k, *args)).fetchone()[0]
+            floor += conn.execute("SELECT pg_temp.time_floor(%s, %s, %s, %s)", (part, k, *args)).fetchone()[0]
+        return Timed(ms, floor)
+
+
+def time_recommend(url: str, n_users: int, k: int = 10, seed: float = 0.42,
+                   options: dict | None = None, tenant: str | None = None) -> list[float]:
+    """Latencies (ms) of recommend_features for n random users with interactions of ``tenant``
+    (default tenant when None), measured in SQL."""
+    return time_recommend_floor(url, n_users, k, seed, options, tenant, rounds=1).ms
 
 
 def percentile(xs: list[float], q: float) -> float:

@@ -443,14 +443,13 @@ def bench_sql(
         counts = conn.execute("""SELECT (SELECT count(*) FROM reco.users) AS users,
                                         (SELECT count(*) FROM reco.features) AS features,
                                         (SELECT count(*) FROM reco.events) AS events""").fetchone()
-    ms = bench.time_recommend(url, calls)
+    timed = bench.time_recommend_floor(url, calls)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print(f"data: {counts['users']:,} users, {counts['features']:,} features, {counts['events']:,} events")
     console.print(f"run_job('all'): [bold]{jobs_s:.1f} s[/bold] "
                   + ", ".join(f"{r['job']} {r['seconds']:.1f}s" for r in runs))
-    console.print(f"recommend_features(u, 10), {len(ms):,} random users, inside the database: "
-                  f"[bold]p50 {bench.percentile(ms, 0.5):.2f} ms, p99 {bench.percentile(ms, 0.99):.2f} ms[/bold], "
-                  f"mean {sum(ms) / len(ms):.2f} ms, max {max(ms):.1f} ms")
+    console.print(f"recommend_features(u, 10), {len(timed.ms):,} random users, inside the database: "
+                  f"{timed.line()}", markup=False, highlight=False)
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.bench import Timed, time_recommend_floor
+
 RECBOLE = "recbole==1.2.1"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
@@ -41,6 +43,8 @@ GENERATED_TENANT = "generated"
 SEGMENT_ATTRIBUTES = ["occupation", "gender", "age_band"]
 BATCH = 5000
 K = 10
+#: recommend_features(u, 10) calls timed in the database (beside the floor, same run)
+IN_DATABASE_CALLS = 5000
 #: the components of recommend_features, each measured alone
 COMPONENTS = ("itemcf", "usercf", "prior", "popularity")
 WEIGHT_KEYS = ("itemcf", "usercf", "prior", "popularity", "session", "explore")
@@ -491,6 +495,7 @@ class MovieLensResult:
     defaults: Measured
     tuned: Tuned | None = None
     reset: list[str] = field(default_factory=list)
+    in_database: Timed | None = None  # recommend_features(u, 10) timed in SQL, with its floor
 
     @property
     def split_ok(self) -> bool:
@@ -510,7 +515,8 @@ class MovieLensResult:
                             **asdict(self.load), "seconds": round(self.load.seconds, 2),
                             "events_per_second": round(self.load.events_per_second)},
                         "reused": self.reused, "jobs_seconds": round(self.jobs_seconds, 2),
-                        "recommend_client_side": self.defaults.latency()},
+                        "recommend_client_side": self.defaults.latency(),
+                        "recommend_in_database": None if self.in_database is None else self.in_database.as_json()},
         }
         if self.reset:
             out["settings_reset"] = self.reset
@@ -549,8 +555,10 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
     log("jobs")
     jobs_seconds, _ = run_jobs(url, TENANT, log)
     defaults = measure(url, split, log=log)
+    log(f"recommend_features(u, 10) timed in the database: {IN_DATABASE_CALLS:,} calls")
+    in_database = time_recommend_floor(url, IN_DATABASE_CALLS, k=10, tenant=TENANT, users=sorted(split.test))
     result = MovieLensResult(str(wheel), downloaded, fetch_seconds, split.sizes(), popularity, stats,
-                             stats is None, jobs_seconds, defaults, reset=reset)
+                             stats is None, jobs_seconds, defaults, reset=reset, in_database=in_database)
     if tune:
         try:
             from app.tune import tune as run_tune  # imported only when tuning
@@ -712,6 +720,9 @@ def movielens_lines(r: MovieLensResult) -> list[str]:
     lines.append(timing)
     lines.append(f"recommend_features(u, 11): {lat['calls']:,} calls, median {lat['median_ms']:.2f} ms, "
                  f"p99 {lat['p99_ms']:.2f} ms per call (client-side, one connection, incl. the round trip)")
+    if r.in_database is not None:
+        lines.append(f"recommend_features(u, 10) in the database, {len(r.in_database.ms):,} calls of random test "
+                     f"users: {r.in_database.line()}")
     return lines
 
 

@@ -134,7 +134,9 @@ LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED
 -- generic plan). A generic plan cannot know that one user touches a handful of rows, so it is
 -- made for index access only (on small tables the planner would otherwise prefer scanning and
 -- hashing whole tables, which is what grows with the catalog and the user base), and never JIT.
-SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
+-- Sorts only where nothing else gives the order (windows, top-N): aggregates hash their groups
+-- (rows summed in the order read, whatever the statistics) and joins of the small sets hash.
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off SET jit = off AS $$
 DECLARE
     _tid int := p_tenant_id;
     _cfg jsonb;
@@ -237,9 +239,13 @@ BEGIN
         -- history_limit carry ItemCF, so a user with thousands of rows costs what one with
         -- history_limit costs (strength = sqrt of the weight relative to the user's largest)
         SELECT i.feature_key AS fk, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength,
-               row_number() OVER (ORDER BY i.weight DESC, i.feature_key) AS r
+               row_number() OVER (ORDER BY i.weight DESC, i.feature_key) AS r, i.weight AS w,
+               max(i.weight) OVER () AS w_max
         FROM reco.interactions i
         WHERE i.tenant_id = _tid AND i.user_key = _user_key
+    ), last_hist AS MATERIALIZED (
+        -- the last of the strongest history_limit (for "because": (weight, key) at least this)
+        SELECT m.w, m.fk, m.w_max FROM mine m WHERE m.r <= _history ORDER BY m.r DESC LIMIT 1
     ), itemcf AS (
         -- Σ strength(u, j)·S(j, i): the neighbour rows of the user's features
         SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s
@@ -248,16 +254,15 @@ BEGIN
         WHERE m.r <= _history
         GROUP BY n.neighbor_key
     ), collab AS MATERIALIZED (
-        -- one row per feature with a collaborative signal, or seen
-        SELECT x.fk, sum(x.itemcf) AS itemcf, sum(x.usercf) AS usercf, sum(x.session) AS session,
-               bool_or(x.seen) AS seen
-        FROM (
-            SELECT c.fk, c.s AS itemcf, 0::float8 AS usercf, 0::float8 AS session, false AS seen FROM itemcf c
-            UNION ALL SELECT t.fk, 0, t.s, 0, false FROM unnest(_ucf_keys, _ucf_scores) AS t(fk, s)
-            UNION ALL SELECT t.fk, 0, 0, t.s, false FROM unnest(_ses_keys, _ses_scores) AS t(fk, s)
-            UNION ALL SELECT m.fk, 0, 0, 0, true FROM mine m
-        ) AS x
-        GROUP BY x.fk
+        -- one row per feature with a collaborative signal, or seen: the UserCF and session arrays
+        -- and the user's rows have one entry per feature, so full joins, not an aggregate over
+        -- their union (each value as the sum over that union was: itself)
+        SELECT coalesce(c.fk, u.fk, s.fk, m.fk) AS fk, coalesce(c.s, 0) AS itemcf,
+               coalesce(u.s, 0)::float8 AS usercf, coalesce(s.s, 0) AS session, m.fk IS NOT NULL AS seen
+        FROM itemcf c
+        FULL JOIN unnest(_ucf_keys, _ucf_scores) AS u(fk, s) ON u.fk = c.fk
+        FULL JOIN unnest(_ses_keys, _ses_scores) AS s(fk, s) ON s.fk = coalesce(c.fk, u.fk)
+        FULL JOIN mine m ON m.fk = coalesce(c.fk, u.fk, s.fk)
     ), cmax AS MATERIALIZED (
         -- each collaborative component's largest value over the candidates (its normaliser)
         SELECT coalesce(max(c.itemcf), 0) AS m_itemcf, coalesce(max(c.usercf), 0) AS m_usercf,
@@ -265,8 +270,11 @@ BEGIN
         FROM collab c WHERE NOT (c.seen AND _exclude)
     ), shortlist AS MATERIALIZED (
         -- the candidates ranked in full: the top by the collaborative part of the score, and the
-        -- top of the segment's popularity list and of each of its prior lists (indexed top-N)
-        SELECT DISTINCT y.fk FROM (
+        -- top of the segment's popularity list and of each of its prior lists (indexed top-N),
+        -- as one sorted array: the lookups below read each table once for all of them (one
+        -- index scan per table with feature_key = ANY (array), not one descent per candidate,
+        -- nor the tenant's whole range as a generic plan would merge-join it)
+        SELECT array_agg(DISTINCT y.fk ORDER BY y.fk) AS keys FROM (
             (SELECT c.fk FROM collab c CROSS JOIN cmax m
              WHERE NOT (c.seen AND _exclude) AND (c.itemcf > 0 OR c.usercf > 0 OR c.session > 0)
              ORDER BY (_w_itemcf * coalesce(c.itemcf / nullif(m.m_itemcf, 0), 0)
@@ -286,34 +294,52 @@ BEGIN
                 WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
                 ORDER BY cp.prob DESC LIMIT _candidates) AS p
         ) AS y
-    ), priors AS (
-        -- Π P(i | a = u.a) over the user's segment attributes, for the shortlist (primary-key lookups)
-        SELECT sl.fk, CASE WHEN count(*) = cardinality(_seg_attr) THEN exp(sum(ln(cp.prob))) ELSE 0 END AS prior
-        FROM shortlist sl
-        CROSS JOIN unnest(_seg_attr, _seg_value) AS s(attribute, value)
-        JOIN reco.cohort_priors cp ON cp.tenant_id = _tid AND cp.attribute = s.attribute
-                                  AND cp.value = s.value AND cp.feature_key = sl.fk
-        GROUP BY sl.fk
+    ), feats AS MATERIALIZED (
+        SELECT f.feature_key AS fk, f.feature_id, f.category
+        FROM reco.features f
+        WHERE f.tenant_id = _tid AND f.feature_key = ANY ((SELECT sl.keys FROM shortlist sl)::int[])
+          AND f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
+    ), priors AS MATERIALIZED (
+        -- Π P(i | a = u.a) over the user's segment attributes, for the shortlist
+        SELECT cp.feature_key AS fk,
+               CASE WHEN count(*) = cardinality(_seg_attr) THEN exp(sum(ln(cp.prob))) ELSE 0 END AS prior
+        FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
+        JOIN reco.cohort_priors cp ON cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
+                                  AND cp.feature_key = ANY ((SELECT sl.keys FROM shortlist sl)::int[])
+        GROUP BY cp.feature_key
+    ), pop AS MATERIALIZED (
+        SELECT st.feature_key AS fk, st.popularity * (0.5 + 0.5 * st.success_rate) AS popularity
+        FROM reco.feature_stats st
+        WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
+          AND st.feature_key = ANY ((SELECT sl.keys FROM shortlist sl)::int[])
+    ), ex AS MATERIALIZED (
+        -- exploration for users with few interactions (counted from the rows read above, at
+        -- most explore_below of them)
+        SELECT coalesce((p_options ->> 'explore')::boolean,
+                        (SELECT count(*) FROM (SELECT FROM mine LIMIT greatest(_explore_below, 0)) AS x)
+                        < _explore_below)
+               AND _w_explore > 0 AS on
+    ), arms AS MATERIALIZED (
+        SELECT b.feature_key AS fk, b.alpha, b.beta
+        FROM reco.bandit_arms b
+        WHERE (SELECT e.on FROM ex e) AND b.tenant_id = _tid AND b.segment = _segment
+          AND b.feature_key = ANY ((SELECT sl.keys FROM shortlist sl)::int[])
     ), scored AS MATERIALIZED (
-        SELECT sl.fk AS feature_key, f.feature_id, f.category, coalesce(c.itemcf, 0) AS itemcf,
+        -- in feature-key order: the exploration draws (random()) are made in that order
+        SELECT f.fk AS feature_key, f.feature_id, f.category, coalesce(c.itemcf, 0) AS itemcf,
                coalesce(c.usercf, 0) AS usercf, coalesce(c.session, 0) AS session, coalesce(c.seen, false) AS seen,
                coalesce(pr.prior, 0) AS prior,
-               coalesce(st.popularity * (0.5 + 0.5 * st.success_rate), 0) AS popularity,
+               coalesce(st.popularity, 0) AS popularity,
                -- NULL when the user is not exploring
                CASE WHEN ex.on THEN reco.beta_sample(coalesce(b.alpha, 1), coalesce(b.beta, 1)) END AS explore
-        FROM shortlist sl
-        -- exploration for users with few interactions (counted from the rows read above)
-        CROSS JOIN (SELECT coalesce((p_options ->> 'explore')::boolean,
-                                    (SELECT count(*) FROM mine) < _explore_below)
-                           AND _w_explore > 0 AS on) AS ex
-        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = sl.fk
-        LEFT JOIN collab c ON c.fk = sl.fk
-        LEFT JOIN priors pr ON pr.fk = sl.fk
-        LEFT JOIN reco.feature_stats st ON st.tenant_id = _tid AND st.attribute = _pop_attr
-                                       AND st.value = _pop_value AND st.feature_key = sl.fk
-        LEFT JOIN reco.bandit_arms b ON ex.on AND b.tenant_id = _tid AND b.segment = _segment AND b.feature_key = sl.fk
-        WHERE f.active AND (NOT f.requires_paid OR coalesce(_paid, false))
-          AND NOT (coalesce(c.seen, false) AND _exclude)
+        FROM feats f
+        CROSS JOIN ex
+        LEFT JOIN collab c ON c.fk = f.fk
+        LEFT JOIN priors pr ON pr.fk = f.fk
+        LEFT JOIN pop st ON st.fk = f.fk
+        LEFT JOIN arms b ON b.fk = f.fk
+        WHERE NOT (coalesce(c.seen, false) AND _exclude)
+        ORDER BY f.fk
     ), maxima AS (
         -- the largest value of each component over the candidates, and the weight of the
         -- components with any evidence for this user (the same for every candidate)
@@ -369,14 +395,22 @@ BEGIN
                'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(t.c_session, 0) * 10000) / 10000 END,
                'explore', CASE WHEN t.exploring THEN round(t.c_explore * 10000) / 10000 END,
                'because', CASE WHEN t.c_itemcf > 0 THEN
-                   -- the user's features that led to it: the target's own neighbour rows (≤ K, by index)
-                   (SELECT jsonb_agg(g.feature_id ORDER BY g.contribution DESC)
-                    FROM (SELECT ff.feature_id, m.strength * n.score AS contribution
-                          FROM reco.feature_neighbors n
-                          JOIN mine m ON m.fk = n.feature_key AND m.r <= _history
-                          JOIN reco.features ff ON ff.tenant_id = _tid AND ff.feature_key = n.feature_key
+                   -- the user's features that led to it: the target's own neighbour rows (≤ K, by
+                   -- index), each with the user's row by primary key (not a join with the user's
+                   -- rows, which a generic plan may make a nested loop over all of them), among the
+                   -- strongest history_limit; the top 3 first, then their ids
+                   (SELECT jsonb_agg((SELECT ff.feature_id FROM reco.features ff
+                                      WHERE ff.tenant_id = _tid AND ff.feature_key = g.fk)
+                                     ORDER BY g.contribution DESC)
+                    FROM (SELECT n.feature_key AS fk,
+                                 sqrt(i.weight / nullif(h.w_max, 0)) * n.score AS contribution
+                          FROM last_hist h
+                          CROSS JOIN reco.feature_neighbors n
+                          JOIN reco.interactions i ON i.tenant_id = _tid AND i.user_key = _user_key
+                                                  AND i.feature_key = n.feature_key
                           WHERE n.tenant_id = _tid AND n.neighbor_key = t.feature_key
-                          ORDER BY m.strength * n.score DESC
+                            AND (i.weight > h.w OR (i.weight = h.w AND i.feature_key <= h.fk))
+                          ORDER BY 2 DESC
                           LIMIT 3) AS g) END,
                'seen', t.seen,
                'segment', _segment,
