@@ -65,7 +65,8 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
             for stage in _scalar(conn, "SELECT reco._tune_stages()"):
                 for trial in [r["c"] for r in conn.execute("SELECT reco._tune_plan(%s) AS c", (stage,))]:
                     if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(trial),)):
-                        reason = _ease(conn, scope, slug, trial, steps)
+                        full = _scalar(conn, "SELECT reco._tune_settings(%s, %s, %s)", (name, stage, Jsonb(trial)))
+                        reason = _ease(conn, scope, slug, full, steps)
                         if reason:
                             skipped.append(f"{stage} {trial}: {reason}")
                             continue

@@ -16,7 +16,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
     ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
     ('candidates', '50', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
-    ('history_limit', '300', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
+    ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
 ON CONFLICT (key) DO UPDATE
@@ -395,8 +395,8 @@ BEGIN
                'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(t.c_session, 0) * 10000) / 10000 END,
                'explore', CASE WHEN t.exploring THEN round(t.c_explore * 10000) / 10000 END,
                'because', CASE WHEN t.c_itemcf > 0 THEN
-                   -- the user's features that led to it: the target's own neighbour rows (≤ K, by
-                   -- index), each with the user's row by primary key (not a join with the user's
+                   -- the user's features that led to it: the target's own collaborative neighbour
+                   -- rows (≤ K, by index; content rows pointing at a popular target can be many), each with the user's row by primary key (not a join with the user's
                    -- rows, which a generic plan may make a nested loop over all of them), among the
                    -- strongest history_limit; the top 3 first, then their ids
                    (SELECT jsonb_agg((SELECT ff.feature_id FROM reco.features ff
@@ -405,11 +405,15 @@ BEGIN
                     FROM (SELECT n.feature_key AS fk,
                                  sqrt(i.weight / nullif(h.w_max, 0)) * n.score AS contribution
                           FROM last_hist h
-                          CROSS JOIN reco.feature_neighbors n
-                          JOIN reco.interactions i ON i.tenant_id = _tid AND i.user_key = _user_key
-                                                  AND i.feature_key = n.feature_key
-                          WHERE n.tenant_id = _tid AND n.neighbor_key = t.feature_key
-                            AND (i.weight > h.w OR (i.weight = h.w AND i.feature_key <= h.fk))
+                          -- the target's rows first (OFFSET 0: a generic plan would otherwise start
+                          -- from the user's rows and probe the neighbours once per row)
+                          CROSS JOIN (SELECT nb.feature_key, nb.score FROM reco.feature_neighbors nb
+                                      WHERE nb.tenant_id = _tid AND nb.neighbor_key = t.feature_key
+                                        AND nb.source = 'cf' OFFSET 0) AS n
+                          CROSS JOIN LATERAL (SELECT ui.weight, ui.feature_key FROM reco.interactions ui
+                                              WHERE ui.tenant_id = _tid AND ui.user_key = _user_key
+                                                AND ui.feature_key = n.feature_key OFFSET 0) AS i
+                          WHERE (i.weight > h.w OR (i.weight = h.w AND i.feature_key <= h.fk))
                           ORDER BY 2 DESC
                           LIMIT 3) AS g) END,
                'seen', t.seen,

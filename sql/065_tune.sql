@@ -31,6 +31,17 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT '{model,tau,weights,seen,mmr}'::text[]
 $$;
 
+-- The trials of one tune with their NDCG@10 on the holdout.
+CREATE OR REPLACE FUNCTION reco.tune_trials_of(p_tune text)
+RETURNS TABLE (run_id bigint, stage text, options jsonb, ndcg float8)
+LANGUAGE sql STABLE AS $$
+    SELECT r.run_id, r.options ->> 'stage', r.options, x.ndcg
+    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
+    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune
+$$;
+COMMENT ON FUNCTION reco.tune_trials_of(text) IS
+    'the trials of one tune (its id is in reco.tune_trials.tune and in the summary reco.tune returns), with NDCG@10';
+
 -- The candidate settings of one stage, each a JSON object of settings (the rest stay as they are
 -- in the scope: the best of the stages before). A coordinate search: each stage varies one group.
 CREATE OR REPLACE FUNCTION reco._tune_plan(p_stage text)
@@ -43,9 +54,10 @@ LANGUAGE sql IMMUTABLE AS $$
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 50, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 0.5, "rp3_beta": 0.5}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 100}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}'),
         ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 100}'),
         ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 250}'),
-        ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 500}'),
         ('tau', '{"decay_tau_days": 3}'),
         ('tau', '{"decay_tau_days": 14}'),
         ('tau', '{"decay_tau_days": 60}'),
@@ -82,6 +94,20 @@ BEGIN
     CREATE TEMP TABLE _tune_scores (run_id bigint, user_key int, ndcg float8, PRIMARY KEY (run_id, user_key));
 END $$;
 
+-- A trial's full settings for its stage: the values of every setting the stage varies, as in the
+-- trial kept so far (at first the baseline), overridden by the trial's own. So a trial changes only
+-- what it names: an EASE trial after an RP3beta one does not carry RP3beta's α and β along.
+CREATE OR REPLACE FUNCTION reco._tune_settings(p_tune text, p_stage text, p_settings jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT jsonb_object_agg(k.key, r.settings -> k.key)
+                     FROM reco.evaluation_runs r
+                     CROSS JOIN (SELECT DISTINCT jsonb_object_keys(c) AS key FROM reco._tune_plan(p_stage) AS c) AS k
+                     WHERE r.run_id = (SELECT t.run_id FROM reco.tune_trials_of(p_tune) t
+                                       WHERE t.stage = 'baseline' OR coalesce((t.options ->> 'kept')::boolean, false)
+                                       ORDER BY t.run_id DESC LIMIT 1)), '{}') || p_settings
+$$;
+
 -- One trial: set p_settings in the scope, rebuild what they change (τ: the interactions and the
 -- user vectors; a neighbour setting: the neighbours), rank the held-out users with the hybrid as
 -- served (seen features excluded, except in the 'seen' stage, which measures the seen handling),
@@ -93,6 +119,7 @@ DECLARE
     _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope AND evaluation_of IS NOT NULL);
     _started timestamptz := clock_timestamp();
     _changed text[];
+    _full jsonb;
     _key text;
     _run bigint;
 BEGIN
@@ -100,10 +127,11 @@ BEGIN
         RAISE EXCEPTION 'tenant % is not an evaluation scope', p_scope
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Create one with reco._evaluation_scope.';
     END IF;
-    _changed := ARRAY(SELECT k FROM jsonb_object_keys(p_settings) AS k
-                      WHERE reco.setting(k, p_scope) IS DISTINCT FROM p_settings -> k);
+    _full := reco._tune_settings(p_tune, p_stage, p_settings);
+    _changed := ARRAY(SELECT k FROM jsonb_object_keys(_full) AS k
+                      WHERE reco.setting(k, p_scope) IS DISTINCT FROM _full -> k);
     FOREACH _key IN ARRAY _changed LOOP
-        PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
+        PERFORM reco.set_setting(_key, _full -> _key, _slug);
     END LOOP;
     IF 'decay_tau_days' = ANY (_changed) THEN
         PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
@@ -129,29 +157,62 @@ END $$;
 COMMENT ON FUNCTION reco._tune_trial(int, text, text, jsonb) IS
     'internal: one trial of the tune job in an evaluation scope; returns its evaluation run id (kind tune)';
 
--- The best trial of a stage of tune p_tune (highest NDCG@10; ties: the earlier, i.e. the simpler),
--- made the scope's settings again (rebuilding what it changes) when it was not the last one tried.
+-- Close a stage of tune p_tune: its best trial (highest NDCG@10; ties: the earlier, i.e. the
+-- simpler) replaces the incumbent — the trial kept by the stages before, at first the baseline —
+-- only when it beats it by more than tune_min_gain standard errors of the paired per-user
+-- difference; a coordinate search that moved on every noisy maximum would drift (MovieLens-100K:
+-- moving on every stage's maximum picked weights and MMR that lost 0.003 NDCG@10 on the test split).
+-- The kept trial is marked (options.kept) and its settings of this stage made the scope's again
+-- (rebuilding what they change) unless they need numpy, which the Python caller does. Returns them.
 CREATE OR REPLACE FUNCTION reco._tune_keep_best(p_scope int, p_tune text, p_stage text)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
+    _min float8 := reco.setting('tune_min_gain', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope));
     _best record;
-    _last bigint;
+    _incumbent record;
+    _gain float8;
+    _se float8;
+    _keep bigint;
+    _settings jsonb;
 BEGIN
-    SELECT r.run_id, r.options -> 'trial' AS trial INTO _best
-    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
-    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' = p_stage
-    ORDER BY round(x.ndcg::numeric, 6) DESC, r.run_id
+    SELECT t.run_id, t.ndcg, t.options -> 'trial' AS trial INTO _best
+    FROM reco.tune_trials_of(p_tune) t WHERE t.stage = p_stage
+    ORDER BY round(t.ndcg::numeric, 6) DESC, t.run_id
     LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    SELECT max(r.run_id) INTO _last FROM reco.evaluation_runs r
-    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' = p_stage;
-    IF _best.run_id <> _last AND NOT reco._tune_needs_python(_best.trial) THEN
-        PERFORM reco._tune_restore(p_scope, _best.trial);
+    SELECT t.run_id, t.ndcg INTO _incumbent
+    FROM reco.tune_trials_of(p_tune) t
+    WHERE t.stage = 'baseline' OR coalesce((t.options ->> 'kept')::boolean, false)
+    ORDER BY t.run_id DESC
+    LIMIT 1;
+    IF p_stage = 'seen' THEN
+        -- measured with seen features allowed: the incumbent is this stage's trial of the seen
+        -- handling in force (and the chain of kept trials goes on from the one before)
+        SELECT t.run_id, t.ndcg INTO _incumbent
+        FROM reco.tune_trials_of(p_tune) t
+        WHERE t.stage = 'seen' AND t.options -> 'trial' -> 'seen_factor'
+              = (SELECT r.settings -> 'seen_factor' FROM reco.evaluation_runs r WHERE r.run_id = _incumbent.run_id)
+        LIMIT 1;
     END IF;
-    RETURN _best.trial;
+    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)) INTO _gain, _se
+    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = _best.run_id
+    WHERE a.run_id = _incumbent.run_id;
+    _keep := CASE WHEN coalesce(_gain > _min * _se, false) THEN _best.run_id ELSE _incumbent.run_id END;
+    IF p_stage <> 'seen' THEN
+        UPDATE reco.evaluation_runs SET options = options || jsonb_build_object('kept', true) WHERE run_id = _keep;
+    END IF;
+    -- the kept trial's values of the settings this stage varies
+    SELECT jsonb_object_agg(k.key, r.settings -> k.key) INTO _settings
+    FROM reco.evaluation_runs r
+    CROSS JOIN (SELECT DISTINCT jsonb_object_keys(c) AS key FROM reco._tune_plan(p_stage) AS c) AS k
+    WHERE r.run_id = _keep;
+    IF NOT reco._tune_needs_python(_settings) THEN
+        PERFORM reco._tune_restore(p_scope, _settings);
+    END IF;
+    RETURN _settings;
 END $$;
 
 -- Make p_settings the scope's settings again and rebuild what they change (no ranking).
@@ -177,17 +238,6 @@ BEGIN
     END IF;
 END $$;
 
--- The trials of one tune with their NDCG@10 on the holdout.
-CREATE OR REPLACE FUNCTION reco.tune_trials_of(p_tune text)
-RETURNS TABLE (run_id bigint, stage text, options jsonb, ndcg float8)
-LANGUAGE sql STABLE AS $$
-    SELECT r.run_id, r.options ->> 'stage', r.options, x.ndcg
-    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
-    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune
-$$;
-COMMENT ON FUNCTION reco.tune_trials_of(text) IS
-    'the trials of one tune (its id is in reco.tune_trials.tune and in the summary reco.tune returns), with NDCG@10';
-
 -- The decision: the best trial overall against the baseline (the tenant's settings as they were),
 -- paired per user. Applies its settings to the tenant when the NDCG@10 gain exceeds tune_min_gain
 -- standard errors (and p_apply). A new τ also rebuilds the tenant's interactions. Returns a summary.
@@ -208,11 +258,12 @@ DECLARE
     _old_tau jsonb := reco.setting('decay_tau_days', p_tenant_id);
     _seen record;
 BEGIN
-    -- the best of every trial measured like the baseline (the 'seen' stage ranks differently)
-    SELECT r.run_id, x.ndcg INTO _best
-    FROM reco.evaluation_runs r JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
-    WHERE r.kind = 'tune' AND r.options ->> 'tune' = p_tune AND r.options ->> 'stage' <> 'seen'
-    ORDER BY round(x.ndcg::numeric, 6) DESC, r.run_id DESC
+    -- the trial the stages kept last (measured like the baseline: the 'seen' stage ranks
+    -- differently and is judged on its own below)
+    SELECT t.run_id, t.ndcg INTO _best
+    FROM reco.tune_trials_of(p_tune) t
+    WHERE t.stage <> 'seen' AND (t.stage = 'baseline' OR coalesce((t.options ->> 'kept')::boolean, false))
+    ORDER BY t.run_id DESC
     LIMIT 1;
     SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)), count(*)
     INTO _gain, _se, _n
@@ -342,9 +393,11 @@ END $$;
 COMMENT ON FUNCTION reco.job_tune(int) IS
     'job body: reco.tune for a tenant (weekly; not part of run_job(''all'')); returns the trials run';
 
-CREATE OR REPLACE VIEW reco.tune_trials AS
+DROP VIEW IF EXISTS reco.tune_trials;  -- its columns change with the tuner (CREATE OR REPLACE cannot rename)
+CREATE VIEW reco.tune_trials AS
 SELECT r.run_id, r.tenant, r.options ->> 'tune' AS tune, r.options ->> 'stage' AS stage, r.options -> 'trial' AS trial,
        x.users, round(x.ndcg::numeric, 4) AS ndcg, round(x.hit_rate::numeric, 4) AS hit_rate,
+       coalesce((r.options ->> 'kept')::boolean, false) AS kept,
        coalesce((r.options ->> 'chosen')::boolean, false) AS chosen,
        (r.options ->> 'applied')::boolean AS applied, round((r.options ->> 'gain')::numeric, 4) AS gain,
        round((r.options ->> 'se')::numeric, 4) AS se, r.finished_at - r.started_at AS took
@@ -352,4 +405,4 @@ FROM reco.evaluation_runs r
 JOIN reco.evaluation_results x ON x.run_id = r.run_id AND x.model = 'hybrid'
 WHERE r.kind = 'tune';
 COMMENT ON VIEW reco.tune_trials IS
-    'every trial of the tune job: what was tried (stage, trial settings), NDCG@10 and Hit@10 on the holdout, which won and whether it was applied (gain and its standard error against the settings in force): SELECT * FROM reco.tune_trials ORDER BY run_id DESC;';
+    'every trial of the tune job: what was tried (stage, trial settings), NDCG@10 and Hit@10 on the holdout, which trial each stage kept (kept: it beat the one kept before by more than tune_min_gain standard errors), the final one (chosen) and whether it was applied (gain and its standard error against the settings in force): SELECT * FROM reco.tune_trials ORDER BY run_id DESC;';

@@ -50,7 +50,7 @@ COMMENT ON TABLE reco.sql_files IS 'checksums of the applied sql/ files (repeata
 
 -- engine (jobs write these; the serving functions read them)
 COMMENT ON TABLE reco.feature_neighbors IS
-    'S(j, i) of the neighbour model (setting neighbor_model: cosine, rp3beta, ease) as rows: for each feature i its neighbors_k most similar features j (source cf; a source keeps at most 5·K rows), and content neighbours for little-used features (source content). Serving sums strength(u, j)·score over the rows of the user''s features j';
+    'S(j, i) of the neighbour model (setting neighbor_model: cosine, rp3beta, ease) as rows: for each feature i its neighbors_k most similar features j (source cf; a source keeps at most min(5·K, max(100, 2·K)) rows), and content neighbours for little-used features (source content). Serving sums strength(u, j)·score over the rows of the user''s features j';
 COMMENT ON COLUMN reco.feature_neighbors.rank IS 'rank of the row among the rows of its feature_key, by score: 1 = strongest';
 COMMENT ON TABLE reco.neighbor_weights IS
     'staging: neighbour weights computed in Python (EASE, jobs/ease.py) that the feature_neighbors job moves into reco.feature_neighbors';

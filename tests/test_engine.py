@@ -99,17 +99,17 @@ def test_usercf_from_nearest_users(conn):
     rows = recommend(conn, "U1", 10, {"explore": False, "weights": {
         "itemcf": 0, "usercf": 1, "prior": 0, "popularity": 0, "session": 0}})
     usercf = {r["feature_id"]: r["reasons"]["usercf"] for r in rows}
-    # UserCF(i) = Σ sim(U1, v)·R(v, i), normalised by the largest candidate (b: sim2 + sim4)
-    assert usercf["c"] == pytest.approx(sim2 / (sim2 + sim4), abs=1e-4)
-    assert usercf["d"] == pytest.approx(sim4 / (sim2 + sim4), abs=1e-4)
-    assert usercf["a"] == pytest.approx(sim2 / (sim2 + sim4), abs=1e-4)  # U3 not counted
-    assert usercf["b"] == pytest.approx(1.0, abs=1e-4)
+    # UserCF(i) = Σ sim(U1, v)·R(v, i) over the features U1 has not used (U3 not counted),
+    # normalised by the largest candidate (c: sim2)
+    assert usercf["c"] == pytest.approx(1.0, abs=1e-4)
+    assert usercf["d"] == pytest.approx(sim4 / sim2, abs=1e-4)
+    assert usercf["a"] == usercf["b"] == 0  # U1's own: seen, not scored by UserCF
 
     # the job computed it (one search per user); a user whose first events came after the job
     # is searched when asked for, with the same result
     stored = conn.execute("""SELECT c.feature_keys FROM reco.usercf_scores c
                              JOIN reco.users u USING (tenant_id, user_key) WHERE u.user_id = 'U1'""").fetchone()
-    assert stored is not None and len(stored["feature_keys"]) == 4
+    assert stored is not None and len(stored["feature_keys"]) == 2
     conn.execute("DELETE FROM reco.usercf_scores "
                  "WHERE user_key = (SELECT user_key FROM reco.users WHERE user_id = 'U1')")
     online = recommend(conn, "U1", 10, {"explore": False, "weights": {
