@@ -86,24 +86,11 @@ def median(xs: list[float]) -> float:
 # a row): what a call costs before recommend_features does any work. Every absolute figure is
 # printed beside a floor measured in the same run.
 TIME_RECOMMEND = """
-CREATE OR REPLACE FUNCTION pg_temp.time_recommend(p_users text[], p_k int, p_options jsonb, p_tenant text)
-RETURNS float8[]
-LANGUAGE plpgsql AS $$
-DECLARE
-    _u text;
-    _t timestamptz;
-    _ms float8[] := '{}';
-BEGIN
-    FOREACH _u IN ARRAY p_users LOOP
-        _t := clock_timestamp();
-        PERFORM * FROM reco.recommend_features(_u, p_k, p_options, p_tenant);
-        _ms := _ms || extract(epoch FROM clock_timestamp() - _t)::float8 * 1000;
-    END LOOP;
-    RETURN _ms;
-END $$;
 CREATE OR REPLACE FUNCTION pg_temp.floor_call(p_user_id text, p_k int, p_options jsonb, p_tenant text)
 RETURNS TABLE (rank int) LANGUAGE sql VOLATILE AS $$ SELECT 1 $$;
-CREATE OR REPLACE FUNCTION pg_temp.time_floor(p_users text[], p_k int, p_options jsonb, p_tenant text)
+-- one loop for both, so the floor pays exactly the loop's own overhead (the branch included)
+CREATE OR REPLACE FUNCTION pg_temp.time_calls(p_users text[], p_k int, p_options jsonb, p_tenant text,
+                                              p_floor boolean)
 RETURNS float8[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -113,7 +100,11 @@ DECLARE
 BEGIN
     FOREACH _u IN ARRAY p_users LOOP
         _t := clock_timestamp();
-        PERFORM * FROM pg_temp.floor_call(_u, p_k, p_options, p_tenant);
+        IF p_floor THEN
+            PERFORM * FROM pg_temp.floor_call(_u, p_k, p_options, p_tenant);
+        ELSE
+            PERFORM * FROM reco.recommend_features(_u, p_k, p_options, p_tenant);
+        END IF;
         _ms := _ms || extract(epoch FROM clock_timestamp() - _t)::float8 * 1000;
     END LOOP;
     RETURN _ms;
@@ -174,15 +165,15 @@ def time_recommend_floor(url: str, n_calls: int, k: int = 10, seed: float = 0.42
         conn.execute(TIME_RECOMMEND)
         calls = _timing_users(conn, n_calls, tenant, seed, users)
         args = (Jsonb(options or {}), tenant)
-        conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s, %s)", (calls[:200], k, *args))  # warm
-        conn.execute("SELECT pg_temp.time_floor(%s, %s, %s, %s)", (calls[:200], k, *args))
+        conn.execute("SELECT pg_temp.time_calls(%s, %s, %s, %s, false)", (calls[:200], k, *args))  # warm
+        conn.execute("SELECT pg_temp.time_calls(%s, %s, %s, %s, true)", (calls[:200], k, *args))
         ms: list[float] = []
         floor: list[float] = []
         step = max(1, -(-len(calls) // rounds))
         for i in range(0, len(calls), step):
             part = calls[i:i + step]
-            ms += conn.execute("SELECT pg_temp.time_recommend(%s, %s, %s, %s)", (part, k, *args)).fetchone()[0]
-            floor += conn.execute("SELECT pg_temp.time_floor(%s, %s, %s, %s)", (part, k, *args)).fetchone()[0]
+            ms += conn.execute("SELECT pg_temp.time_calls(%s, %s, %s, %s, false)", (part, k, *args)).fetchone()[0]
+            floor += conn.execute("SELECT pg_temp.time_calls(%s, %s, %s, %s, true)", (part, k, *args)).fetchone()[0]
         return Timed(ms, floor)
 
 

@@ -161,6 +161,16 @@ def _catalog(n: int, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def _setup(out_dir: Path, days: int, seed: int, end: datetime | None) -> tuple[Path, int, int, np.random.Generator]:
+    """The output folder (created), the time window in epoch seconds (``days`` up to ``end``, by
+    default today's midnight UTC) and the seeded random generator, for either shape."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    end = end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end_s = int(end.timestamp())
+    return out_dir, end_s - days * 86400, end_s, np.random.default_rng(seed)
+
+
 def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int = 90,
              seed: int = 42, end: datetime | None = None,
              progress: Callable[[int], None] | None = None, shape: str = "saas") -> dict[str, int]:
@@ -173,12 +183,7 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
                                   progress=progress)
     if features < 5:
         raise ValueError("features must be >= 5")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    end = end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    end_s = int(end.timestamp())
-    start_s = end_s - days * 86400
-    rng = np.random.default_rng(seed)
+    out_dir, start_s, end_s, rng = _setup(out_dir, days, seed, end)
 
     feats = _catalog(features, rng)
     cat_of = np.array([CATEGORIES.index(f["category"]) for f in feats])
@@ -423,12 +428,7 @@ def generate_long_tail(out_dir: Path, *, users: int = 10_000, features: int = 20
     """
     if features < 100:
         raise ValueError("features must be >= 100 for the long-tail shape")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    end = end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    end_s = int(end.timestamp())
-    start_s = end_s - days * 86400
-    rng = np.random.default_rng(seed)
+    out_dir, start_s, end_s, rng = _setup(out_dir, days, seed, end)
 
     cat = _long_tail_catalog(features, rng)
     _write_features(out_dir / "features.csv", cat["rows"])

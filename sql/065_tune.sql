@@ -108,6 +108,29 @@ LANGUAGE sql STABLE AS $$
                                        ORDER BY t.run_id DESC LIMIT 1)), '{}') || p_settings
 $$;
 
+-- Make p_settings the scope's settings again and rebuild what they change (no ranking).
+CREATE OR REPLACE FUNCTION reco._tune_restore(p_scope int, p_settings jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope);
+    _changed text[] := ARRAY(SELECT k FROM jsonb_object_keys(p_settings) AS k
+                             WHERE reco.setting(k, p_scope) IS DISTINCT FROM p_settings -> k);
+    _key text;
+BEGIN
+    FOREACH _key IN ARRAY _changed LOOP
+        PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
+    END LOOP;
+    IF 'decay_tau_days' = ANY (_changed) THEN
+        PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
+                                               p_scope);
+        PERFORM reco.job_embeddings(p_scope);
+    END IF;
+    IF _changed && '{neighbor_model,neighbors_k,neighbor_shrinkage,rp3_alpha,rp3_beta,ease_lambda}'::text[] THEN
+        PERFORM reco.job_feature_neighbors(p_scope);
+    END IF;
+END $$;
+
 -- One trial: set p_settings in the scope, rebuild what they change (τ: the interactions and the
 -- user vectors; a neighbour setting: the neighbours), rank the held-out users with the hybrid as
 -- served (seen features excluded, except in the 'seen' stage, which measures the seen handling),
@@ -118,29 +141,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope AND evaluation_of IS NOT NULL);
     _started timestamptz := clock_timestamp();
-    _changed text[];
-    _full jsonb;
-    _key text;
     _run bigint;
 BEGIN
     IF _slug IS NULL THEN
         RAISE EXCEPTION 'tenant % is not an evaluation scope', p_scope
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Create one with reco._evaluation_scope.';
     END IF;
-    _full := reco._tune_settings(p_tune, p_stage, p_settings);
-    _changed := ARRAY(SELECT k FROM jsonb_object_keys(_full) AS k
-                      WHERE reco.setting(k, p_scope) IS DISTINCT FROM _full -> k);
-    FOREACH _key IN ARRAY _changed LOOP
-        PERFORM reco.set_setting(_key, _full -> _key, _slug);
-    END LOOP;
-    IF 'decay_tau_days' = ANY (_changed) THEN
-        PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
-                                               p_scope);
-        PERFORM reco.job_embeddings(p_scope);
-    END IF;
-    IF _changed && '{neighbor_model,neighbors_k,neighbor_shrinkage,rp3_alpha,rp3_beta,ease_lambda}'::text[] THEN
-        PERFORM reco.job_feature_neighbors(p_scope);
-    END IF;
+    PERFORM reco._tune_restore(p_scope, reco._tune_settings(p_tune, p_stage, p_settings));
     PERFORM reco._progress('tune', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
                            format('%s: %s', p_stage, p_settings));
     PERFORM reco._evaluation_rank(p_scope, 'hybrid', 10, NULL, NULL,
@@ -215,28 +222,6 @@ BEGIN
     RETURN _settings;
 END $$;
 
--- Make p_settings the scope's settings again and rebuild what they change (no ranking).
-CREATE OR REPLACE FUNCTION reco._tune_restore(p_scope int, p_settings jsonb)
-RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope);
-    _changed text[] := ARRAY(SELECT k FROM jsonb_object_keys(p_settings) AS k
-                             WHERE reco.setting(k, p_scope) IS DISTINCT FROM p_settings -> k);
-    _key text;
-BEGIN
-    FOREACH _key IN ARRAY _changed LOOP
-        PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
-    END LOOP;
-    IF 'decay_tau_days' = ANY (_changed) THEN
-        PERFORM reco._interactions_from_events((SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
-                                               p_scope);
-        PERFORM reco.job_embeddings(p_scope);
-    END IF;
-    IF _changed && '{neighbor_model,neighbors_k,neighbor_shrinkage,rp3_alpha,rp3_beta,ease_lambda}'::text[] THEN
-        PERFORM reco.job_feature_neighbors(p_scope);
-    END IF;
-END $$;
 
 -- The decision: the best trial overall against the baseline (the tenant's settings as they were),
 -- paired per user. Applies its settings to the tenant when the NDCG@10 gain exceeds tune_min_gain
