@@ -15,7 +15,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('mmr_lambda', '1', 'MMR λ: relevance vs. category diversity (1 = no diversity, the default: diversity costs accuracy; the starter set always keeps distinct categories)'),
     ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
     ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
-    ('candidates', '50', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
+    ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
     ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
