@@ -10,7 +10,6 @@ costs a second inverse) the weights against a plain dense float64 computation of
 
 from __future__ import annotations
 
-import importlib
 import json
 import resource
 import subprocess
@@ -18,6 +17,8 @@ import sys
 import time
 
 import numpy as np
+
+from jobs import ease
 
 
 def synthetic(n_items: int, n_users: int, per_user: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,13 +39,12 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(n_items: int, n_users: int, per_user: int, k: int, lam: float, module: str, check: bool) -> dict:
+def child(n_items: int, n_users: int, per_user: int, k: int, lam: float, check: bool) -> dict:
     """One measurement, in this process (meant to be a fresh one)."""
-    ease = importlib.import_module(module)
     users, items = synthetic(n_items, n_users, per_user)
     base = _rss_mib()
     t0 = time.perf_counter()
-    gram = ease.gram_matrix(users, items, n_items) if hasattr(ease, "gram_matrix") else None
+    gram = ease.gram_matrix(users, items, n_items)
     t1 = time.perf_counter()
     del gram
     t2 = time.perf_counter()
@@ -53,7 +53,7 @@ def child(n_items: int, n_users: int, per_user: int, k: int, lam: float, module:
     src, tgt, w = ease.top_k_per_target(b, k, np.arange(n_items))
     t4 = time.perf_counter()
     out = {"features": n_items, "users": n_users, "interactions": len(users), "rows": len(w),
-           "gram_s": t1 - t0 if hasattr(ease, "gram_matrix") else None, "weights_s": t3 - t2,
+           "gram_s": t1 - t0, "weights_s": t3 - t2,
            "top_k_s": t4 - t3, "base_mib": base, "peak_mib": _rss_mib(), "dtype": str(b.dtype)}
     if check:
         p = np.linalg.inv(np.asarray(_gram64(users, items, n_items)) + lam * np.eye(n_items))
@@ -75,12 +75,12 @@ def _gram64(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def measure(sizes: list[int], n_users: int = 10_000, per_user: int = 135, k: int = 20, lam: float = 250.0,
-            module: str = "jobs.ease", check: bool = False) -> list[dict]:
+            check: bool = False) -> list[dict]:
     """One fresh process per size; returns the children's measurements (or their error)."""
     results = []
     for n in sizes:
         proc = subprocess.run([sys.executable, "-m", "app.bench_models", "child", str(n), str(n_users),
-                               str(per_user), str(k), str(lam), module, "1" if check else "0"],
+                               str(per_user), str(k), str(lam), "1" if check else "0"],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             results.append({"features": n, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
@@ -89,7 +89,7 @@ def measure(sizes: list[int], n_users: int = 10_000, per_user: int = 135, k: int
     return results
 
 
-if __name__ == "__main__":  # python -m app.bench_models child N USERS PER_USER K LAMBDA MODULE CHECK
-    _, cmd, n, u, m, kk, lm, mod, chk = sys.argv
+if __name__ == "__main__":  # python -m app.bench_models child N USERS PER_USER K LAMBDA CHECK
+    _, cmd, n, u, m, kk, lm, chk = sys.argv
     assert cmd == "child"
-    print(json.dumps(child(int(n), int(u), int(m), int(kk), float(lm), mod, chk == "1")))
+    print(json.dumps(child(int(n), int(u), int(m), int(kk), float(lm), chk == "1")))

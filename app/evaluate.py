@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from jobs import mark_fresh
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM, write_svd_factors
 
@@ -74,10 +75,10 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
         try:
             if big:  # SVD factors of the scope's own R, then its user vectors (told the factors are fresh)
                 write_svd_factors(conn, slug)
-                conn.execute("SELECT set_config('reco.python_steps', 'svd', false)")
+                mark_fresh(conn, ["svd"])
                 conn.execute("SELECT reco.job_embeddings(%s::int)", (eval_id,))
             if write_ease_weights(conn, slug):  # the scope's model is EASE: its weights from numpy
-                conn.execute("SELECT set_config('reco.python_steps', 'svd,ease', false)")
+                mark_fresh(conn, ["svd", "ease"])
                 conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (eval_id,))
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]

@@ -15,6 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from jobs import mark_fresh
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM, write_svd_factors
 
@@ -57,7 +58,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
             steps = ["svd"] if big else []
             if big:  # the scope's own SVD factors, then its user vectors
                 write_svd_factors(conn, slug)
-                _python_steps(conn, steps)
+                mark_fresh(conn, steps)
                 conn.execute("SELECT reco.job_embeddings(%s::int)", (scope,))
             name = f"{tid}-py-{int(time.time() * 1e6)}"
             baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
@@ -89,10 +90,6 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                       time.perf_counter() - started, message, summary)
 
 
-def _python_steps(conn: psycopg.Connection, steps: list[str]) -> None:
-    conn.execute("SELECT set_config('reco.python_steps', %s, false)", (",".join(steps),))
-
-
 def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: list[str]) -> str | None:
     """Set an EASE trial's settings in the scope and rebuild its neighbours with numpy; a reason
     when it cannot run (catalog above ease_max_features)."""
@@ -104,7 +101,7 @@ def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: l
         conn.execute("SELECT reco.reset_setting('neighbor_model', %s)", (slug,))
         conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
         return str(exc)
-    _python_steps(conn, [*steps, "ease"])
+    mark_fresh(conn, [*steps, "ease"])
     conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
     return None
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from app.tune import tune_for_runner
+from jobs import mark_fresh
 from jobs.cron import next_run
 from jobs.ease import write_ease_weights
 from jobs.svd import write_svd_factors
@@ -119,7 +120,7 @@ def run_job(url: str, name: str, tenant: str | None = None,
                                     VALUES (%s, %s, 'failed', %s, clock_timestamp())""",
                                  (job, tenant or "all", f"{step} (numpy): {exc}"))
                     raise JobFailed(f"{job}: {step} (numpy): {exc}") from exc
-                conn.execute("SELECT set_config('reco.python_steps', %s, false)", (step,))
+                mark_fresh(conn, [step])
             poller = None
             if on_progress:
                 poller = _IndexProgress(url, conn.info.backend_pid,

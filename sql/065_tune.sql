@@ -164,6 +164,19 @@ END $$;
 COMMENT ON FUNCTION reco._tune_trial(int, text, text, jsonb) IS
     'internal: one trial of the tune job in an evaluation scope; returns its evaluation run id (kind tune)';
 
+-- The paired per-user difference of NDCG@10 between two trials of this session's tune (p_to minus
+-- p_from): its mean, its standard error and the users compared.
+CREATE OR REPLACE FUNCTION reco._tune_gain(p_from bigint, p_to bigint)
+RETURNS TABLE (gain float8, se float8, users int)
+-- plpgsql: the session's table of scores exists only while a tune runs (reco._tune_begin)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)), count(*)::int
+    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = p_to
+    WHERE a.run_id = p_from;
+END $$;
+
 -- Close a stage of tune p_tune: its best trial (highest NDCG@10; ties: the earlier, i.e. the
 -- simpler) replaces the incumbent — the trial kept by the stages before, at first the baseline —
 -- only when it beats it by more than tune_min_gain standard errors of the paired per-user
@@ -204,9 +217,7 @@ BEGIN
               = (SELECT r.settings -> 'seen_factor' FROM reco.evaluation_runs r WHERE r.run_id = _incumbent.run_id)
         LIMIT 1;
     END IF;
-    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)) INTO _gain, _se
-    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = _best.run_id
-    WHERE a.run_id = _incumbent.run_id;
+    SELECT g.gain, g.se INTO _gain, _se FROM reco._tune_gain(_incumbent.run_id, _best.run_id) AS g;
     _keep := CASE WHEN coalesce(_gain > _min * _se, false) THEN _best.run_id ELSE _incumbent.run_id END;
     IF p_stage <> 'seen' THEN
         UPDATE reco.evaluation_runs SET options = options || jsonb_build_object('kept', true) WHERE run_id = _keep;
@@ -250,10 +261,7 @@ BEGIN
     WHERE t.stage <> 'seen' AND (t.stage = 'baseline' OR coalesce((t.options ->> 'kept')::boolean, false))
     ORDER BY t.run_id DESC
     LIMIT 1;
-    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)), count(*)
-    INTO _gain, _se, _n
-    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = _best.run_id
-    WHERE a.run_id = p_baseline;
+    SELECT g.gain, g.se, g.users INTO _gain, _se, _n FROM reco._tune_gain(p_baseline, _best.run_id) AS g;
     -- the settings of the best trial: the scope's final settings that differ from the tenant's
     -- (every stage keeps its best, so the last trial's scope state is the best overall but for
     -- the seen stage, whose own winner is judged separately below)
@@ -266,22 +274,16 @@ BEGIN
     IF NOT (_best.run_id <> p_baseline AND coalesce(_gain > _min * _se, false)) THEN
         _settings := '{}';  -- not better than the noise: the tenant keeps its settings
     END IF;
-    -- the seen handling, measured with seen features allowed: its best against the trial that
-    -- kept the tenant's seen_factor, by the same rule
-    SELECT b.trial -> 'seen_factor' AS factor, avg(sb.ndcg - sa.ndcg) AS gain,
-           stddev_samp(sb.ndcg - sa.ndcg) / sqrt(count(*)) AS se
-    INTO _seen
-    FROM (SELECT r.run_id, r.options -> 'trial' AS trial FROM reco.tune_trials_of(p_tune) r
-          WHERE r.stage = 'seen' ORDER BY r.ndcg DESC, r.run_id LIMIT 1) AS b
-    JOIN (SELECT r.run_id FROM reco.tune_trials_of(p_tune) r
-          WHERE r.stage = 'seen' AND r.options -> 'trial' -> 'seen_factor' = reco.setting('seen_factor', p_tenant_id)
-          LIMIT 1) AS a ON true
-    JOIN _tune_scores sb ON sb.run_id = b.run_id
-    JOIN _tune_scores sa ON sa.run_id = a.run_id AND sa.user_key = sb.user_key
-    GROUP BY b.trial;
-    IF _seen.factor IS NOT NULL AND _seen.factor IS DISTINCT FROM reco.setting('seen_factor', p_tenant_id)
-       AND coalesce(_seen.gain > _min * _seen.se, false) THEN
-        _settings := _settings || jsonb_build_object('seen_factor', _seen.factor);
+    -- the seen handling, measured with seen features allowed: the seen stage already kept its best
+    -- in the scope only if it beat the tenant's seen_factor by the same rule (reco._tune_keep_best)
+    SELECT g.gain, g.se INTO _seen
+    FROM reco._tune_gain(
+        (SELECT t.run_id FROM reco.tune_trials_of(p_tune) t WHERE t.stage = 'seen'
+           AND t.options -> 'trial' -> 'seen_factor' = reco.setting('seen_factor', p_tenant_id) LIMIT 1),
+        (SELECT t.run_id FROM reco.tune_trials_of(p_tune) t WHERE t.stage = 'seen'
+           AND t.options -> 'trial' -> 'seen_factor' = reco.setting('seen_factor', p_scope) LIMIT 1)) AS g;
+    IF reco.setting('seen_factor', p_scope) IS DISTINCT FROM reco.setting('seen_factor', p_tenant_id) THEN
+        _settings := _settings || jsonb_build_object('seen_factor', reco.setting('seen_factor', p_scope));
     END IF;
     _apply := p_apply AND _settings <> '{}';
     IF _apply THEN
