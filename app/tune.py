@@ -15,9 +15,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from app.evaluate import scope as evaluation_scope
 from jobs import mark_fresh
 from jobs.ease import write_ease_weights
-from jobs.svd import DIM, write_svd_factors
+from jobs.svd import DIM
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
@@ -48,18 +49,15 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
         tid = _scalar(conn, "SELECT reco._tenant_id(%s)", (tenant,))
         big = _scalar(conn, "SELECT count(*) > %s FROM reco.features WHERE tenant_id = %s AND active", (DIM, tid))
         conn.execute("SELECT reco._tune_begin()")
-        scope = _scalar(conn, "SELECT reco._evaluation_scope(%s::int, %s::int, 'pgreco-tune', '{}', %s)",
-                        (tid, users, not big))
-        slug = _scalar(conn, "SELECT slug FROM reco.tenants WHERE tenant_id = %s", (scope,))
-        try:
-            if not _scalar(conn, "SELECT count(*) FROM reco.evaluation_holdouts WHERE tenant_id = %s", (scope,)):
+        # the scope as the evaluation builds it: its own SVD factors and, for a tenant on EASE, its
+        # EASE weights, so the baseline is measured with the model the tenant really serves
+        with evaluation_scope(url, tenant, users, seed="pgreco-tune") as sc:
+            if not sc.users:
                 return TuneResult(False, {}, 0, time.perf_counter() - started,
                                   "no eligible users: nothing to tune on")
+            scope, slug = sc.tenant_id, sc.slug
             steps = ["svd"] if big else []
-            if big:  # the scope's own SVD factors, then its user vectors
-                write_svd_factors(conn, slug)
-                mark_fresh(conn, steps)
-                conn.execute("SELECT reco.job_embeddings(%s::int)", (scope,))
+            mark_fresh(conn, steps)  # the trials that rebuild user vectors use the scope's SVD factors
             name = f"{tid}-py-{int(time.time() * 1e6)}"
             baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
             skipped: list[str] = []
@@ -77,8 +75,6 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                     _ease(conn, scope, slug, best, steps)  # the SQL side cannot restore an EASE best
             summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
                               (tid, scope, name, baseline, apply, skipped))
-        finally:
-            conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
     settings = summary.get("settings") or {}
     gain, se = summary.get("gain") or 0.0, summary.get("se") or 0.0
     verdict = (f"applied {settings}" if summary.get("applied") else f"would apply {settings}" if settings

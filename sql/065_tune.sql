@@ -324,6 +324,12 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Tune the tenant it was made from.';
     END IF;
+    IF reco._tune_needs_python(jsonb_build_object('neighbor_model', reco.setting('neighbor_model', _tid))) THEN
+        -- the baseline would be measured without the weights the tenant serves (numpy)
+        RAISE EXCEPTION 'tenant "%" serves neighbor_model ease, which SQL cannot compute', p_tenant
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run `reco tune` (Python, EASE included); the tune job queues it for `reco jobs loop`.';
+    END IF;
     PERFORM reco._tune_begin();
     _scope := reco._evaluation_scope(_tid, p_users, 'pgreco-tune');
     IF NOT EXISTS (SELECT 1 FROM reco.evaluation_holdouts WHERE tenant_id = _scope) THEN
@@ -352,7 +358,8 @@ recently adopted feature held out): the neighbour model and K, the decay τ, the
 handling and MMR λ, one group at a time, each trial recorded in reco.evaluation_runs (kind 'tune'; view
 reco.tune_trials). The best is applied when its NDCG@10 gain over the current settings exceeds tune_min_gain
 standard errors of the per-user paired difference (p_apply false: never). EASE trials need numpy and are skipped
-here (listed under "skipped"); `reco tune` runs them. Returns a summary. Run the jobs afterwards.
+here (listed under "skipped"); `reco tune` runs them. A tenant that serves EASE is refused (feature_not_supported):
+its baseline needs numpy too. Returns a summary. Run the jobs afterwards.
 Example: SELECT reco.tune();$c$;
 
 CREATE OR REPLACE FUNCTION reco.job_tune(p_tenant_id int)
@@ -364,6 +371,11 @@ BEGIN
     IF reco._python_step('tune') THEN
         -- the Python runner did the search just before, in this session, EASE included (app/tune.py)
         PERFORM set_config('reco.job_message', coalesce(current_setting('reco.tune_message', true), ''), true);
+        RETURN 0;
+    END IF;
+    IF reco._tune_needs_python(jsonb_build_object('neighbor_model', reco.setting('neighbor_model', p_tenant_id))) THEN
+        PERFORM reco._defer(p_tenant_id, 'tune',
+            'the tenant serves neighbor_model ease: its search needs Python (numpy), queued for `reco jobs loop`');
         RETURN 0;
     END IF;
     _r := reco.tune((SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id));

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -119,3 +120,24 @@ def test_pg_cron_runs_the_tune_job(cron_db):
     assert cron_db.execute("""SELECT count(*) AS n FROM reco.job_queue q JOIN reco.tenants t USING (tenant_id)
                               WHERE t.slug = 'crontune' AND q.job = 'tune'""").fetchone()["n"] == 1
     cron_db.execute("SELECT reco.drop_tenant('crontune')")
+
+
+def test_a_tenant_on_ease_is_tuned_from_its_real_baseline(db_url, conn):
+    """The baseline of a tenant that serves EASE is measured with its EASE weights (numpy), so it
+    equals the model-stage trial with the same settings; SQL alone refuses, the job defers."""
+    from app.tune import tune
+    from jobs.runner import run_job
+
+    _crafted(conn)
+    for key, value in {"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}.items():
+        conn.execute("SELECT reco.set_setting(%s, %s)", (key, Jsonb(value)))
+    run_job(db_url, "feature_neighbors")
+    with pytest.raises(psycopg.errors.FeatureNotSupported):
+        conn.execute("SELECT reco.tune()")
+    conn.execute("CALL reco.run_job('tune')")
+    run = conn.execute("SELECT status, message FROM reco.job_runs WHERE job = 'tune'").fetchone()
+    assert run["status"] == "deferred" and "ease" in run["message"]
+    tune(db_url, None, apply=False)
+    trials = _trials(conn)
+    same = [t for t in trials if t["trial"] == {"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}]
+    assert trials[0]["stage"] == "baseline" and len(same) == 1 and same[0]["ndcg"] == trials[0]["ndcg"]
