@@ -20,16 +20,19 @@ from app.db import with_dbname
 from app.migrate import migrate
 
 
-def bench_name(url: str) -> str:
-    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_bench"
+def bench_name(url: str, suffix: str = "bench") -> str:
+    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_{suffix}"
 
 
-def bench_database(url: str) -> str:
-    """Drop and create ``<db>_bench`` next to the database of ``url``; return its URL."""
-    name = bench_name(url)
+def bench_database(url: str, suffix: str = "bench", *, reuse: bool = False) -> str:
+    """``<db>_<suffix>`` next to the database of ``url``, dropped and created (kept when ``reuse``
+    and it exists), migrated; returns its URL."""
+    name = bench_name(url, suffix)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not (reuse and exists):
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     bench_url = with_dbname(url, name)
     migrate(bench_url)
     return bench_url
@@ -186,7 +189,7 @@ def time_recommend(url: str, n_users: int, k: int = 10, seed: float = 0.42,
 
 def percentile(xs: list[float], q: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bench import Timed, time_recommend_floor
+from app.bench import Timed, bench_database, percentile, time_recommend_floor
 
 RECBOLE = "recbole==1.2.1"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
@@ -268,39 +268,14 @@ def served_list(feature_ids: list[str], valid_item: str | None, k: int = K) -> l
     return [f for f in feature_ids if f != valid_item][:k]
 
 
-def percentile(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else 0.0
-
-
 # --------------------------------------------------------------------------------------------
 # the database: <db>_quality, the tenant, the load through the public SQL API
 # --------------------------------------------------------------------------------------------
 
-def quality_name(url: str) -> str:
-    import psycopg
-
-    return f"{psycopg.conninfo.conninfo_to_dict(url).get('dbname') or 'reco'}_quality"
-
-
 def quality_database(url: str, *, reuse: bool = False) -> str:
     """``<db>_quality`` next to the database of ``url`` (dropped and re-created unless ``reuse``),
     migrated; returns its URL."""
-    import psycopg
-    from psycopg import sql
-
-    from app.db import with_dbname
-    from app.migrate import migrate
-
-    name = quality_name(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not reuse or not exists:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    qurl = with_dbname(url, name)
-    migrate(qurl)
-    return qurl
+    return bench_database(url, "quality", reuse=reuse)
 
 
 def _connect(url: str):

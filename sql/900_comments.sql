@@ -56,6 +56,9 @@ COMMENT ON TABLE reco.neighbor_weights IS
     'staging: neighbour weights computed in Python (EASE, jobs/ease.py) that the feature_neighbors job moves into reco.feature_neighbors';
 COMMENT ON TABLE reco.job_queue IS
     'work a job left for Python when pg_cron ran it (EASE, SVD factors: numpy); `reco jobs loop` runs the job again, a full run removes the row';
+COMMENT ON COLUMN reco.job_queue.reason IS 'what the job did without Python and what it left (the message of its deferred run)';
+COMMENT ON COLUMN reco.job_queue.requested_at IS 'when a run first left this work; the loop runs the oldest first';
+COMMENT ON COLUMN reco.feature_factors.computed_at IS 'when the factors were computed (a run that reuses older SVD factors names this time)';
 COMMENT ON TABLE reco.segments IS 'segments (attribute = value, and * = * for everyone) with their number of users';
 COMMENT ON TABLE reco.feature_stats IS
     'per segment and feature: users, uses, successes, failures, popularity = users / segment users, success_rate (Laplace)';
