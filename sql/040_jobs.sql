@@ -804,6 +804,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Delete its rows instead, or create and use another tenant.';
     END IF;
+    -- a killed import's staging table holds raw rows, maybe this tenant's
+    PERFORM reco.drop_stale_import_stages();
     -- its evaluation scopes first
     FOR _table IN SELECT slug FROM reco.tenants WHERE evaluation_of = _tid LOOP
         _n := _n + reco.drop_tenant(_table);
