@@ -106,6 +106,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Components: itemcf, usercf, prior, popularity, session, explore.';
     END IF;
+    IF jsonb_typeof(p_options -> 'scenario') NOT IN ('string', 'null') THEN
+        RAISE EXCEPTION 'options.scenario must be the name of a scenario'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ''{"scenario": "home"}''';
+    END IF;
     IF jsonb_typeof(p_options -> 'seed') NOT IN ('number', 'null')
        OR abs(coalesce((p_options ->> 'seed')::float8, 0)) > 1 THEN
         RAISE EXCEPTION 'options.seed must be a number between -1 and 1'
@@ -123,9 +127,11 @@ DROP FUNCTION IF EXISTS reco._serving_segment(int, boolean, jsonb, text[], int);
 -- user's key (NULL for a user never seen) and the serving segment. recommend_features is this
 -- without the internal columns.
 -- p_reasons false is options.reasons false without validating the options (the REST layer's
--- options need no checking when they are empty).
+-- options need no checking when they are empty). p_overrides: settings in force for this call on
+-- top of the tenant's (a scenario's and an experiment variant's, checked when they were stored).
+DROP FUNCTION IF EXISTS reco._recommend(int, text, int, jsonb, boolean);
 CREATE OR REPLACE FUNCTION reco._recommend(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
-                                           p_reasons boolean DEFAULT true)
+                                           p_reasons boolean DEFAULT true, p_overrides jsonb DEFAULT '{}')
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
                segment text)
 -- volatile and parallel restricted: the exploration draws use random()
@@ -173,7 +179,7 @@ DECLARE
 BEGIN
     IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
         PERFORM reco._check_options(p_k, p_options,
-            '{exclude_seen,recent,explore,weights,seed,distinct_categories,reasons}');
+            '{exclude_seen,recent,explore,weights,seed,distinct_categories,reasons,scenario}');
         IF (p_options ->> 'seed') IS NOT NULL THEN
             PERFORM setseed((p_options ->> 'seed')::float8);
         END IF;
@@ -195,6 +201,9 @@ BEGIN
     SELECT jsonb_object_agg(d.key, coalesce(s.value, d.default_value)) INTO _cfg
     FROM reco.setting_definitions d
     LEFT JOIN reco.settings s ON s.tenant_id = _tid AND s.key = d.key;
+    IF p_overrides <> '{}' THEN
+        _cfg := _cfg || p_overrides;
+    END IF;
     -- typed once: the scoring query reads plain parameters, not JSON, per row
     _w_itemcf := coalesce((p_options #>> '{weights,itemcf}')::float8, (_cfg ->> 'weight_itemcf')::float8);
     _w_usercf := coalesce((p_options #>> '{weights,usercf}')::float8, (_cfg ->> 'weight_usercf')::float8);
@@ -424,20 +433,106 @@ BEGIN
     ORDER BY t.rank;
 END $$;
 
+-- What a request is served: the scenario's settings (options.scenario), and for a user in one of
+-- its running experiments, the variant's (reco._assignment); an interleaving experiment merges
+-- both variants' rankings by team draft: the side with fewer picks (a coin flip on a tie) adds its
+-- best feature not yet taken, and each row says which side (0: control, 1: treatment) it came
+-- from, for the exposure's attribution.
+CREATE OR REPLACE FUNCTION reco._serve(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
+                                       p_reasons boolean DEFAULT true)
+RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
+               segment text, scenario text, experiment_id int, variant text, side smallint)
+LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED AS $$
+DECLARE
+    _scenario text := 'default';
+    _options jsonb := p_options;
+    _base jsonb := '{}';
+    _exp int;
+    _kind text;
+    _variant text;
+    _variant_b text;
+    _ov jsonb := '{}';
+    _ov_b jsonb;
+    _la jsonb;
+    _lb jsonb;
+    _ia int := 0;
+    _ib int := 0;
+    _na int := 0;
+    _nb int := 0;
+    _taken int[] := '{}';
+    _pick jsonb;
+    _from_a boolean;
+    _out jsonb := '[]';
+BEGIN
+    IF jsonb_typeof(p_options) = 'object' AND p_options ? 'scenario' THEN
+        PERFORM reco._check_options(p_k, p_options,
+            '{exclude_seen,recent,explore,weights,seed,distinct_categories,reasons,scenario}');
+        _scenario := p_options ->> 'scenario';
+        _options := p_options - 'scenario';
+        _base := reco._scenario_overrides(p_tenant_id, _scenario);
+    END IF;
+    -- no running experiment anywhere in the tenant's scenario: one index probe, no hashing
+    IF EXISTS (SELECT 1 FROM reco.experiments x
+               WHERE x.tenant_id = p_tenant_id AND x.scenario = _scenario AND x.status = 'running') THEN
+        SELECT a.experiment_id, a.kind, a.variant, a.side_b, a.overrides, a.overrides_b
+        INTO _exp, _kind, _variant, _variant_b, _ov, _ov_b
+        FROM reco._assignment(p_tenant_id, _scenario, p_user_id) AS a;
+    END IF;
+    IF _exp IS NULL OR _kind = 'ab' THEN
+        RETURN QUERY
+            SELECT r.*, _scenario, _exp, _variant, NULL::smallint
+            FROM reco._recommend(p_tenant_id, p_user_id, p_k, _options, p_reasons,
+                                 _base || coalesce(_ov, '{}')) AS r;
+        RETURN;
+    END IF;
+    SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.rank), '[]') INTO _la
+    FROM reco._recommend(p_tenant_id, p_user_id, p_k, _options, p_reasons, _base || _ov) AS r;
+    SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.rank), '[]') INTO _lb
+    FROM reco._recommend(p_tenant_id, p_user_id, p_k, _options, p_reasons, _base || _ov_b) AS r;
+    WHILE jsonb_array_length(_out) < p_k LOOP
+        -- skip what the other side already took
+        WHILE _ia < jsonb_array_length(_la) AND (_la -> _ia ->> 'feature_key')::int = ANY (_taken) LOOP
+            _ia := _ia + 1;
+        END LOOP;
+        WHILE _ib < jsonb_array_length(_lb) AND (_lb -> _ib ->> 'feature_key')::int = ANY (_taken) LOOP
+            _ib := _ib + 1;
+        END LOOP;
+        EXIT WHEN _ia >= jsonb_array_length(_la) AND _ib >= jsonb_array_length(_lb);
+        _from_a := _ib >= jsonb_array_length(_lb)
+                   OR (_ia < jsonb_array_length(_la) AND (_na < _nb OR (_na = _nb AND random() < 0.5)));
+        IF _from_a THEN
+            _pick := (_la -> _ia) || '{"side": 0}';
+            _na := _na + 1;
+        ELSE
+            _pick := (_lb -> _ib) || '{"side": 1}';
+            _nb := _nb + 1;
+        END IF;
+        _taken := _taken || (_pick ->> 'feature_key')::int;
+        _out := _out || jsonb_build_array(_pick || jsonb_build_object('rank', jsonb_array_length(_out) + 1));
+    END LOOP;
+    RETURN QUERY
+        SELECT (x ->> 'rank')::int, x ->> 'feature_id', (x ->> 'score')::float8,
+               CASE WHEN x -> 'reasons' = 'null' THEN NULL ELSE x -> 'reasons' END,
+               (x ->> 'feature_key')::int, (x ->> 'user_key')::int, x ->> 'segment', _scenario, _exp,
+               CASE WHEN (x ->> 'side')::int = 0 THEN _variant ELSE _variant_b END, (x ->> 'side')::smallint
+        FROM jsonb_array_elements(_out) AS x;
+END $$;
+
 CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAULT 10,
                                                    p_options jsonb DEFAULT '{}',
                                                    p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
     SELECT r.rank, r.feature_id, r.score, r.reasons
-    FROM reco._recommend(reco._tenant_id(p_tenant), p_user_id, p_k, p_options) AS r
+    FROM reco._serve(reco._tenant_id(p_tenant), p_user_id, p_k, p_options) AS r
 $$;
 COMMENT ON FUNCTION reco.recommend_features(text, int, jsonb, text) IS
 $c$the features a user is most likely to use next: rank, feature_id, score and reasons (each component's
 contribution, "because" = the user's features that led to it, the segment used). Hybrid of ItemCF, UserCF
 (reco.usercf_scores, as of the embeddings job; HNSW now for users new since), cohort prior, segment popularity and the session (options.recent); seen features down-weighted
 (options.exclude_seen removes them); inactive and (for free users) paid-only features removed; Thompson
-sampling for users with few interactions; MMR on category. Options: exclude_seen, recent, explore, weights
+sampling for users with few interactions; MMR on category. Options: scenario (its setting overrides, and the
+experiments running in it), exclude_seen, recent, explore, weights
 {itemcf, usercf, prior, popularity, session, explore}, seed, distinct_categories. Writes nothing.
 Example: SELECT * FROM reco.recommend_features('U42', 5);$c$;
 
@@ -589,14 +684,19 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- Every live exposure is written here (reco.log_exposures and reco.api_serve call it; only the
 -- evaluation copies exposures, into its own scopes).
 DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, text[], text);
+DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, int[], text);
 CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
-                                               p_request_id text, p_keys int[], p_variant text)
+                                               p_request_id text, p_keys int[], p_variant text,
+                                               p_scenario text DEFAULT NULL, p_experiment_id int DEFAULT NULL,
+                                               p_sides smallint[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
-    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at)
-    VALUES (p_tenant_id, p_request_id, p_user_key, p_keys, p_segment, p_variant, clock_timestamp());
+    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at,
+                                scenario, experiment_id, sides)
+    VALUES (p_tenant_id, p_request_id, p_user_key, p_keys, p_segment, p_variant, clock_timestamp(),
+            p_scenario, p_experiment_id, p_sides);
 END $$;
 
 -- The user's key, creating a cold user the first time an id is seen.

@@ -85,6 +85,10 @@ DECLARE
     _keys int[];
     _user_key int;
     _segment text;
+    _scenario text;
+    _experiment int;
+    _variants text[];
+    _sides smallint[];
 BEGIN
     -- bodies from row_to_json: compact ({"rank":1,...}), in the order of the columns
     IF p_kind = 'similar' THEN
@@ -98,21 +102,25 @@ BEGIN
         RAISE EXCEPTION 'unknown request kind "%"', p_kind
             USING ERRCODE = 'invalid_parameter_value', HINT = 'recommendations, starter or similar.';
     END IF;
-    SELECT json_agg(CASE WHEN p_explain THEN row_to_json(e) ELSE row_to_json(i) END ORDER BY r.rank),
-           array_agg(r.feature_key ORDER BY r.rank), min(r.user_key), min(r.segment)
-    INTO _items, _keys, _user_key, _segment
-    FROM reco._recommend(_key.tenant_id, p_id, p_k,
-                         CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) ELSE p_options END,
-                         p_explain) AS r
+    SELECT json_agg(CASE WHEN p_explain THEN json_strip_nulls(row_to_json(e)) ELSE row_to_json(i) END ORDER BY r.rank),
+           array_agg(r.feature_key ORDER BY r.rank), min(r.user_key), min(r.segment), min(r.scenario),
+           min(r.experiment_id), array_agg(DISTINCT r.variant) FILTER (WHERE r.variant IS NOT NULL),
+           array_agg(r.side ORDER BY r.rank) FILTER (WHERE r.side IS NOT NULL)
+    INTO _items, _keys, _user_key, _segment, _scenario, _experiment, _variants, _sides
+    FROM reco._serve(_key.tenant_id, p_id, p_k,
+                     CASE WHEN p_kind = 'starter' THEN reco._starter_options(_key.slug) || p_options ELSE p_options END,
+                     p_explain) AS r
     CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score) AS i
-    CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score, r.reasons) AS e;
+    CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score, r.reasons, r.side) AS e;
     IF p_log AND cardinality(_keys) > 0 THEN
         PERFORM reco._log_exposures(_key.tenant_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)),
-                                    _segment, p_request_id, _keys, NULL);
+                                    _segment, p_request_id, _keys,
+                                    CASE WHEN _sides IS NULL THEN _variants[1] END, _scenario, _experiment, _sides);
     END IF;
     RETURN (SELECT row_to_json(a)::text
             FROM (SELECT p_request_id AS request_id, p_id AS user_id, coalesce(_items, '[]') AS items,
-                         NULL AS variant, false AS degraded) AS a);
+                         CASE WHEN _sides IS NOT NULL THEN 'interleaved' ELSE _variants[1] END AS variant,
+                         false AS degraded) AS a);
 END $$;
 COMMENT ON FUNCTION reco.api_serve(bytea, text, text, int, jsonb, text, boolean, boolean) IS
 $c$one REST request for recommendations, a starter set or similar features: authenticates the key, ranks,
@@ -164,6 +172,8 @@ BEGIN
         RAISE EXCEPTION 'unknown user "%"', p_user_id
             USING ERRCODE = 'no_data_found', HINT = 'Nothing is stored under this id.';
     END IF;
+    -- a killed import's staging table holds raw rows, this user's among them
+    PERFORM reco.drop_stale_import_stages();
     DELETE FROM reco.event_ids i USING reco.events e
     WHERE e.tenant_id = _tid AND e.user_key = _key AND i.tenant_id = _tid AND i.event_id = e.event_id;
     GET DIAGNOSTICS _n = ROW_COUNT;

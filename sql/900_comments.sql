@@ -106,3 +106,22 @@ COMMENT ON COLUMN reco.exposures.shown_at IS 'when it was shown: the time of the
 COMMENT ON COLUMN reco.exposures.used_keys IS 'the features of feature_keys the user used within bandit_window after shown_at';
 COMMENT ON TABLE reco.api_keys IS
     'REST API keys: the tenant each belongs to, a name, the first 12 characters (prefix) and the SHA-256 of the key (the key itself is not stored), created and revoked';
+
+COMMENT ON TABLE reco.scenarios IS
+    'placements (home, onboarding_email, ...): named serving-setting overrides on top of the tenant''s settings; requests name one in options.scenario (?scenario= in REST)';
+COMMENT ON TABLE reco.experiments IS
+    'A/B tests and interleaving experiments: scenario, status (draft, running, stopped), traffic share, salt, metrics, planned looks; see reco.experiment_list and reco.experiment_report';
+COMMENT ON COLUMN reco.experiments.ns_start IS
+    'the experiment''s slice of its scenario''s hash space is [ns_start, ns_start + traffic): experiments running in one scenario never share a user';
+COMMENT ON COLUMN reco.experiments.salt IS 'seed of the variant hash (reco.bucket(salt, user_id)); the name by default';
+COMMENT ON COLUMN reco.experiments.oec IS 'overall evaluation criterion: {metric: weight}, the weighted sum of the metrics'' relative lifts';
+COMMENT ON COLUMN reco.experiments.planned_users IS 'users planned in all arms: the sequential monitor''s information fraction is users so far / planned';
+COMMENT ON COLUMN reco.experiments.pre_period IS 'the window before a user''s first exposure whose metric values are the CUPED covariate';
+COMMENT ON TABLE reco.experiment_variants IS
+    'an experiment''s variants in order (position 0 is the control): relative weight and serving-setting overrides';
+COMMENT ON TABLE reco.metrics IS
+    'tenant-defined experiment metrics: the events of one kind after a user''s first exposure, aggregated as any, count, sum or mean of a numeric props field';
+COMMENT ON COLUMN reco.exposures.scenario IS 'the scenario the request named (default: the tenant''s settings)';
+COMMENT ON COLUMN reco.exposures.experiment_id IS 'the running experiment the user was in for that scenario (NULL: none)';
+COMMENT ON COLUMN reco.exposures.variant IS 'the experiment variant served (NULL outside experiments and for interleaving)';
+COMMENT ON COLUMN reco.exposures.sides IS 'interleaving: per feature shown, the side it came from (0: control, 1: treatment)';

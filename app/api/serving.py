@@ -36,13 +36,15 @@ USER = Param("user_id", "path", str, "your id of the user", max_length=200)
 FEATURE = Param("feature_id", "path", str, "your id of the feature", max_length=200)
 EXPLAIN = Param("explain", "query", bool, "include each item's reasons", False)
 LOG = Param("log", "query", bool, "record the exposures (what was shown) for the bandit and A/B analysis", True)
+SCENARIO = Param("scenario", "query", str, "the placement: its setting overrides and the experiments running in "
+                 "it (default: the tenant's settings)", max_length=63)
 REC = (USER, Param("k", "query", int, "how many", 10, ge=1, le=100),
        Param("exclude_seen", "query", bool, "leave out features the user already uses (else they are "
              "down-weighted)", False),
        Param("recent", "query", str, "comma-separated feature ids used in this session: boosts their "
              "neighbours", max_length=4000),
-       EXPLAIN, LOG)
-STARTER = (USER, Param("k", "query", int, "how many", 3, ge=1, le=100), EXPLAIN, LOG)
+       SCENARIO, EXPLAIN, LOG)
+STARTER = (USER, Param("k", "query", int, "how many", 3, ge=1, le=100), SCENARIO, EXPLAIN, LOG)
 SIMILAR = (FEATURE, Param("k", "query", int, "how many", 5, ge=1, le=100))
 
 
@@ -80,6 +82,8 @@ async def recommendations(request: Request) -> Response:
         options["exclude_seen"] = True
     if p["recent"]:
         options["recent"] = [f.strip() for f in p["recent"].split(",") if f.strip()]
+    if p["scenario"]:
+        options["scenario"] = p["scenario"]
     return await serve(request, "recommendations", p["user_id"], p["k"], options, p["log"], p["explain"],
                        "/v1/users/{user_id}/recommendations")
 
@@ -89,7 +93,8 @@ async def recommendations(request: Request) -> Response:
             openapi_extra=openapi(*STARTER))
 async def starter(request: Request) -> Response:
     p = parse(request, *STARTER)
-    return await serve(request, "starter", p["user_id"], p["k"], {}, p["log"], p["explain"],
+    options = {"scenario": p["scenario"]} if p["scenario"] else {}
+    return await serve(request, "starter", p["user_id"], p["k"], options, p["log"], p["explain"],
                        "/v1/users/{user_id}/starter")
 
 
