@@ -192,6 +192,7 @@ DECLARE
     _fresh bigint;
     _max timestamptz;
     _rejected jsonb;
+    _new_users bigint;
 BEGIN
     BEGIN
         _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, false) AS c);
@@ -219,6 +220,11 @@ BEGIN
                       WHERE u.tenant_id = p_tenant_id AND u.user_id = r.user_id)
     ORDER BY 2
     ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
+    GET DIAGNOSTICS _new_users = ROW_COUNT;
+    IF _new_users > 0 THEN
+        -- what they were shown before they existed (reads do not create users)
+        PERFORM reco._attach_exposures(p_tenant_id, ARRAY(SELECT DISTINCT r.user_id FROM reco._batch(_valid_rows) AS r));
+    END IF;
 
     -- a partition for each month that holds data (not the gaps between)
     PERFORM reco.ensure_event_partitions(m.month, m.month)
@@ -395,6 +401,9 @@ BEGIN
     ORDER BY b.user_id, b.idx DESC
     ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING;
     GET DIAGNOSTICS _inserted = ROW_COUNT;
+    IF _inserted > 0 THEN
+        PERFORM reco._attach_exposures(p_tenant_id, ARRAY(SELECT b.user_id FROM unnest(_rows) AS b WHERE b.field IS NULL));
+    END IF;
 
     RETURN reco._report(_updated + _inserted, _valid - _updated - _inserted,
         (SELECT reco._rejections(array_agg(idx), array_agg(field), array_agg(reason)) FROM unnest(_rows)));

@@ -708,7 +708,11 @@ COMMENT ON FUNCTION reco.job_bandit(int) IS
 
 -- Takes exposures out of the counts before they are deleted (erasure of a user, retention):
 -- the arms stay what a count of the remaining exposures gives.
-CREATE OR REPLACE FUNCTION reco._bandit_forget(p_tenant_id int, p_user_key int, p_before timestamptz)
+-- p_user_key NULL: every user's (retention), unless p_user_id names an id never known as a user.
+-- The uses were counted at ingest whether or not the job ever ran; the failures only by the job.
+DROP FUNCTION IF EXISTS reco._bandit_forget(int, int, timestamptz);
+CREATE OR REPLACE FUNCTION reco._bandit_forget(p_tenant_id int, p_user_key int, p_before timestamptz,
+                                               p_user_id text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan AS $$
@@ -718,12 +722,14 @@ BEGIN
     SET alpha = greatest(1, b.alpha - g.used), beta = greatest(1, b.beta - g.failed), updated_at = now()
     FROM (SELECT x.segment, s.feature_key,
                  count(*) FILTER (WHERE s.feature_key = ANY (x.used_keys)) AS used,
-                 count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys) AND x.shown_at < st.counted_before) AS failed
+                 count(*) FILTER (WHERE s.feature_key <> ALL (x.used_keys)
+                                    AND x.shown_at < coalesce(st.counted_before, '-infinity')) AS failed
           FROM reco.exposures x
           CROSS JOIN LATERAL unnest(x.feature_keys) AS s(feature_key)
-          JOIN reco.bandit_state st ON st.tenant_id = p_tenant_id
+          LEFT JOIN reco.bandit_state st ON st.tenant_id = p_tenant_id
           WHERE x.tenant_id = p_tenant_id
             AND (p_user_key IS NULL OR x.user_key = p_user_key)
+            AND (p_user_id IS NULL OR (x.user_key IS NULL AND x.user_id = p_user_id))
             AND (p_before IS NULL OR x.shown_at < p_before)
           GROUP BY x.segment, s.feature_key) AS g
     WHERE b.tenant_id = p_tenant_id AND b.segment = g.segment AND b.feature_key = g.feature_key;

@@ -684,8 +684,11 @@ overage covers the usage) come first, cheapest first. Example: SELECT * FROM rec
 -- Every live exposure is written here (reco.log_exposures and reco.api_serve call it; only the
 -- evaluation copies exposures, into its own scopes).
 DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, text[], text);
+-- A user not (yet) known (p_user_key NULL) is recorded by id, not created: a read never writes a
+-- user; the id's first event or upsert attaches its exposures (reco._attach_exposures).
 DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, int[], text);
-CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_segment text,
+DROP FUNCTION IF EXISTS reco._log_exposures(int, int, text, text, int[], text, text, int, smallint[]);
+CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, p_user_id text, p_segment text,
                                                p_request_id text, p_keys int[], p_variant text,
                                                p_scenario text DEFAULT NULL, p_experiment_id int DEFAULT NULL,
                                                p_sides smallint[] DEFAULT NULL)
@@ -693,30 +696,23 @@ RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
-    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at,
+    INSERT INTO reco.exposures (tenant_id, request_id, user_key, user_id, feature_keys, segment, variant, shown_at,
                                 scenario, experiment_id, sides)
-    VALUES (p_tenant_id, p_request_id, p_user_key, p_keys, p_segment, p_variant, clock_timestamp(),
-            p_scenario, p_experiment_id, p_sides);
+    VALUES (p_tenant_id, p_request_id, p_user_key, CASE WHEN p_user_key IS NULL THEN p_user_id END, p_keys,
+            p_segment, p_variant, clock_timestamp(), p_scenario, p_experiment_id, p_sides);
 END $$;
 
--- The user's key, creating a cold user the first time an id is seen.
-CREATE OR REPLACE FUNCTION reco._user_key(p_tenant_id int, p_user_id text)
-RETURNS int
-LANGUAGE plpgsql AS $$
-DECLARE
-    _key int;
-BEGIN
-    SELECT user_key INTO _key FROM reco.users WHERE tenant_id = p_tenant_id AND user_id = p_user_id;
-    IF _key IS NULL THEN
-        INSERT INTO reco.users (tenant_id, user_id) VALUES (p_tenant_id, p_user_id)
-        ON CONFLICT ON CONSTRAINT users_tenant_id_user_id_key DO NOTHING
-        RETURNING user_key INTO _key;
-        IF _key IS NULL THEN  -- created meanwhile by another session
-            SELECT user_key INTO _key FROM reco.users WHERE tenant_id = p_tenant_id AND user_id = p_user_id;
-        END IF;
-    END IF;
-    RETURN _key;
-END $$;
+-- The exposures recorded under ids that now have a user row (called where users are created)
+CREATE OR REPLACE FUNCTION reco._attach_exposures(p_tenant_id int, p_user_ids text[])
+RETURNS void
+LANGUAGE sql AS $$
+    UPDATE reco.exposures x SET user_key = u.user_key, user_id = NULL
+    FROM reco.users u
+    WHERE x.tenant_id = p_tenant_id AND x.user_key IS NULL AND x.user_id = ANY (p_user_ids)
+      AND u.tenant_id = p_tenant_id AND u.user_id = x.user_id
+$$;
+
+DROP FUNCTION IF EXISTS reco._user_key(int, text);  -- reads no longer create users
 
 CREATE OR REPLACE FUNCTION reco.log_exposures(p_request_id text, p_user_id text, p_feature_ids text[],
                                               p_variant text DEFAULT NULL, p_tenant text DEFAULT NULL)
@@ -733,16 +729,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the id of the request that showed them.';
     END IF;
     SELECT u.user_key, u.paid, u.attributes INTO _user
-    FROM reco.users u WHERE u.tenant_id = _tid AND u.user_key = reco._user_key(_tid, p_user_id);
+    FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
     SELECT g.serving_attribute || '=' || g.serving_value INTO _segment
-    FROM reco._serving_segments(_tid, _user.paid, _user.attributes, reco._segment_attributes(_tid),
-                                reco.setting('min_segment_users', _tid)::int) AS g;
+    FROM reco._serving_segments(_tid, coalesce(_user.paid, false), coalesce(_user.attributes, '{}'),
+                                reco._segment_attributes(_tid), reco.setting('min_segment_users', _tid)::int) AS g;
     _keys := ARRAY(SELECT f.feature_key
                    FROM unnest(p_feature_ids) WITH ORDINALITY AS x(feature_id, ord)
                    JOIN reco.features f ON f.tenant_id = _tid AND f.feature_id = x.feature_id
                    ORDER BY x.ord);
     IF cardinality(_keys) > 0 THEN
-        PERFORM reco._log_exposures(_tid, _user.user_key, _segment, p_request_id, _keys, p_variant);
+        PERFORM reco._log_exposures(_tid, _user.user_key, p_user_id, _segment, p_request_id, _keys, p_variant);
     END IF;
     RETURN cardinality(_keys);
 END $$;
@@ -753,11 +749,11 @@ counts a success in the segment's bandit arm; the bandit job counts the exposure
 Example: SELECT reco.log_exposures('req-1', 'U42', ARRAY['batch-mode', 'upscale']);$c$;
 
 CREATE OR REPLACE VIEW reco.exposure_items AS
-SELECT t.slug AS tenant, x.request_id, u.user_id, f.feature_id, s.rank::int AS rank, x.segment, x.variant,
-       x.shown_at, s.feature_key = ANY (x.used_keys) AS used
+SELECT t.slug AS tenant, x.request_id, coalesce(u.user_id, x.user_id) AS user_id, f.feature_id, s.rank::int AS rank,
+       x.segment, x.variant, x.shown_at, s.feature_key = ANY (x.used_keys) AS used
 FROM reco.exposures x
 JOIN reco.tenants t ON t.tenant_id = x.tenant_id
-JOIN reco.users u ON u.tenant_id = x.tenant_id AND u.user_key = x.user_key
+LEFT JOIN reco.users u ON u.tenant_id = x.tenant_id AND u.user_key = x.user_key
 CROSS JOIN LATERAL unnest(x.feature_keys) WITH ORDINALITY AS s(feature_key, rank)
 JOIN reco.features f ON f.tenant_id = x.tenant_id AND f.feature_key = s.feature_key;
 COMMENT ON VIEW reco.exposure_items IS

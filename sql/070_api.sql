@@ -113,8 +113,7 @@ BEGIN
     CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score) AS i
     CROSS JOIN LATERAL (SELECT r.rank, r.feature_id, r.score, r.reasons, r.side) AS e;
     IF p_log AND cardinality(_keys) > 0 THEN
-        PERFORM reco._log_exposures(_key.tenant_id, coalesce(_user_key, reco._user_key(_key.tenant_id, p_id)),
-                                    _segment, p_request_id, _keys,
+        PERFORM reco._log_exposures(_key.tenant_id, _user_key, p_id, _segment, p_request_id, _keys,
                                     CASE WHEN _sides IS NULL THEN _variants[1] END, _scenario, _experiment, _sides);
     END IF;
     RETURN (SELECT row_to_json(a)::text
@@ -166,9 +165,17 @@ DECLARE
     _counts jsonb;
     _table text;
     _n bigint;
+    _pending bigint;
 BEGIN
     SELECT user_key INTO _key FROM reco.users WHERE tenant_id = _tid AND user_id = p_user_id;
+    -- what was shown to the id before it was a user (reads create no user)
+    PERFORM reco._bandit_forget(_tid, NULL, NULL, p_user_id);
+    DELETE FROM reco.exposures WHERE tenant_id = _tid AND user_key IS NULL AND user_id = p_user_id;
+    GET DIAGNOSTICS _pending = ROW_COUNT;
     IF _key IS NULL THEN
+        IF _pending > 0 THEN
+            RETURN jsonb_build_object('exposures', _pending, 'users', 0);
+        END IF;
         RAISE EXCEPTION 'unknown user "%"', p_user_id
             USING ERRCODE = 'no_data_found', HINT = 'Nothing is stored under this id.';
     END IF;
@@ -185,7 +192,7 @@ BEGIN
         _counts := _counts || jsonb_build_object(_table, _n);
     END LOOP;
     DELETE FROM reco.users WHERE tenant_id = _tid AND user_key = _key;
-    RETURN _counts || jsonb_build_object('users', 1);
+    RETURN _counts || jsonb_build_object('users', 1, 'exposures', (_counts ->> 'exposures')::bigint + _pending);
 END $$;
 COMMENT ON FUNCTION reco.erase_user(text, text) IS
 $c$erase a user everywhere (events and their ids, interactions, user vector and UserCF row, exposures, the user row), for

@@ -84,7 +84,9 @@ BEGIN
                count(*)::float8 AS exposures,
                count(*) FILTER (WHERE cardinality(x.used_keys) > 0)::float8 AS clicks
         FROM reco.exposures x
+        -- (ids shown things before they were users count once they are)
         WHERE x.experiment_id = _e.experiment_id AND x.tenant_id = _e.tenant_id AND x.shown_at < _end
+          AND x.user_key IS NOT NULL
         GROUP BY x.user_key
     ), ev AS MATERIALIZED (
         SELECT eu.uk,

