@@ -56,6 +56,8 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
      'weight of each event kind in reco.interactions; kinds not listed weigh 1.0'),
     ('max_future', '"1 hour"',
      'events later than now() + this interval are rejected as "in the future"'),
+    ('max_event_age', '"50 years"',
+     'events older than now() - this interval are rejected as too old (a stray old timestamp skews the decay and the history)'),
     ('segment_attributes', '["industry", "paid", "usage_band"]',
      'user attributes that define segments (cohort priors, segment popularity, bandits)')
 ON CONFLICT (key) DO UPDATE
@@ -116,14 +118,24 @@ COMMENT ON VIEW reco.effective_settings IS
     'every setting of every tenant with the value in force, whether it is the default, and what it means';
 
 -- ---------------------------------------------------------------------------------------
--- Event partitions: one per calendar month (UTC), created as data arrives.
+-- Event partitions: one per calendar month (UTC) from 24 months back on, created as data
+-- arrives; older events go to reco.events_default. The horizon only moves forward, so a month
+-- never has rows in both.
 -- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.partition_horizon()
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE SET TimeZone = 'UTC' AS $$
+    SELECT date_trunc('month', now()) - interval '24 months'
+$$;
+COMMENT ON FUNCTION reco.partition_horizon() IS
+    'the first month with a partition of its own in reco.events (24 months back); older events are in reco.events_default';
 
 CREATE OR REPLACE FUNCTION reco.ensure_event_partitions(p_from timestamptz, p_to timestamptz)
 RETURNS int
 LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
 DECLARE
-    _month timestamptz := date_trunc('month', p_from);
+    _month timestamptz := greatest(date_trunc('month', p_from), reco.partition_horizon());
     _name text;
     _created int := 0;
 BEGIN
@@ -157,7 +169,7 @@ BEGIN
     RETURN _created;
 END $$;
 COMMENT ON FUNCTION reco.ensure_event_partitions(timestamptz, timestamptz) IS
-    'create the monthly partitions of reco.events covering [p_from, p_to]; returns how many were new';
+    'create the monthly partitions of reco.events covering [p_from, p_to] from the partition horizon on (older months are in events_default); returns how many were new';
 
 -- ---------------------------------------------------------------------------------------
 -- Parsing helpers for ingest (text in, typed value or NULL out).

@@ -114,8 +114,9 @@ $$;
 -- Events
 -- ---------------------------------------------------------------------------------------
 
+DROP FUNCTION IF EXISTS reco._check_events(int, reco.event_input[], timestamptz, boolean);
 CREATE OR REPLACE FUNCTION reco._check_events(p_tenant_id int, p_rows reco.event_input[],
-                                              p_latest timestamptz, p_safe_time boolean)
+                                              p_latest timestamptz, p_safe_time boolean, p_oldest timestamptz)
 RETURNS SETOF reco._event_checked
 LANGUAGE sql STABLE AS $$
     -- OFFSET 0 keeps each level from being flattened into the next, so the parsed values and
@@ -139,6 +140,8 @@ LANGUAGE sql STABLE AS $$
                 ARRAY['occurred_at', format('"%s" is not a time (ISO 8601 or epoch seconds)', p.occurred_at)]
             WHEN p.ts > p_latest THEN ARRAY['occurred_at', format('%s is in the future', p.occurred_at)]
             WHEN p.ts < '1970-01-01 00:00:00+00' THEN ARRAY['occurred_at', 'before 1970']
+            WHEN p.ts < p_oldest THEN
+                ARRAY['occurred_at', format('%s is older than max_event_age (before %s)', p.occurred_at, p_oldest)]
             WHEN p.kind !~ '^[A-Za-z0-9_.:-]{1,40}$' THEN
                 ARRAY['kind', 'use 1-40 letters, digits, "_", ".", ":" or "-"']
             WHEN NOT reco._missing(p.success) AND p.ok IS NULL THEN
@@ -187,6 +190,7 @@ DECLARE
     _kind_weights jsonb := reco.setting('kind_weights', p_tenant_id);
     _latest timestamptz := now() + (reco.setting('max_future', p_tenant_id) ->> 0)::interval;
     _window interval := (reco.setting('bandit_window', p_tenant_id) ->> 0)::interval;
+    _oldest timestamptz := now() - (reco.setting('max_event_age', p_tenant_id) ->> 0)::interval;
     _t0 float8;
     _valid bigint;
     _fresh bigint;
@@ -195,11 +199,11 @@ DECLARE
     _new_users bigint;
 BEGIN
     BEGIN
-        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, false) AS c);
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, false, _oldest) AS c);
     EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format
             OR numeric_value_out_of_range OR invalid_parameter_value THEN
         -- a time that looks right but is not a date (2024-02-30): check row by row
-        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, true) AS c);
+        _rows := ARRAY(SELECT c FROM reco._check_events(p_tenant_id, p_rows, _latest, true, _oldest) AS c);
     END;
 
     -- the valid rows get an array of their own: a filter on field IS NULL would be estimated
@@ -231,8 +235,15 @@ BEGIN
     FROM (SELECT DISTINCT date_trunc('month', occurred_at) AS month
           FROM unnest(_valid_rows)) AS m;
 
-    -- Decay epoch t0: wait for a running rebase (it locks interactions in SHARE ROW EXCLUSIVE),
-    -- then read it. A tenant's first events set it: t0 follows the data, not the wall clock.
+    -- Decay epoch t0: a batch far ahead of it (the tenant's first event was an outlier, or the
+    -- maintenance job has not run for long) rebases it first, before any weight is computed:
+    -- else every new weight would be clamped at e^700 and recency lost. Then wait for a running
+    -- rebase (it locks interactions in SHARE ROW EXCLUSIVE) and read it. A tenant's first events
+    -- set it: t0 follows the data, not the wall clock.
+    SELECT extract(epoch FROM decay_epoch) INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
+    IF _t0 IS NOT NULL AND (extract(epoch FROM _max) - _t0) / _tau > reco.setting('rebase_after', p_tenant_id)::float8 THEN
+        PERFORM reco.rebase_epoch(p_tenant_id, date_trunc('day', _max));
+    END IF;
     LOCK TABLE reco.interactions IN ROW EXCLUSIVE MODE;
     SELECT extract(epoch FROM decay_epoch) INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
     IF _t0 IS NULL THEN
@@ -260,6 +271,17 @@ BEGIN
                             WHERE u.tenant_id = p_tenant_id AND u.user_id = r.user_id
                             LIMIT 1) AS u
         RETURNING user_key, feature_key, occurred_at, kind, success
+    ), daily AS (
+        -- a user's uses per day, for /plan
+        INSERT INTO reco.user_daily_uses AS d (tenant_id, user_key, day, uses, paid_uses)
+        SELECT p_tenant_id, i.user_key, (i.occurred_at AT TIME ZONE 'UTC')::date, count(*),
+               count(*) FILTER (WHERE f.requires_paid)
+        FROM ins i
+        JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = i.feature_key
+        GROUP BY 2, 3 ORDER BY 2, 3
+        ON CONFLICT ON CONSTRAINT user_daily_uses_pkey DO UPDATE
+            SET uses = d.uses + excluded.uses, paid_uses = d.paid_uses + excluded.paid_uses
+        RETURNING 1
     ), agg AS (
         SELECT user_key, feature_key,
                sum(reco._event_weight(kind, occurred_at, success, _t0, _tau, _gamma, _kind_weights)) AS weight,

@@ -781,6 +781,9 @@ BEGIN
     DELETE FROM reco.exposures WHERE tenant_id = p_tenant_id AND shown_at < _expired;
     GET DIAGNOSTICS _rows = ROW_COUNT;
     _n := _n + _rows;
+    DELETE FROM reco.user_daily_uses WHERE tenant_id = p_tenant_id AND day < current_date - 400;
+    GET DIAGNOSTICS _rows = ROW_COUNT;
+    _n := _n + _rows;
     SELECT decay_epoch INTO _t0 FROM reco.tenants WHERE tenant_id = p_tenant_id;
     SELECT max(last_at) INTO _latest FROM reco.interactions WHERE tenant_id = p_tenant_id;
     IF _t0 IS NOT NULL AND _latest IS NOT NULL

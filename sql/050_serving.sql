@@ -18,7 +18,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
     ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
-    ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices')
+    ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices (UTC days, today included; counts are kept 400 days)')
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
@@ -635,13 +635,18 @@ DECLARE
 BEGIN
     SELECT u.user_key INTO _user_key FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;
     IF _user_key IS NOT NULL THEN
-        SELECT count(*), count(*) FILTER (WHERE f.requires_paid),
-               coalesce(array_agg(DISTINCT f.feature_id) FILTER (WHERE f.requires_paid), '{}')
-        INTO _uses, _paid_uses, _paid_features
-        FROM reco.events e
-        JOIN reco.features f ON f.tenant_id = e.tenant_id AND f.feature_key = e.feature_key
-        WHERE e.tenant_id = _tid AND e.user_key = _user_key
-          AND e.occurred_at >= now() - make_interval(days => _days) AND e.occurred_at <= now();
+        -- the user's uses per day (UTC) over the window: at most plan_window_days rows, however
+        -- many events they are
+        SELECT coalesce(sum(d.uses), 0), coalesce(sum(d.paid_uses), 0) INTO _uses, _paid_uses
+        FROM reco.user_daily_uses d
+        WHERE d.tenant_id = _tid AND d.user_key = _user_key
+          AND d.day > (now() AT TIME ZONE 'UTC')::date - _days AND d.day <= (now() AT TIME ZONE 'UTC')::date;
+        -- the paid-only features used in the window: the user's rows, one per feature
+        SELECT coalesce(array_agg(f.feature_id ORDER BY f.feature_id), '{}') INTO _paid_features
+        FROM reco.interactions i
+        JOIN reco.features f ON f.tenant_id = i.tenant_id AND f.feature_key = i.feature_key
+        WHERE i.tenant_id = _tid AND i.user_key = _user_key AND f.requires_paid
+          AND i.last_at > now() - make_interval(days => _days);
     END IF;
     RETURN QUERY
     SELECT (row_number() OVER (ORDER BY c.fits DESC, c.cost NULLS LAST, c.price, c.plan_id))::int,

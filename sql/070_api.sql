@@ -186,7 +186,7 @@ BEGIN
     GET DIAGNOSTICS _n = ROW_COUNT;
     _counts := jsonb_build_object('event_ids', _n);
     PERFORM reco._bandit_forget(_tid, _key, NULL);  -- the arms no longer count their exposures
-    FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures}'::text[] LOOP
+    FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures,user_daily_uses}'::text[] LOOP
         EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1 AND user_key = $2', _table) USING _tid, _key;
         GET DIAGNOSTICS _n = ROW_COUNT;
         _counts := _counts || jsonb_build_object(_table, _n);

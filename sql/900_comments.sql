@@ -125,3 +125,5 @@ COMMENT ON COLUMN reco.exposures.scenario IS 'the scenario the request named (de
 COMMENT ON COLUMN reco.exposures.experiment_id IS 'the running experiment the user was in for that scenario (NULL: none)';
 COMMENT ON COLUMN reco.exposures.variant IS 'the experiment variant served (NULL outside experiments and for interleaving)';
 COMMENT ON COLUMN reco.exposures.sides IS 'interleaving: per feature shown, the side it came from (0: control, 1: treatment)';
+COMMENT ON TABLE reco.user_daily_uses IS
+    'per user and UTC day: events and events of paid-only features, maintained by ingest; what reco.recommend_plan reads (kept 400 days)';

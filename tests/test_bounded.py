@@ -4,7 +4,7 @@ jobs ran, a stray old event does not move the decay epoch, /plan reads bounded r
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from psycopg.types.json import Jsonb
 
@@ -75,3 +75,24 @@ def test_erasure_takes_a_users_successes_out_of_the_arms_before_any_bandit_run(c
     assert arms == len(body["items"]) == 2  # the uses were counted at ingest
     conn.execute("SELECT reco.erase_user('U1')")
     assert conn.execute("SELECT coalesce(sum(alpha - 1), 0) AS s FROM reco.bandit_arms").fetchone()["s"] == 0
+
+
+def test_plan_reads_daily_counts_not_raw_events(world):  # noqa: F811
+    """/plan answered 503 for a user with 10k events in 30 days: it counted them on every call."""
+    world.execute("SELECT reco.upsert_plans('[{\"plan_id\": \"free\", \"price\": 0, \"quota\": 100},"
+                  " {\"plan_id\": \"pro\", \"price\": 20}]')")
+    now = datetime.now(UTC)
+    for lo in range(0, 10_000, 5_000):
+        world.execute("SELECT reco.ingest_events(%s)", (Jsonb([
+            {"event_id": f"h{i}", "user_id": "U2", "feature_id": "abcd"[i % 4],
+             "occurred_at": (now - timedelta(minutes=3 * i)).isoformat()} for i in range(lo, lo + 5_000)]),))
+    def event_reads() -> int:  # this backend's scans of the events partitions not yet flushed
+        return world.execute("SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) AS n"
+                             " FROM pg_stat_xact_user_tables WHERE relname LIKE 'events%'").fetchone()["n"]
+
+    with world.transaction():
+        before = event_reads()
+        rows = world.execute("SELECT * FROM reco.recommend_plan('U2')").fetchall()
+        assert event_reads() == before
+    assert rows[0]["reasons"]["monthly_uses"] == 10_000  # all within 30 days (3 min apart: 21 days)
+    assert rows[0]["plan_id"] == "pro"

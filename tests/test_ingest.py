@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -106,18 +106,41 @@ def test_events_without_id_are_idempotent_on_content(catalog):
     assert call(conn, "ingest_events", batch[:1]) == {"accepted": 0, "duplicates": 1, "rejected": []}
 
 
-def test_partitions_are_created_as_data_arrives(catalog):
-    conn = catalog
-    call(conn, "ingest_events", [
-        {"event_id": "p1", "user_id": "U1", "feature_id": "cutout", "occurred_at": "2024-01-31T23:59:59Z"},
-        {"event_id": "p2", "user_id": "U1", "feature_id": "cutout", "occurred_at": "2024-06-01T00:00:00Z"},
-    ])
-    parts = [r["name"] for r in conn.execute(
+def _partitions(conn) -> list[str]:
+    return [r["name"] for r in conn.execute(
         """SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = 'reco.events'::regclass ORDER BY 1""")]
-    assert parts == ["events_2024_01", "events_2024_06"]  # months with data, not the gap
+
+
+def test_partitions_are_created_as_data_arrives(catalog):
+    conn = catalog
+    horizon = conn.execute("SELECT reco.partition_horizon() AS h").fetchone()["h"]
+    first, later = horizon.strftime("%Y-%m"), (horizon + timedelta(days=150)).strftime("%Y-%m")
+    call(conn, "ingest_events", [
+        {"event_id": "p1", "user_id": "U1", "feature_id": "cutout", "occurred_at": f"{first}-01T00:00:00Z"},
+        {"event_id": "p2", "user_id": "U1", "feature_id": "cutout", "occurred_at": f"{later}-02T00:00:00Z"},
+        {"event_id": "p0", "user_id": "U1", "feature_id": "cutout", "occurred_at": "2019-03-01T00:00:00Z"},
+    ])
+    names = [f"events_{first.replace('-', '_')}", f"events_{later.replace('-', '_')}"]
+    assert _partitions(conn) == sorted(["events_default", *names])  # months with data, not the gap
     rows = conn.execute("SELECT tableoid::regclass::text AS part, event_id FROM reco.events ORDER BY 2")
-    assert [r["part"] for r in rows] == ["reco.events_2024_01", "reco.events_2024_06"]
+    # older than the horizon (24 months): the default partition
+    assert [r["part"] for r in rows] == ["reco.events_default", f"reco.{names[0]}", f"reco.{names[1]}"]
+
+
+def test_a_client_cannot_create_partitions_by_the_hundred(catalog):
+    """682 events one per month from 1970 used to create 680 partitions inside the request."""
+    conn = catalog
+    events = [{"event_id": f"m{i}", "user_id": "U1", "feature_id": "cutout",
+               "occurred_at": f"{1970 + i // 12}-{i % 12 + 1:02d}-15T00:00:00Z"} for i in range(682)]
+    report = call(conn, "ingest_events", events)
+    too_old = [r for r in report["rejected"] if "max_event_age" in r["reason"]]
+    assert too_old and report["accepted"] + len(report["rejected"]) == 682
+    assert len(_partitions(conn)) <= 27  # the default one and at most 26 months from the horizon on
+    # the tenant may accept older history, still in the default partition
+    conn.execute("SELECT reco.set_setting('max_event_age', '\"60 years\"')")
+    assert call(conn, "ingest_events", events)["accepted"] == len(too_old)
+    assert len(_partitions(conn)) <= 27
 
 
 def test_bad_batch_shapes_raise_with_hint(conn):
@@ -228,7 +251,9 @@ def test_concurrent_batches_on_two_connections(catalog, db_url):
 
 def test_concurrent_sessions_create_the_same_partition(catalog, db_url):
     """Two sessions ingesting into a month with no partition yet: one creates it, both succeed."""
-    months = [f"20{y:02d}-{m:02d}" for y in (21, 22) for m in range(1, 13)]
+    horizon = catalog.execute("SELECT reco.partition_horizon() AS h").fetchone()["h"]
+    months = [f"{horizon.year + (horizon.month - 1 + i) // 12}-{(horizon.month - 1 + i) % 12 + 1:02d}"
+              for i in range(24)]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -253,4 +278,22 @@ def test_concurrent_sessions_create_the_same_partition(catalog, db_url):
     conn = catalog
     assert conn.execute("SELECT count(*) AS n FROM reco.events").fetchone()["n"] == 2 * len(months)
     n_parts = conn.execute("SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'reco.events'::regclass")
-    assert n_parts.fetchone()["n"] == len(months)
+    assert n_parts.fetchone()["n"] == len(months) + 1  # and the default partition
+
+
+def test_an_outlier_first_event_does_not_break_the_decay(catalog):
+    """A tenant's first event dated decades back set the decay epoch there: every later event
+    weighed e^700 (clamped), and recency was lost. The next batch far ahead rebases first."""
+    conn = catalog
+    call(conn, "ingest_events", [{"event_id": "old", "user_id": "U1", "feature_id": "cutout",
+                                  "occurred_at": "1980-05-01T00:00:00Z"}])
+    now = datetime.now(UTC)
+    call(conn, "ingest_events", [
+        {"event_id": "a", "user_id": "U2", "feature_id": "cutout",
+         "occurred_at": (now - timedelta(days=20)).isoformat()},
+        {"event_id": "b", "user_id": "U3", "feature_id": "cutout", "occurred_at": now.isoformat()}])
+    w = {r["user_id"]: r["weight"] for r in conn.execute(
+        "SELECT u.user_id, i.weight FROM reco.interactions i JOIN reco.users u USING (tenant_id, user_key)")}
+    assert w["U3"] < math.exp(10) and w["U2"] < w["U3"]  # recent weighs more, on a sane scale
+    assert w["U3"] / w["U2"] == pytest.approx(math.exp(20 / 14), rel=1e-6)  # τ 14 days
+    assert w["U1"] < 1e-100  # the 1980 use has decayed away

@@ -1,6 +1,7 @@
 """Experiments: scenarios (named setting overrides), experiments and their variants, tenant-defined
 metrics, and what an exposure records of them (scenario, experiment, interleaving sides);
-exposures of ids not yet known are kept under the id instead of creating a user.
+exposures of ids not yet known are kept under the id instead of creating a user; a default
+partition for old events; per-user daily use counts for /plan.
 
 Revision ID: 0013
 Revises: 0012
@@ -84,6 +85,28 @@ ALTER TABLE reco.exposures ADD COLUMN scenario text, ADD COLUMN experiment_id in
 ALTER TABLE reco.exposures ALTER COLUMN user_key DROP NOT NULL, ADD COLUMN user_id text,
     ADD CONSTRAINT exposures_user_check CHECK ((user_key IS NULL) <> (user_id IS NULL));
 CREATE INDEX exposures_pending_user_idx ON reco.exposures (tenant_id, user_id) WHERE user_key IS NULL;
+
+-- bounded history: events older than the monthly partitions' horizon go to one default partition
+-- (a client could otherwise create a partition per month back to 1970, and every later statement
+-- on events pays for each)
+CREATE TABLE reco.events_default PARTITION OF reco.events DEFAULT;
+
+-- /plan reads a user's uses per day (at most plan_window_days rows), maintained by ingest, not
+-- their raw events
+CREATE TABLE reco.user_daily_uses (
+    tenant_id int NOT NULL,
+    user_key  int NOT NULL,
+    day       date NOT NULL,
+    uses      int NOT NULL,
+    paid_uses int NOT NULL,
+    CONSTRAINT user_daily_uses_pkey PRIMARY KEY (tenant_id, user_key, day)
+);
+INSERT INTO reco.user_daily_uses (tenant_id, user_key, day, uses, paid_uses)
+SELECT e.tenant_id, e.user_key, (e.occurred_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE f.requires_paid)
+FROM reco.events e
+JOIN reco.features f ON f.tenant_id = e.tenant_id AND f.feature_key = e.feature_key
+WHERE e.occurred_at >= now() - interval '400 days'
+GROUP BY 1, 2, 3;
 CREATE INDEX exposures_experiment_idx ON reco.exposures (experiment_id, user_key, shown_at)
     WHERE experiment_id IS NOT NULL;
 """
