@@ -255,8 +255,11 @@ BEGIN
     -- not while the bandit job counts (see reco.job_bandit)
     PERFORM pg_advisory_xact_lock_shared(7281201, p_tenant_id);
     WITH fresh AS (
+        -- in event_id order: two batches holding the same ids in another order take their
+        -- index locks in the same order, so they wait for each other instead of deadlocking
         INSERT INTO reco.event_ids (tenant_id, event_id, occurred_at)
         SELECT p_tenant_id, r.event_id, r.occurred_at FROM reco._batch(_valid_rows) AS r
+        ORDER BY r.event_id
         ON CONFLICT ON CONSTRAINT event_ids_pkey DO NOTHING
         RETURNING event_id
     ), ins AS (

@@ -96,3 +96,31 @@ def test_plan_reads_daily_counts_not_raw_events(world):  # noqa: F811
         assert event_reads() == before
     assert rows[0]["reasons"]["monthly_uses"] == 10_000  # all within 30 days (3 min apart: 21 days)
     assert rows[0]["plan_id"] == "pro"
+
+
+def test_the_same_event_ids_in_another_order_do_not_deadlock(world, db_url):  # noqa: F811
+    import threading
+
+    import psycopg
+
+    errors: list[BaseException] = []
+    for attempt in range(4):
+        rows = [{"event_id": f"d{attempt}-{i}", "user_id": f"U{i % 7}", "feature_id": "abcd"[i % 4],
+                 "occurred_at": "2026-11-01T00:00:00Z"} for i in range(3000)]
+        barrier = threading.Barrier(2)
+
+        def send(batch: list[dict], barrier: threading.Barrier = barrier) -> None:
+            try:
+                with psycopg.connect(db_url, autocommit=True) as c:
+                    barrier.wait()
+                    c.execute("SELECT reco.ingest_events(%s)", (Jsonb(batch),))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(b,)) for b in (rows, rows[::-1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert world.execute("SELECT count(*) AS n FROM reco.events WHERE event_id LIKE 'd%'").fetchone()["n"] == 12_000
