@@ -7,7 +7,10 @@ table ``reco.settings`` so that a change takes effect on the next SQL call.
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -37,6 +40,24 @@ class Settings(BaseSettings):
     api_pool_timeout: float = 0.5
     #: Seconds between refreshes of the in-memory popular lists served when the database is slow.
     api_popular_refresh: float = 30.0
+    #: Largest request body accepted, bytes (413 above; checked on Content-Length and while reading).
+    api_max_body_bytes: int = 4 * 1024 * 1024
+    #: Seconds a key stays usable for degraded answers after the database last confirmed it. The
+    #: API re-checks the keys it has seen every api_popular_refresh seconds (a revoked key is
+    #: forgotten then, or at its next request); while the database is down nothing can be checked,
+    #: so past this age a key gets 503 instead of the popular list.
+    api_key_ttl: float = 300.0
+    #: Level of the API's log (pgreco.*): info logs one line per request; warning keeps the
+    #: server errors (5xx) and failures (database errors, unexpected exceptions).
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def embedded(self) -> bool:

@@ -169,7 +169,9 @@ def test_upserts(api, seeded):
     assert report == {"accepted": 2, "duplicates": 0, "rejected": []}
     report = api.post("/v1/features:batch", json=[{"feature_id": "f1", "name": "F1"}]).json()
     assert report["accepted"] == 1
-    error(api.post("/v1/users:batch", json=[{"paid": True}]), 422, "validation_error")  # no user_id
+    # a bad row is reported, not the whole batch refused (issue 13)
+    assert api.post("/v1/users:batch", json=[{"paid": True}]).json() == {  # no user_id
+        "accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "field": "user_id", "reason": "Field required"}]}
 
 
 def test_events(api, seeded):
@@ -237,7 +239,8 @@ def test_probes_metrics_and_docs(api):
     assert "reco_db_pool_connections" in text
     spec = api.get("/openapi.json").json()
     rec = spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]
-    assert {p["name"] for p in rec["parameters"]} == {"user_id", "k", "exclude_seen", "recent", "explain", "log"}
+    assert {p["name"] for p in rec["parameters"]} == {"user_id", "k", "exclude_seen", "recent", "scenario", "explain",
+                                                     "log"}
     assert rec["responses"]["200"]["content"]["application/json"]["schema"]
     assert rec["security"] == [{"bearer": []}] and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path in ("/v1/users/{user_id}/starter", "/v1/features/{feature_id}/similar", "/v1/users/{user_id}/plan",

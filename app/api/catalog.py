@@ -1,5 +1,10 @@
 """The write side: users, features and plans (upserts, batches), events, and user erasure.
-Each request is one SQL call; the key is checked inside it (reco.api_tenant)."""
+Each request is one SQL call; the key is checked inside it (reco.api_tenant).
+
+A batch is checked row by row: a row the API refuses (app.api.limits: NUL, NaN, sizes; the
+models' types) is reported by index, field and reason like the rows the database refuses, and
+the others are stored. Only the batch as a whole (not a JSON array, too many rows, too large a
+body) is refused whole."""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from psycopg.types.json import Jsonb
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from app.api.deps import Key, State
-from app.api.errors import invalid
+from app.api.errors import invalid, reason
+from app.api.limits import MAX_BATCH, MAX_ID, event_problem, event_row, no_nul
 from app.api.metrics import INGESTED
 from app.api.models import (
     EVENT_EXAMPLE,
@@ -27,13 +34,16 @@ from app.api.models import (
 router = APIRouter(prefix="/v1")
 
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
+          413: {"model": Error, "description": "the body is larger than RECO_API_MAX_BODY_BYTES"},
           422: {"model": Error, "description": "the body is malformed (field and reason)"},
           503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"}}
-MAX_BATCH = 10_000
 
-UserId = Annotated[str, Path(min_length=1, max_length=200)]
-FeatureId = Annotated[str, Path(min_length=1, max_length=200)]
-PlanId = Annotated[str, Path(min_length=1, max_length=200)]
+UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
+FeatureId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
+PlanId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
+
+#: the rows the API refused: [{"index", "field", "reason"}]
+Rejected = list[dict[str, Any]]
 
 
 async def upsert(st: State, key: Key, function: str, rows: list[dict], what: str) -> dict:
@@ -48,9 +58,69 @@ async def upsert_one(st: State, key: Key, function: str, row: dict, ident: str, 
     return Stored(id=ident, stored=report["accepted"] > 0)
 
 
+async def store_checked(st: State, key: Key, sql: str, good: list[tuple[int, dict]], rejected: Rejected,
+                        what: str) -> dict:
+    """The good rows to the database (always called, even with none: it checks the key), and its
+    report merged with the API's rejections, every index that of the row in the request."""
+    report = await st.write(sql, (Jsonb([row for _, row in good]), key), what)
+    where = [i for i, _ in good]
+    merged = rejected + [{**r, "index": where[r["index"]]} for r in report["rejected"]]
+    report["rejected"] = sorted(merged, key=lambda r: r["index"])
+    return report
+
+
+def check_rows(rows: list, model: type[BaseModel]) -> tuple[list[tuple[int, dict]], Rejected]:
+    """Each row validated on its own: (index, row as stored) for the good ones, and a rejection
+    (index, field, reason: the first problem) for each bad one."""
+    good, rejected = [], []
+    for i, row in enumerate(rows):
+        try:
+            good.append((i, model.model_validate(row).model_dump(exclude_unset=True)))
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            rejected.append({"index": i, "field": ".".join(str(p) for p in e["loc"]) or "(row)",
+                             "reason": reason(e["msg"])})
+    return good, rejected
+
+
 def _batch(rows: list, what: str) -> None:
     if len(rows) > MAX_BATCH:
         raise invalid([{"field": "body", "reason": f"at most {MAX_BATCH:,} {what} per request, got {len(rows):,}"}])
+
+
+def batch_body(model: type[BaseModel]) -> dict:
+    """OpenAPI of a batch body: an array of the model (the handler takes any array and checks
+    each row itself, so that one bad row does not refuse the others)."""
+    return {"requestBody": {"content": {"application/json": {"schema": {
+        "type": "array", "maxItems": MAX_BATCH, "items": model.model_json_schema()}}}}}
+
+
+async def tenant_dimensions(st: State, key: Key) -> int | None:
+    """The length of the tenant's client vectors (the first one stored sets it), None before any."""
+    return await st.write("""SELECT (SELECT cardinality(f.embedding) FROM reco.features f
+                                     WHERE f.tenant_id = (SELECT reco._tenant_id(reco.api_tenant(%s)))
+                                       AND f.embedding IS NOT NULL LIMIT 1)""", (key,), "checking the embedding")
+
+
+async def check_dimensions(st: State, key: Key, good: list[tuple[int, dict]]) -> Rejected:
+    """Client vectors must all have the tenant's length: the rows whose vector does not are taken
+    out of ``good`` and returned as rejections."""
+    if not any(row.get("embedding") is not None for _, row in good):
+        return []
+    expected = await tenant_dimensions(st, key)
+    rejected: Rejected = []
+    kept = []
+    for i, row in good:
+        vector = row.get("embedding")
+        if vector is not None and expected is None:
+            expected = len(vector)  # the batch's first vector sets it for a tenant without any
+        if vector is not None and len(vector) != expected:
+            rejected.append({"index": i, "field": "embedding",
+                             "reason": f"{len(vector)} dimensions; this tenant's vectors have {expected}"})
+        else:
+            kept.append((i, row))
+    good[:] = kept
+    return rejected
 
 
 @router.put("/users/{user_id}", response_model=Stored, responses=ERRORS, summary="Create or update a user")
@@ -60,27 +130,39 @@ async def put_user(st: State, key: Key, user_id: UserId, user: UserIn) -> Stored
                             user_id, "storing the user")
 
 
-@router.post("/users:batch", response_model=Report, responses=ERRORS, summary="Create or update many users")
-async def users_batch(st: State, key: Key, users: list[UserBatchIn]) -> dict:
+@router.post("/users:batch", response_model=Report, responses=ERRORS, summary="Create or update many users",
+             openapi_extra=batch_body(UserBatchIn))
+async def users_batch(st: State, key: Key, users: Annotated[list[Any], Body(
+        description="up to 10,000 users; each row is checked on its own: the good ones are stored, the bad "
+                    "ones reported by index, field and reason")]) -> dict:
     _batch(users, "users")
-    return await upsert(st, key, "upsert_users", [u.model_dump(exclude_unset=True) for u in users],
-                        "storing the users")
+    good, rejected = check_rows(users, UserBatchIn)
+    return await store_checked(st, key, "SELECT reco.upsert_users(%s, reco.api_tenant(%s))", good, rejected,
+                               "storing the users")
 
 
 @router.put("/features/{feature_id}", response_model=Stored, responses=ERRORS,
             summary="Create or update a feature")
 async def put_feature(st: State, key: Key, feature_id: FeatureId, feature: FeatureIn) -> Stored:
     """New features default to name = feature_id, category `general`, free, active."""
+    wrong = await check_dimensions(st, key, [(0, feature.model_dump(exclude_unset=True))])
+    if wrong:
+        raise invalid([{"field": "body.embedding", "reason": wrong[0]["reason"]}])
     return await upsert_one(st, key, "upsert_features",
                             {"feature_id": feature_id, **feature.model_dump(exclude_unset=True)},
                             feature_id, "storing the feature")
 
 
-@router.post("/features:batch", response_model=Report, responses=ERRORS, summary="Create or update many features")
-async def features_batch(st: State, key: Key, features: list[FeatureBatchIn]) -> dict:
+@router.post("/features:batch", response_model=Report, responses=ERRORS,
+             summary="Create or update many features", openapi_extra=batch_body(FeatureBatchIn))
+async def features_batch(st: State, key: Key, features: Annotated[list[Any], Body(
+        description="up to 10,000 features; each row is checked on its own: the good ones are stored, the "
+                    "bad ones reported by index, field and reason")]) -> dict:
     _batch(features, "features")
-    return await upsert(st, key, "upsert_features", [f.model_dump(exclude_unset=True) for f in features],
-                        "storing the features")
+    good, rejected = check_rows(features, FeatureBatchIn)
+    rejected += await check_dimensions(st, key, good)
+    return await store_checked(st, key, "SELECT reco.upsert_features(%s, reco.api_tenant(%s))", good, rejected,
+                               "storing the features")
 
 
 @router.put("/plans/{plan_id}", response_model=Stored, responses=ERRORS, summary="Create or replace a plan")
@@ -90,7 +172,7 @@ async def put_plan(st: State, key: Key, plan_id: PlanId, plan: PlanIn) -> Stored
 
 
 @router.post("/events", response_model=Report, responses=ERRORS, summary="Record usage events")
-async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[dict[str, Any]], Body(
+async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any], Body(
         description="one event, or a list of up to 10,000. Fields: event_id (optional idempotency key), user_id, "
                     "feature_id, occurred_at (ISO 8601 or epoch seconds), kind (default use), success, props. "
                     "Each event is checked: the good ones are stored, the bad ones reported by index, field and "
@@ -102,8 +184,15 @@ async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[dict
     its bandit arm, in the same transaction (the feedback loop)."""
     rows = [body] if isinstance(body, dict) else body
     _batch(rows, "events")
-    report = await st.write("SELECT reco.ingest_events(%s, reco.api_tenant(%s))", (Jsonb(rows), key),
-                            "storing the events")
+    good, rejected = [], []
+    for i, row in enumerate(rows):
+        problem = event_problem(row)
+        if problem:
+            rejected.append({"index": i, "field": problem[0], "reason": problem[1]})
+        else:
+            good.append((i, event_row(row)))
+    report = await store_checked(st, key, "SELECT reco.ingest_events(%s, reco.api_tenant(%s))", good, rejected,
+                                 "storing the events")
     INGESTED.labels("accepted").inc(report["accepted"])
     INGESTED.labels("duplicate").inc(report["duplicates"])
     INGESTED.labels("rejected").inc(len(report["rejected"]))

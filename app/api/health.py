@@ -1,5 +1,5 @@
 """Probes and metrics: /healthz (the process), /readyz (the database reachable and its schema
-current), /metrics (Prometheus)."""
+current; else 503 and the reason in words), /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -21,25 +21,30 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", summary="The database is reachable and its migrations are current",
-            responses={503: {"description": "not ready: the reason is in the body"}})
+            responses={503: {"description": "not ready: the reason is in the body, in words"}})
 async def readyz(st: State) -> JSONResponse:
     try:
-        async with st.reads.connection(timeout=st.settings.api_pool_timeout) as conn:
+        async with st.connection(st.reads) as conn:
             cur = await conn.execute(
                 """SELECT (SELECT version_num FROM public.alembic_version LIMIT 1),
                           (SELECT coalesce(json_object_agg(filename, checksum), '{}') FROM reco.sql_files)""")
             schema, applied = await cur.fetchone()
-    except psycopg.errors.UndefinedTable:
-        return JSONResponse({"status": "not migrated", "hint": "run `reco migrate`"}, 503)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return JSONResponse({"status": "not migrated", "reason": "schema not migrated: run `reco migrate`",
+                             "hint": "run `reco migrate`"}, 503)
     except (psycopg.Error, PoolTimeout) as exc:
-        return JSONResponse({"status": "unavailable", "reason": f"database: {exc.__class__.__name__}"}, 503)
+        return JSONResponse({"status": "unavailable", "reason": await st.diagnose(exc)}, 503)
     head, pending = alembic_head(), pending_given(applied)
     if schema != head or pending:
-        return JSONResponse({"status": "migrations pending", "schema": schema, "head": head,
-                             "sql_files": pending, "hint": "run `reco migrate`"}, 503)
+        what = f"schema at {schema or 'nothing'}, code at {head}" if schema != head else \
+            f"{len(pending)} SQL file(s) changed: {', '.join(pending)}"
+        reason = f"migrations pending ({what}): run `reco migrate`"
+        return JSONResponse({"status": "migrations pending", "reason": reason,
+                             "schema": schema, "head": head, "sql_files": pending, "hint": "run `reco migrate`"}, 503)
     return JSONResponse({"status": "ready", "schema": head})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus() -> Response:
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+async def prometheus(st: State) -> Response:
+    """The process metrics, and the job metrics read from reco.job_runs (see app/observability/)."""
+    return Response(metrics.render(await st.job_health()), media_type=metrics.CONTENT_TYPE)

@@ -1,7 +1,8 @@
 """The REST API: a thin FastAPI caller of the SQL functions (`reco serve`, docs at /docs).
 
 The pools open in the lifespan and live on ``app.state.reco``; every request is one SQL call on
-a pooled connection. ``create_app`` is the factory uvicorn runs (``--factory``)."""
+a pooled connection. ``create_app`` is the factory uvicorn runs (``--factory``); ``start_line``
+is what `reco serve` prints before it starts."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ from contextlib import asynccontextmanager
 import psycopg
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import catalog, health, serving
-from app.api.errors import ApiError, api_error_handler, db_error_handler, validation_error_handler
-from app.api.metrics import MetricsMiddleware
+from app.api import catalog, docs, health, serving
+from app.api.errors import (
+    ApiError,
+    api_error_handler,
+    db_error_handler,
+    http_error_handler,
+    internal_error_handler,
+    validation_error_handler,
+)
+from app.api.limits import BodyLimit
+from app.api.metrics import MetricsMiddleware, configure_logging
 from app.api.state import ApiState
 from app.settings import Settings, get_settings
 
@@ -22,10 +32,22 @@ DESCRIPTION = """
 pgreco recommends the product features each user is most likely to use next, inside PostgreSQL.
 
 Every request needs `Authorization: Bearer <key>` (`reco keys create --tenant T` prints one); a key
-belongs to one tenant. Errors answer `{"error": {"status", "code", "message", "hint", "fields"}}`.
-When the database is slow or unreachable, recommendations, starter sets and similar features
-answer with the last-known popular list and `"degraded": true`; writes answer 503.
+belongs to one tenant. Errors answer `{"error": {"status", "code", "message", "hint", "fields"}}`,
+unknown routes (404), wrong methods (405), bodies that are not JSON or too large (413) included.
+A batch is checked row by row: the good rows are stored, the bad ones reported by index, field and
+reason. When the database is slow or unreachable, recommendations, starter sets and similar
+features answer with the last-known popular list and `"degraded": true`; writes answer 503.
+Every answer carries `X-Request-ID` (yours, or a new one).
 """
+
+
+def start_line(host: str, port: int, workers: int = 1, settings: Settings | None = None) -> str:
+    """The line `reco serve` prints before it starts: where it listens and what to open."""
+    settings = settings or get_settings()
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return (f"pgreco API listening on {base} (docs {base}/docs, readiness {base}/readyz, metrics {base}/metrics); "
+            f"{workers} worker{'s' if workers != 1 else ''} x {settings.api_pool_size} read connections; "
+            f"request log at level {settings.log_level} (RECO_LOG_LEVEL)")
 
 
 def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
@@ -43,16 +65,24 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         finally:
             await state.close()
 
+    configure_logging(settings.log_level)
+    # the docs, /openapi.json and / are routes of app.api.docs (offline, counted by route)
     app = FastAPI(title="pgreco", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
                   openapi_tags=[{"name": "serving"}, {"name": "catalog and events"}, {"name": "operations"}])
     app.include_router(serving.router, tags=["serving"])
     app.include_router(catalog.router, tags=["catalog and events"])
     app.include_router(health.router, tags=["operations"])
+    app.include_router(docs.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(psycopg.Error, db_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)
+    # middlewares, innermost first: the hot GETs, the body limit, then metrics and the request log
     app.add_middleware(serving.HotRoutes, fastapi_app=app)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware, fastapi_app=app)
 
     def openapi() -> dict:
         # the bearer key, so that /docs has an "Authorize" button and every /v1 path says it needs it

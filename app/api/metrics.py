@@ -1,14 +1,26 @@
-"""Prometheus metrics: requests and latency per route, degraded answers, ingested events, pool
-use. With several worker processes (``reco serve --workers N``) they are collected across
-processes through PROMETHEUS_MULTIPROC_DIR, which `reco serve` sets up."""
+"""Prometheus metrics and the request log.
+
+Metrics: requests and latency per route, degraded answers, ingested events, pool use, stale
+connections replaced, retried statements; and, read from reco.job_runs at scrape time, each job's
+last success and failures per tenant. With several worker processes (``reco serve --workers N``)
+the process metrics are collected across processes through PROMETHEUS_MULTIPROC_DIR, which
+`reco serve` sets up.
+
+The request log: one line per request (logger ``pgreco.request``), at INFO for answers below 500
+and WARNING from 500 on, so RECO_LOG_LEVEL=warning keeps only the server errors."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+import uuid
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: F401  (re-exported)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from starlette.routing import Mount, compile_path
 
 REQUESTS = Counter("reco_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("reco_http_request_duration_seconds", "HTTP request duration", ["route"],
@@ -18,39 +30,162 @@ DEGRADED = Counter("reco_degraded_responses_total",
 INGESTED = Counter("reco_ingest_events_total", "events received by POST /v1/events", ["result"])
 POOL = Gauge("reco_db_pool_connections", "database pool connections", ["pool", "state"],
              multiprocess_mode="livesum")
+STALE_CONNECTIONS = Counter("reco_db_stale_connections_total",
+                            "pooled connections found dead before use (database restarted) and replaced", ["pool"])
+RETRIES = Counter("reco_db_retries_total", "statements run again after a serialization failure (40001) or "
+                  "a deadlock (40P01)", ["sqlstate"])
+
+log = logging.getLogger("pgreco.request")
+
+#: a request id taken from the client: visible ASCII, no spaces, at most 200 characters
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
-def render() -> bytes:
+def render(jobs: list[tuple] | None = None) -> bytes:
+    """The exposition text: the process metrics, then the job metrics given (as read from the
+    database by ApiState.job_health; None = the database could not be read)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
+        text = generate_latest(registry)
+    else:
+        text = generate_latest()
+    return text + generate_latest(_JobRegistry(jobs))
+
+
+class _JobRegistry:
+    """A registry of one scrape's job metrics (generate_latest only calls collect())."""
+
+    def __init__(self, jobs: list[tuple] | None) -> None:
+        self.jobs = jobs
+
+    def collect(self):
+        up = GaugeMetricFamily("reco_job_metrics_up", "1 when the job metrics below could be read from the database")
+        up.add_metric([], 0 if self.jobs is None else 1)
+        yield up
+        last = GaugeMetricFamily("reco_job_last_success_timestamp_seconds",
+                                 "end of the job's last successful run (Unix time; 0 = none in 30 days)",
+                                 labels=["job", "tenant"])
+        failed = GaugeMetricFamily("reco_job_failed_runs_24h", "failed runs of the job in the last 24 hours",
+                                   labels=["job", "tenant"])
+        last_failed = GaugeMetricFamily("reco_job_last_run_failed", "1 when the job's last finished run failed",
+                                        labels=["job", "tenant"])
+        for job, tenant, success_at, failures, was_failed in self.jobs or ():
+            last.add_metric([job, tenant], success_at or 0)
+            failed.add_metric([job, tenant], failures)
+            last_failed.add_metric([job, tenant], 1 if was_failed else 0)
+        yield from (last, failed, last_failed)
+
+
+def configure_logging(level: str) -> None:
+    """The pgreco loggers at the level given (RECO_LOG_LEVEL); a stderr handler when nothing
+    else (uvicorn configures only its own loggers) would print them."""
+    logger = logging.getLogger("pgreco")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def request_id(scope) -> str:
+    """The request's id: the client's X-Request-ID when it is visible ASCII of at most 200
+    characters, else a new one, set on the request so that the handlers read the same."""
+    headers = scope["headers"]
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _REQUEST_ID.fullmatch(value):
+                return value.decode()
+            headers = [(n, v) for n, v in headers if n != b"x-request-id"]
+            break
+    rid = uuid.uuid4().hex
+    scope["headers"] = [*headers, (b"x-request-id", rid.encode())]
+    return rid
 
 
 class MetricsMiddleware:
-    """Pure ASGI (no per-request task): counts every request by route template and status."""
+    """Pure ASGI (no per-request task), around everything: the request id (X-Request-ID, in and
+    out), the request counted by route template and status, its latency, and one log line."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, fastapi_app=None) -> None:
         self.app = app
+        self.fastapi_app = fastapi_app
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        rid = request_id(scope)
+        scope["reco.request_id"] = rid
         status = 500
 
         async def send_status(message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = list(message.get("headers") or ())
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    message["headers"] = [*headers, (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = self.route(scope, status)
+            elapsed = time.perf_counter() - start
             REQUESTS.labels(path, scope["method"], str(status)).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - start)
+            LATENCY.labels(path).observe(elapsed)
+            level = logging.WARNING if status >= 500 else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "%s %s %d %.1fms request_id=%s", scope["method"], path, status, elapsed * 1000, rid)
+
+    def route(self, scope, status: int) -> str:
+        """The route template: from the routing (FastAPI's routes say), else (a plain Starlette
+        route or mount, or an answer given before the routing, such as 413) the first route of
+        the app whose template matches the path, else 'unmatched' (404: no route)."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if path:
+            return path
+        if status != 404 and self.fastapi_app is not None:
+            for regex, template, prefix in self._templates():
+                if regex.match(scope["path"]) if prefix else regex.fullmatch(scope["path"]):
+                    return template
+        return "unmatched"
+
+    def _templates(self) -> list[tuple[re.Pattern, str, bool]]:
+        routes = self.fastapi_app.routes
+        if self._templates_of is not routes or self._templates_count != len(routes):
+            self._templates_cache = route_templates(self.fastapi_app)
+            self._templates_of, self._templates_count = routes, len(routes)
+        return self._templates_cache
+
+    _templates_of = None
+    _templates_count = -1
+    _templates_cache: list = []
+
+
+def route_templates(app) -> list[tuple[re.Pattern, str, bool]]:
+    """Every route of the app: (regex, template, is a mount), included routers flattened (FastAPI
+    0.12x lists their routes; newer versions list the routers, iter_route_contexts opens them)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is flat
+        entries = [(r, getattr(r, "path", None)) for r in app.routes]
+    else:
+        entries = [(c.original_route, c.path) for c in iter_route_contexts(app.routes)]
+    out = []
+    for route, path in entries:
+        if not path:
+            continue
+        if isinstance(route, Mount):
+            out.append((re.compile(re.escape(path.rstrip("/")) + "(/|$)"), path, True))
+        else:
+            out.append((compile_path(path)[0], path, False))
+    return out
+
+
+def route_paths(app) -> list[str]:
+    """The templates of every route of the app (for /: is there a console?)."""
+    return [template for _, template, _ in route_templates(app)]

@@ -4,13 +4,27 @@ as they are; their models here describe them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.api.limits import (
+    MAX_DEPTH,
+    MAX_DIMENSIONS,
+    MAX_ID,
+    MAX_JSON_BYTES,
+    MAX_NAME,
+    MAX_TAG,
+    MAX_TAGS,
+    MAX_TEXT,
+    bounded_json,
+    no_nul,
+)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # no unknown fields; NaN and Infinity are not numbers
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -108,36 +122,46 @@ class Error(BaseModel):
 
 # --- requests -------------------------------------------------------------------------------
 
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME), AfterValidator(no_nul)]
+Tag = Annotated[str, StringConstraints(max_length=MAX_TAG), AfterValidator(no_nul)]
+FreeJson = Annotated[dict[str, Any], AfterValidator(bounded_json)]
+
+
 class UserIn(Strict):
     paid: bool | None = Field(None, description="paid users may be recommended paid-only features")
-    attributes: dict[str, Any] | None = Field(
-        None, description="merged into the stored ones; a key set to null is removed",
+    attributes: FreeJson | None = Field(
+        None, description=f"merged into the stored ones; a key set to null is removed (at most "
+                          f"{MAX_JSON_BYTES // 1024} KiB of JSON, {MAX_DEPTH} levels deep)",
         examples=[{"industry": "fashion", "usage_band": "heavy"}])
 
 
 class UserBatchIn(UserIn):
-    user_id: str = Field(min_length=1, max_length=200)
+    user_id: Id
 
 
 class FeatureIn(Strict):
-    name: str | None = None
-    category: str | None = None
+    name: Name | None = None
+    category: Name | None = None
     requires_paid: bool | None = None
-    tags: list[str] | None = None
-    description: str | None = None
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS)
+    description: Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(no_nul)] | None = None
     active: bool | None = None
-    embedding: list[float] | None = Field(None, description="a client vector (any length, folded to 64 dims)")
+    embedding: list[float] | None = Field(
+        None, min_length=1, max_length=MAX_DIMENSIONS,
+        description="a client vector (folded to 64 dims); every client vector of a tenant has the same "
+                    "length: the first one stored sets it")
 
 
 class FeatureBatchIn(FeatureIn):
-    feature_id: str = Field(min_length=1, max_length=200)
+    feature_id: Id
 
 
 class PlanIn(Strict):
-    name: str | None = None
-    price: float = Field(ge=0, description="per month")
-    quota: int | None = Field(None, ge=0, description="uses per month; null = unlimited")
-    overage_price: float | None = Field(None, ge=0, description="per use above the quota; null = none")
+    name: Name | None = None
+    price: float = Field(ge=0, lt=1e10, description="per month")
+    quota: int | None = Field(None, ge=0, le=2_147_483_647, description="uses per month; null = unlimited")
+    overage_price: float | None = Field(None, ge=0, lt=1e8, description="per use above the quota; null = none")
     includes_paid_features: bool = False
     active: bool = True
 

@@ -78,6 +78,9 @@ def parse(request: Request, *params: Param) -> dict[str, Any]:
         else:
             if p.where == "path" and not raw:
                 problems.append({"field": field, "reason": "String should have at least 1 character"})
+            elif "\x00" in raw:  # PostgreSQL text cannot hold it (it was a 500)
+                problems.append({"field": field, "reason": "contains a NUL character (\\u0000), which cannot "
+                                                           "be stored"})
             elif p.max_length is not None and len(raw) > p.max_length:
                 problems.append({"field": field,
                                  "reason": f"String should have at most {p.max_length} characters"})

@@ -1,6 +1,11 @@
 """What the API process keeps: the two connection pools, and for degraded answers only, the
 tenant of each key seen and each tenant's last-known popular list (refreshed periodically).
-Nothing here is model state: every answer that is not degraded comes from the database."""
+Nothing here is model state: every answer that is not degraded comes from the database.
+
+Faults handled here: a pooled connection is checked before use (after a database restart the
+pool's idle connections are dead: they are replaced, not handed to a request), serialization
+failures and deadlocks are retried, and a key serves degraded answers only while the database
+confirmed it recently (api_key_ttl; a revoked key is forgotten as soon as the database says so)."""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
+import select
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.api.errors import ApiError, from_db, unavailable
-from app.api.metrics import DEGRADED, POOL
+from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
 from app.settings import Settings
 
 log = logging.getLogger("pgreco.api")
@@ -31,6 +40,60 @@ def unreachable(exc: Exception) -> bool:
     state = exc.sqlstate or ""
     return not state or state[:2] in ("08", "53", "57")
 
+
+#: serialization_failure and deadlock_detected: the statement was rolled back whole, so running it
+#: again is safe; tried this many times in all
+RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+ATTEMPTS = 3
+
+
+def _socket_readable(conn: psycopg.AsyncConnection) -> bool:
+    """Whether an idle connection's socket has something to read: nothing is expected between
+    statements, so this is the server's goodbye (a restart, a crash, pg_terminate_backend: an
+    error message and the end of the stream) or, rarely, an asynchronous notice."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.OperationalError:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+async def alive(conn: psycopg.AsyncConnection) -> bool:
+    """A pooled connection is usable: a poll of its socket (microseconds, no round trip) and, only
+    when the server has sent something, a round trip to tell a notice from a dead connection."""
+    if conn.closed or conn.broken:
+        return False
+    if not _socket_readable(conn):
+        return True
+    try:
+        await conn.execute("")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def where(url: str) -> str:
+    """host:port (or the socket file) a libpq URL points to, for messages."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the configured database"
+    host = (info.get("host") or "localhost").split(",")[0]
+    port = str(info.get("port") or 5432).split(",")[0]
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
+
+
+def _cause(exc: BaseException) -> tuple[bool, str]:
+    """The useful end of a libpq connection error ('connection refused', 'no such file or
+    directory'), and whether the server itself refused (FATAL: a role, a database, too many clients)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    text = text.rsplit("failed: ", 1)[-1].strip()
+    refused = text.startswith(("FATAL:", "ERROR:"))
+    if refused:
+        return True, text.split(":", 1)[1].strip()
+    return False, text[:1].lower() + text[1:]
 
 
 def _timeout(ms: int):
@@ -48,6 +111,8 @@ class ApiState:
     writes: AsyncConnectionPool = field(init=False)
     tenants: dict[bytes, str] = field(default_factory=dict)      # key hash -> tenant slug
     popular: dict[str, list[str]] = field(default_factory=dict)  # tenant slug -> feature ids
+    verified_at: dict[bytes, float] = field(default_factory=dict)  # key hash -> last confirmed (monotonic)
+    used_at: dict[bytes, float] = field(default_factory=dict)      # key hash -> last request that worked
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -78,19 +143,57 @@ class ApiState:
 
     # --- queries ---------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def connection(self, pool: AsyncConnectionPool, timeout: float | None = None
+                         ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A checked connection from a pool (see ``alive``). A dead one is closed and handed back
+        (the pool replaces it) and the next is tried, without the pool's back-off between checks:
+        after a restart every idle connection is dead at once, and a request should get a new one
+        as soon as the server answers, not a PoolTimeout."""
+        deadline = time.monotonic() + (self.settings.api_pool_timeout if timeout is None else timeout)
+        while True:
+            conn = await pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            try:
+                usable = await alive(conn)
+            except BaseException:  # cancelled: the connection goes back all the same
+                await pool.putconn(conn)
+                raise
+            if usable:
+                break
+            STALE_CONNECTIONS.labels(pool.name).inc()
+            await conn.close()
+            await pool.putconn(conn)
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
+
+    async def _one(self, pool: AsyncConnectionPool, sql: str, params):
+        """One statement, its first column of its one row; retried on serialization failures and
+        deadlocks (rolled back whole, so safe to run again) after a short random pause."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.connection(pool) as conn:
+                    cur = await conn.execute(sql, params)
+                    return (await cur.fetchone())[0]
+            except RETRIED as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                RETRIES.labels(exc.sqlstate or "").inc()
+                await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+            except psycopg.errors.InvalidAuthorizationSpecification:
+                self.forget(params)
+                raise
+
     async def read(self, sql: str, params: tuple) -> str:
         """One statement on the read pool; the first column of its one row."""
-        async with self.reads.connection(timeout=self.settings.api_pool_timeout) as conn:
-            cur = await conn.execute(sql, params)
-            return (await cur.fetchone())[0]
+        return await self._one(self.reads, sql, params)
 
     async def write(self, sql: str, params: tuple | dict, what: str):
         """One statement on the write pool; the first column of its one row. Failures are
         ApiErrors: 503 when the database is slow or unreachable, else mapped by SQLSTATE."""
         try:
-            async with self.writes.connection(timeout=self.settings.api_pool_timeout) as conn:
-                cur = await conn.execute(sql, params)
-                return (await cur.fetchone())[0]
+            return await self._one(self.writes, sql, params)
         except (psycopg.Error, PoolTimeout) as exc:
             if isinstance(exc, psycopg.errors.QueryCanceled):
                 raise ApiError(503, "timeout", f"the database took too long: {what} was cancelled",
@@ -102,17 +205,53 @@ class ApiState:
     # --- degraded answers ------------------------------------------------------------------
 
     def seen(self, key: bytes) -> None:
-        """A key that just worked: learn its tenant (once) for degraded answers."""
+        """A key that just worked (the database checked it): learn its tenant (once) for degraded
+        answers, and note when it was confirmed."""
+        now = time.monotonic()
+        self.verified_at[key] = self.used_at[key] = now
         if key not in self.tenants:
             self.tenants[key] = ""  # looked up once
             self._spawn(self._learn(key))
 
+    def forget(self, params) -> None:
+        """The database refused a key (invalid or revoked): no degraded answers for it either."""
+        for p in params if isinstance(params, tuple | list) else ():
+            if isinstance(p, bytes):
+                self.tenants.pop(p, None)
+                self.verified_at.pop(p, None)
+                self.used_at.pop(p, None)
+
     async def _learn(self, key: bytes) -> None:
         with contextlib.suppress(psycopg.Error, PoolTimeout):
             slug = await self.read("SELECT reco.api_tenant(%s)", (key,))
-            self.tenants[key] = slug
+            if key in self.tenants:  # not forgotten meanwhile
+                self.tenants[key] = slug
             if slug not in self.popular:
                 await self._refresh(slug)
+
+    async def recheck_keys(self) -> None:
+        """Keep the key cache honest while the database is up: keys unused for api_key_ttl are
+        dropped; keys used within it but not confirmed for api_popular_refresh seconds are checked
+        again (a revoked one is forgotten). A revocation thus reaches degraded answers within
+        api_popular_refresh seconds, whether or not the key is used."""
+        now = time.monotonic()
+        ttl, every = self.settings.api_key_ttl, self.settings.api_popular_refresh
+        for key in list(self.tenants):
+            if now - self.used_at.get(key, 0.0) > ttl:
+                self.forget((key,))
+            elif now - self.verified_at.get(key, 0.0) >= every:
+                try:
+                    await self.read("SELECT reco.api_tenant(%s)", (key,))
+                except psycopg.errors.InvalidAuthorizationSpecification:
+                    pass  # forgotten by _one
+                except (psycopg.Error, PoolTimeout):
+                    return  # the database is away: nothing can be confirmed now
+                else:
+                    self.verified_at[key] = time.monotonic()
+
+    def trusted(self, key: bytes) -> bool:
+        """A key may get degraded answers: the database confirmed it within api_key_ttl."""
+        return time.monotonic() - self.verified_at.get(key, float("-inf")) <= self.settings.api_key_ttl
 
     async def _refresh(self, slug: str) -> None:
         with contextlib.suppress(psycopg.Error, PoolTimeout):
@@ -124,6 +263,7 @@ class ApiState:
             now = time.monotonic()
             if now - last >= self.settings.api_popular_refresh:
                 last = now
+                await self.recheck_keys()
                 for slug in {s for s in self.tenants.values() if s}:
                     await self._refresh(slug)
             for name, pool in (("reads", self.reads), ("writes", self.writes)):
@@ -134,10 +274,10 @@ class ApiState:
             await asyncio.sleep(2.0)
 
     def degraded(self, route: str, key: bytes, body: dict, k: int, exclude: str | None = None) -> dict:
-        """The last-known popular list for the key's tenant, or 503 when the key was never seen
-        working (it cannot be checked now, and an unchecked key never gets data)."""
+        """The last-known popular list for the key's tenant, or 503 when the key was not seen
+        working within api_key_ttl (it cannot be checked now, and an unchecked key gets no data)."""
         slug = self.tenants.get(key)
-        if not slug or slug not in self.popular:
+        if not slug or slug not in self.popular or not self.trusted(key):
             raise unavailable("the request")
         DEGRADED.labels(route).inc()
         ids = [f for f in self.popular[slug] if f != exclude][:k]
@@ -146,3 +286,61 @@ class ApiState:
         body["variant"] = None
         body["degraded"] = True
         return body
+
+    # --- operations: readiness and job health --------------------------------------------
+
+    async def diagnose(self, exc: BaseException) -> str:
+        """A human reason why the database could not be used, for /readyz: a connection of its
+        own tells refused, missing socket, authentication... from a pool that is merely busy."""
+        place, pool_timeout = where(self.url), self.settings.api_pool_timeout
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return (f"the database at {place} did not answer within the statement timeout "
+                    f"({self.settings.api_timeout_ms} ms): it is overloaded or a lock blocks it")
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.url, connect_timeout=3), 4)
+        except TimeoutError:
+            return f"database unreachable at {place}: no answer within 3 s"
+        except psycopg.OperationalError as err:
+            refused, why = _cause(err)
+            return f"database at {place} refused the connection: {why}" if refused else \
+                f"database unreachable at {place}: {why}"
+        await conn.close()
+        if isinstance(exc, PoolTimeout):
+            stats = self.reads.get_stats()
+            if stats.get("pool_size", 0) >= self.reads.max_size and not stats.get("pool_available", 0):
+                return (f"pool timeout after {pool_timeout:g}s: all {self.reads.max_size} connections busy "
+                        "(the database is slow or the load too high)")
+            return f"pool timeout after {pool_timeout:g}s: the database did not answer in time (reconnecting)"
+        return f"database error at {place}: {_cause(exc)[1]}"
+
+    async def job_health(self) -> list[tuple] | None:
+        """Per job and tenant (tenants that ran it in the last 30 days): the last success (epoch
+        seconds, or None), failed runs in the last 24 hours, whether the last finished run failed.
+        Read at scrape time; a few index probes per job and tenant. None when the database is away."""
+        try:
+            async with self.connection(self.reads) as conn, conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 2000")
+                cur = await conn.execute(JOB_HEALTH)
+                return await cur.fetchall()
+        except (psycopg.Error, PoolTimeout):
+            return None
+
+
+JOB_HEALTH = """
+SELECT j.name, t.slug, extract(epoch FROM s.finished_at)::float8, coalesce(f.n, 0)::int, l.status = 'failed'
+FROM reco.jobs j
+CROSS JOIN reco.tenants t
+JOIN LATERAL (SELECT r.status FROM reco.job_runs r
+              WHERE r.job = j.name AND r.tenant = t.slug AND r.status IN ('succeeded', 'failed', 'deferred')
+                AND r.started_at > now() - interval '30 days'
+              ORDER BY r.started_at DESC LIMIT 1) AS l ON true
+LEFT JOIN LATERAL (SELECT r.finished_at FROM reco.job_runs r
+                   WHERE r.job = j.name AND r.tenant = t.slug AND r.status = 'succeeded'
+                     AND r.started_at > now() - interval '30 days'
+                   ORDER BY r.started_at DESC LIMIT 1) AS s ON true
+LEFT JOIN LATERAL (SELECT count(*) AS n FROM reco.job_runs r
+                   WHERE r.job = j.name AND r.tenant = t.slug AND r.status = 'failed'
+                     AND r.started_at > now() - interval '24 hours') AS f ON true
+WHERE t.evaluation_of IS NULL
+ORDER BY 1, 2
+"""
