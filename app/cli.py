@@ -25,6 +25,12 @@ err = Console(stderr=True, soft_wrap=True)
 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: RECO_TENANT or 'default').")]
 
+from app.cli_experiments import experiment_app, metric_app, scenario_app  # noqa: E402
+
+app.add_typer(experiment_app, name="experiment")
+app.add_typer(scenario_app, name="scenario")
+app.add_typer(metric_app, name="metric")
+
 
 def _external() -> bool:
     if get_settings().database_url:
@@ -453,6 +459,73 @@ def bench_sql(
     console.print(f"peak memory of this Python process: {peak_mib:,.0f} MiB")
 
 
+@bench_app.command("experiment")
+def bench_experiment(
+    users: Annotated[int | None, typer.Option(help="users (default: what 80 % power needs for --effect)")] = None,
+    effect: Annotated[float, typer.Option(help="the planted relative lift of the treatment's click rate")] = 0.2,
+    base_rate: Annotated[float, typer.Option(help="the control's click probability per visit")] = 0.1,
+    looks: Annotated[int, typer.Option(help="planned looks of the A/B test")] = 5,
+    seed: int = 1,
+    scale_users: Annotated[int, typer.Option(help="then time a report over this many users (0: skip)")] = 100_000,
+    scale_exposures: Annotated[int, typer.Option(help="… and this many exposures")] = 1_000_000,
+) -> None:
+    """An A/A and an A/B test through the real serving and ingest functions, then their reports; then
+    the report's time over --scale-users users and --scale-exposures exposures."""
+    import time as _time
+
+    from app import bench
+    from app.cli_experiments import print_report
+    from app.experiment_sim import report_at_scale, setup, simulate
+
+    base = db.database_url()
+    url = bench.bench_database(base, "experiment")
+    t = _time.perf_counter()
+    with db.connect(url, autocommit=True) as conn:
+        per_arm = conn.execute("SELECT reco.stat_sample_size(%s, %s, true, 0.05, 0.8) AS n",
+                               (base_rate, effect)).fetchone()["n"]
+    # two experiments (A/A, A/B) of two arms, each user in one of them
+    n_users = users or int(4 * per_arm * 1.1)
+    out = _demo_files(n_users, 24, 60, seed)
+    for kind in ("features", "plans", "users", "events"):
+        run_import(kind, out / f"{kind}.csv", url=url)
+    run_jobs("all", url=url)
+    console.print(f"data: {n_users:,} users ({_time.perf_counter() - t:.0f} s to generate, load and run the jobs); "
+                  f"80 % power for {base_rate:.0%} → {base_rate * (1 + effect):.1%} needs {per_arm:,} users per arm")
+    setup(url, effect=effect, base_rate=base_rate, looks=looks)
+    r = simulate(url, n_users, effect=effect, base_rate=base_rate, seed=seed)
+    console.print(f"simulated {r.visits:,} visits ({r.serve_ms:.2f} ms per reco.api_serve call), {r.clicks:,} clicks "
+                  f"ingested in {r.ingest_s:.1f} s; the A/B report took {r.report_s:.2f} s")
+    with db.connect(url) as conn:
+        for name in ("aa", "ab"):
+            rows = conn.execute("SELECT * FROM reco.experiment_report(%s)", (name,)).fetchall()
+            print_report(rows, name)
+    # what being in an experiment costs a request: the A/A's scenario (every user in it) against a
+    # scenario with the same overrides and no experiment, the same users, timed inside the database
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT reco.upsert_scenario('email_plain', '{\"weight_popularity\": 0.3}')")
+    inside = bench.time_recommend_floor(url, 4000, options={"scenario": "email"})
+    outside = bench.time_recommend_floor(url, 4000, options={"scenario": "email_plain"})
+    p50_in, p99_in = bench.percentile(inside.ms, 0.5), bench.percentile(inside.ms, 0.99)
+    p50_out, p99_out = bench.percentile(outside.ms, 0.5), bench.percentile(outside.ms, 0.99)
+    console.print(f"recommend_features in a running experiment: {inside.line()}", markup=False, highlight=False)
+    console.print(f"… the same overrides, no experiment: {outside.line()}", markup=False, highlight=False)
+    console.print(f"in / out of the experiment: p50 {p50_in / p50_out:.3f}x, p99 {p99_in / p99_out:.3f}x")
+    if scale_users:
+        write_s, report_s = report_at_scale(url, scale_users, scale_exposures)
+        with db.connect(url) as conn:
+            rounds = []
+            for _ in range(20):  # the floor: the same connection doing no work
+                t = _time.perf_counter()
+                conn.execute("SELECT 1").fetchone()
+                rounds.append((_time.perf_counter() - t) * 1000)
+        floor_ms = bench.percentile(rounds, 0.5)
+        console.print(f"report over {scale_users:,} users and {scale_exposures:,} exposures (written by SQL in "
+                      f"{write_s:.0f} s): [bold]{report_s:.2f} s[/bold]; floor (SELECT 1 on the same connection) "
+                      f"{floor_ms:.3f} ms, ratio {report_s * 1000 / max(floor_ms, 1e-9):,.0f}x")
+    console.print(f"(data in {db.with_dbname(base, bench.bench_name(base, 'experiment'))}: "
+                  "reco experiment report ab, with RECO_DATABASE_URL set to it)")
+
+
 @bench_app.command("quality")
 def bench_quality(
     data: Annotated[str, typer.Option(help="movielens (MovieLens-100K in RecBole's split), generated "
@@ -779,14 +852,14 @@ def run_server(host: str, port: int, workers: int, access_log: bool = False) -> 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port")] = 8000,
-          workers: Annotated[int, typer.Option(min=0, help="processes (default 0: one per 4 cores)")] = 0,
-          access_log: Annotated[bool, typer.Option(help="log every request")] = False) -> None:
-    """Serve the REST API (OpenAPI docs at /docs)."""
+          workers: Annotated[int, typer.Option(min=0, help="processes (default 0: one per 4 cores)")] = 0) -> None:
+    """Serve the REST API (OpenAPI docs at /docs; one log line per request, RECO_LOG_LEVEL=warning for errors
+    only)."""
+    from app.api.main import start_line
+
     workers = workers or default_workers()
-    pool = get_settings().api_pool_size
-    console.print(f"pgreco API on http://{host}:{port}  (docs: http://{host}:{port}/docs; "
-                  f"{workers} worker{'s' if workers > 1 else ''} x {pool} read connections)")
-    run_server(host, port, workers, access_log)
+    console.print(start_line(host, port, workers), markup=False, highlight=False)
+    run_server(host, port, workers)
 
 
 # --------------------------------------------------------------------------------------------

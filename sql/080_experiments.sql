@@ -73,11 +73,10 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     _e reco.experiments := reco._experiment(p_name, p_tenant);
     _end timestamptz := coalesce(_e.stopped_at, now());
-    _from timestamptz;
 BEGIN
-    SELECT min(x.shown_at) - _e.pre_period INTO _from
-    FROM reco.exposures x WHERE x.experiment_id = _e.experiment_id;
     RETURN QUERY
+    -- per user, index probes of their own rows (events by user and time, interactions by user):
+    -- linear in the users, whatever the planner estimates for the exposures
     WITH eu AS MATERIALIZED (
         -- interleaving exposures have no variant: their users are in both
         SELECT x.user_key AS uk, coalesce(min(x.variant), 'interleaved') AS variant, min(x.shown_at) AS t0,
@@ -88,63 +87,53 @@ BEGIN
         WHERE x.experiment_id = _e.experiment_id AND x.tenant_id = _e.tenant_id AND x.shown_at < _end
           AND x.user_key IS NOT NULL
         GROUP BY x.user_key
-    ), ev AS MATERIALIZED (
-        SELECT eu.uk,
-               count(*) FILTER (WHERE ev.kind = 'use' AND ev.occurred_at >= eu.t0)::float8 AS uses,
-               count(*) FILTER (WHERE ev.kind = 'use' AND ev.occurred_at < eu.t0)::float8 AS uses_pre,
-               count(*) FILTER (WHERE ev.success AND ev.occurred_at >= eu.t0)::float8 AS successes,
-               count(*) FILTER (WHERE ev.success IS NOT NULL AND ev.occurred_at >= eu.t0)::float8 AS outcomes
+    ), base AS MATERIALIZED (
+        SELECT eu.*, ev.uses, ev.uses_pre, ev.successes, ev.outcomes, ad.adopted, ad.adopted_pre
         FROM eu
-        JOIN reco.events ev ON ev.tenant_id = _e.tenant_id AND ev.user_key = eu.uk
-                           AND ev.occurred_at >= eu.t0 - _e.pre_period AND ev.occurred_at < _end
-        WHERE ev.occurred_at >= _from
-        GROUP BY eu.uk
-    ), ad AS MATERIALIZED (
-        SELECT eu.uk,
-               bool_or(i.first_at >= eu.t0 AND i.first_at < _end)::int::float8 AS adopted,
-               bool_or(i.first_at >= eu.t0 - _e.pre_period AND i.first_at < eu.t0)::int::float8 AS adopted_pre
-        FROM eu
-        JOIN reco.interactions i ON i.tenant_id = _e.tenant_id AND i.user_key = eu.uk
-        GROUP BY eu.uk
-    ), cm AS MATERIALIZED (
-        -- the tenant's metrics: per user, the events of the metric's kind after and before
-        SELECT eu.uk, m.name,
-               count(*) FILTER (WHERE ev.occurred_at >= eu.t0)::float8 AS n_post,
-               count(*) FILTER (WHERE ev.occurred_at < eu.t0)::float8 AS n_pre,
-               coalesce(sum(p.v) FILTER (WHERE ev.occurred_at >= eu.t0), 0) AS s_post,
-               coalesce(sum(p.v) FILTER (WHERE ev.occurred_at < eu.t0), 0) AS s_pre
-        FROM eu
-        JOIN reco.events ev ON ev.tenant_id = _e.tenant_id AND ev.user_key = eu.uk
-                           AND ev.occurred_at >= eu.t0 - _e.pre_period AND ev.occurred_at < _end
-        JOIN reco.metrics m ON m.tenant_id = _e.tenant_id AND m.event_kind = ev.kind
-        CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(ev.props -> m.prop) = 'number'
-                                        THEN (ev.props ->> m.prop)::float8 END AS v) AS p
-        WHERE ev.occurred_at >= _from
-        GROUP BY eu.uk, m.name
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE e.kind = 'use' AND e.occurred_at >= eu.t0)::float8 AS uses,
+                   count(*) FILTER (WHERE e.kind = 'use' AND e.occurred_at < eu.t0)::float8 AS uses_pre,
+                   count(*) FILTER (WHERE e.success AND e.occurred_at >= eu.t0)::float8 AS successes,
+                   count(*) FILTER (WHERE e.success IS NOT NULL AND e.occurred_at >= eu.t0)::float8 AS outcomes
+            FROM reco.events e
+            WHERE e.tenant_id = _e.tenant_id AND e.user_key = eu.uk
+              AND e.occurred_at >= eu.t0 - _e.pre_period AND e.occurred_at < _end) AS ev
+        CROSS JOIN LATERAL (
+            SELECT coalesce(bool_or(i.first_at >= eu.t0 AND i.first_at < _end), false)::int::float8 AS adopted,
+                   coalesce(bool_or(i.first_at >= eu.t0 - _e.pre_period AND i.first_at < eu.t0), false)::int::float8
+                       AS adopted_pre
+            FROM reco.interactions i
+            WHERE i.tenant_id = _e.tenant_id AND i.user_key = eu.uk) AS ad
     )
-    SELECT eu.variant, eu.uk, eu.t0, b.metric, b.value, b.denominator, b.pre_value
-    FROM eu
-    LEFT JOIN ev ON ev.uk = eu.uk
-    LEFT JOIN ad ON ad.uk = eu.uk
+    SELECT b.variant, b.uk, b.t0, v.metric, v.value, v.denominator, v.pre_value
+    FROM base b
     CROSS JOIN LATERAL (VALUES
-        ('exposures', eu.exposures, 1::float8, NULL::float8),
-        ('clicks', eu.clicks, 1, NULL),
-        ('clicked', (eu.clicks > 0)::int::float8, 1, NULL),
-        ('click_rate', eu.clicks, eu.exposures, NULL),
-        ('uses', coalesce(ev.uses, 0), 1, coalesce(ev.uses_pre, 0)),
-        ('adoption', coalesce(ad.adopted, 0), 1, coalesce(ad.adopted_pre, 0)),
-        ('success_rate', coalesce(ev.successes, 0), coalesce(ev.outcomes, 0), NULL)
-    ) AS b(metric, value, denominator, pre_value)
+        ('exposures', b.exposures, 1::float8, NULL::float8),
+        ('clicks', b.clicks, 1, NULL),
+        ('clicked', (b.clicks > 0)::int::float8, 1, NULL),
+        ('click_rate', b.clicks, b.exposures, NULL),
+        ('uses', b.uses, 1, b.uses_pre),
+        ('adoption', b.adopted, 1, b.adopted_pre),
+        ('success_rate', b.successes, b.outcomes, NULL)
+    ) AS v(metric, value, denominator, pre_value)
     UNION ALL
-    SELECT eu.variant, eu.uk, eu.t0, m.name,
-           CASE m.agg WHEN 'any' THEN (coalesce(c.n_post, 0) > 0)::int::float8 WHEN 'count' THEN coalesce(c.n_post, 0)
-                      ELSE coalesce(c.s_post, 0) END,
-           CASE m.agg WHEN 'mean' THEN coalesce(c.n_post, 0) ELSE 1 END,
-           CASE m.agg WHEN 'any' THEN (coalesce(c.n_pre, 0) > 0)::int::float8 WHEN 'count' THEN coalesce(c.n_pre, 0)
-                      WHEN 'sum' THEN coalesce(c.s_pre, 0) END
-    FROM eu
+    -- the tenant's metrics: per user, the events of the metric's kind after and before
+    SELECT b.variant, b.uk, b.t0, m.name,
+           CASE m.agg WHEN 'any' THEN (c.n_post > 0)::int::float8 WHEN 'count' THEN c.n_post ELSE c.s_post END,
+           CASE m.agg WHEN 'mean' THEN c.n_post ELSE 1 END,
+           CASE m.agg WHEN 'any' THEN (c.n_pre > 0)::int::float8 WHEN 'count' THEN c.n_pre WHEN 'sum' THEN c.s_pre END
+    FROM base b
     CROSS JOIN reco.metrics m
-    LEFT JOIN cm c ON c.uk = eu.uk AND c.name = m.name
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE e.occurred_at >= b.t0)::float8 AS n_post,
+               count(*) FILTER (WHERE e.occurred_at < b.t0)::float8 AS n_pre,
+               coalesce(sum(p.v) FILTER (WHERE e.occurred_at >= b.t0), 0) AS s_post,
+               coalesce(sum(p.v) FILTER (WHERE e.occurred_at < b.t0), 0) AS s_pre
+        FROM reco.events e
+        CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.props -> m.prop) = 'number'
+                                        THEN (e.props ->> m.prop)::float8 END AS v) AS p
+        WHERE e.tenant_id = _e.tenant_id AND e.user_key = b.uk AND e.kind = m.event_kind
+          AND e.occurred_at >= b.t0 - _e.pre_period AND e.occurred_at < _end) AS c
     WHERE m.tenant_id = _e.tenant_id;
 END $$;
 COMMENT ON FUNCTION reco.experiment_user_metrics(text, text) IS
@@ -171,3 +160,343 @@ COMMENT ON FUNCTION reco.experiment_stats(text, text) IS
 $c$the sufficient statistics of an experiment per variant and metric: n users, Σx, Σx² of the values, Σd, Σd², Σxd of a
 ratio metric's denominators, and Σp, Σp², Σxp of the pre-period covariate (n_pre users have one). Everything the
 report computes starts here.$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- The report
+-- ---------------------------------------------------------------------------------------
+
+-- One comparison of a variant with the control on one metric, from the sufficient statistics:
+-- the test that fits the metric's type, CUPED where a pre-period covariate exists, P(better)
+-- (Beta-Bernoulli for proportions, the normal approximation of the lift otherwise) and z.
+CREATE OR REPLACE FUNCTION reco._compare(p_type text, p_higher boolean, p_alpha float8,
+    a_n bigint, a_x float8, a_x2 float8, a_d float8, a_d2 float8, a_xd float8, a_np bigint, a_p float8, a_p2 float8, a_xp float8,
+    b_n bigint, b_x float8, b_x2 float8, b_d float8, b_d2 float8, b_xd float8, b_np bigint, b_p float8, b_p2 float8, b_xp float8,
+    OUT mean_a float8, OUT mean_b float8, OUT lift float8, OUT lift_low float8, OUT lift_high float8,
+    OUT rel_lift float8, OUT rel_low float8, OUT rel_high float8, OUT p_value float8, OUT z float8,
+    OUT p_better float8, OUT cuped_lift float8, OUT cuped_low float8, OUT cuped_high float8, OUT cuped_p float8,
+    OUT variance_reduction float8)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    _t record;
+    _c record;
+    _ra record;
+    _rb record;
+BEGIN
+    IF a_n < 2 OR b_n < 2 THEN
+        mean_a := a_x / nullif(CASE WHEN p_type = 'ratio' THEN a_d ELSE a_n END, 0);
+        mean_b := b_x / nullif(CASE WHEN p_type = 'ratio' THEN b_d ELSE b_n END, 0);
+        RETURN;
+    END IF;
+    IF p_type = 'proportion' THEN
+        SELECT * INTO _t FROM reco.stat_proportion_test(a_n, a_x::bigint, b_n, b_x::bigint, p_alpha);
+        mean_a := _t.rate_a; mean_b := _t.rate_b; z := _t.z;
+        lift := _t.lift; lift_low := _t.lift_ci_low; lift_high := _t.lift_ci_high;
+        rel_lift := _t.rel_lift; rel_low := _t.rel_ci_low; rel_high := _t.rel_ci_high; p_value := _t.p_value;
+        p_better := (SELECT CASE WHEN p_higher THEN b.p_b_better ELSE 1 - b.p_b_better END
+                     FROM reco.stat_bayes_proportion(a_n, a_x::bigint, b_n, b_x::bigint, p_alpha) AS b);
+    ELSIF p_type = 'ratio' THEN
+        SELECT * INTO _ra FROM reco.stat_ratio_moments(a_n, a_x, a_x2, a_d, a_d2, a_xd);
+        SELECT * INTO _rb FROM reco.stat_ratio_moments(b_n, b_x, b_x2, b_d, b_d2, b_xd);
+        SELECT * INTO _t FROM reco.stat_mean_test_moments(a_n, _ra.mean, _ra.variance, b_n, _rb.mean, _rb.variance, p_alpha);
+    ELSE
+        SELECT * INTO _t FROM reco.stat_mean_test(a_n, a_x, a_x2, b_n, b_x, b_x2, p_alpha);
+    END IF;
+    IF p_type <> 'proportion' THEN
+        mean_a := _t.mean_a; mean_b := _t.mean_b; z := _t.t;
+        lift := _t.lift; lift_low := _t.lift_ci_low; lift_high := _t.lift_ci_high;
+        rel_lift := _t.rel_lift; rel_low := _t.rel_ci_low; rel_high := _t.rel_ci_high; p_value := _t.p_value;
+        p_better := CASE WHEN _t.se > 0 THEN reco.stat_norm_cdf(CASE WHEN p_higher THEN 1 ELSE -1 END * _t.lift / _t.se) END;
+    END IF;
+    -- CUPED: the same metric before the first exposure, for users who all have one
+    IF p_type <> 'ratio' AND a_np = a_n AND b_np = b_n
+       AND (a_p2 + b_p2) - (a_p + b_p) ^ 2 / (a_n + b_n) > 0 THEN
+        SELECT * INTO _c FROM reco.stat_cuped_test(a_n, a_x, a_x2, a_p, a_p2, a_xp, b_n, b_x, b_x2, b_p, b_p2, b_xp, p_alpha);
+        cuped_lift := _c.rel_lift; cuped_low := _c.rel_ci_low; cuped_high := _c.rel_ci_high; cuped_p := _c.p_value;
+        variance_reduction := _c.variance_reduction;
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION reco.experiment_report(p_name text, p_tenant text DEFAULT NULL)
+RETURNS TABLE (section text, variant text, metric text, n bigint, mean float8, lift float8, lift_low float8,
+               lift_high float8, rel_lift float8, rel_low float8, rel_high float8, p_value float8, p_adjusted float8,
+               p_better float8, cuped_lift float8, cuped_low float8, cuped_high float8, cuped_p float8,
+               variance_reduction float8, boundary float8, decision text, note text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    _e reco.experiments := reco._experiment(p_name, p_tenant);
+    _stats jsonb;
+    _rows jsonb := '[]';
+    _control text;
+    _metrics text[];
+    _srm record;
+    _users bigint;
+    _look int := _e.looks;
+    _fraction float8;
+    _seq record;
+    _z_crit float8 := reco.stat_norm_ppf(1 - _e.alpha / 2);
+    _adj float8[];
+    _decision text := 'keep running';
+    _reasons text[] := '{}';
+    _r record;
+    _v record;
+    _oec float8;
+    _oec_var float8;
+    _il record;
+BEGIN
+    SELECT v.name INTO _control FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 0;
+    IF _e.status = 'draft' THEN
+        RETURN QUERY SELECT 'decision', NULL::text, NULL::text, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
+            NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+            NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, 'keep running',
+            'the experiment is a draft: start it with reco.start_experiment';
+        RETURN;
+    END IF;
+
+    IF _e.kind = 'interleave' THEN
+        -- per user, the uses of shown features credited to each side; a user prefers the side
+        -- with more; the share preferring the treatment against ½ (sign test, normal approximation)
+        SELECT count(*) FILTER (WHERE w.b > w.a) AS b_wins, count(*) FILTER (WHERE w.a > w.b) AS a_wins,
+               count(*) AS users, coalesce(sum(w.b - w.a), 0) AS delta
+        INTO _il
+        FROM (SELECT x.user_key, count(*) FILTER (WHERE x.sides[s.i] = 0) AS a, count(*) FILTER (WHERE x.sides[s.i] = 1) AS b
+              FROM reco.exposures x
+              CROSS JOIN LATERAL generate_subscripts(x.feature_keys, 1) AS s(i)
+              WHERE x.experiment_id = _e.experiment_id AND x.tenant_id = _e.tenant_id
+                AND x.feature_keys[s.i] = ANY (x.used_keys) AND x.user_key IS NOT NULL
+              GROUP BY x.user_key) AS w;
+        _users := _il.a_wins + _il.b_wins;
+        RETURN QUERY
+        WITH t AS (SELECT *, CASE WHEN _users > 0 THEN _il.b_wins::float8 / _users END AS share,
+                          CASE WHEN _users > 0 THEN sqrt(0.25 / _users) END AS se
+                   FROM (SELECT 1) AS one)
+        SELECT 'interleave', (SELECT v.name FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 1),
+               'preference', _users, t.share, t.share - 0.5, t.share - 0.5 - _z_crit * t.se, t.share - 0.5 + _z_crit * t.se,
+               NULL::float8, NULL::float8, NULL::float8,
+               CASE WHEN _users > 0 THEN 2 * (1 - reco.stat_norm_cdf(abs(t.share - 0.5) / t.se)) END, NULL::float8,
+               CASE WHEN _users > 0 THEN reco.stat_norm_cdf((t.share - 0.5) / t.se) END,
+               NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::text,
+               format('%s users preferred %s, %s preferred %s, %s used both sides equally; net uses %s',
+                      _il.b_wins, (SELECT v.name FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 1),
+                      _il.a_wins, _control, _il.users - _users, _il.delta)
+        FROM t;
+        _decision := CASE WHEN _users = 0 THEN 'keep running'
+                          WHEN 2 * (1 - reco.stat_norm_cdf(abs(_il.b_wins::float8 / _users - 0.5) / sqrt(0.25 / _users))) >= _e.alpha
+                              THEN 'keep running'
+                          WHEN _il.b_wins > _il.a_wins THEN 'ship' ELSE 'stop' END;
+        RETURN QUERY SELECT 'decision', NULL::text, NULL::text, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
+            NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+            NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, _decision,
+            CASE _decision WHEN 'ship' THEN 'users prefer the treatment''s items (sign test p < alpha)'
+                           WHEN 'stop' THEN 'users prefer the control''s items (sign test p < alpha)'
+                           ELSE 'no significant preference yet' END;
+        RETURN;
+    END IF;
+
+    _stats := (SELECT coalesce(jsonb_agg(to_jsonb(s)), '[]') FROM reco.experiment_stats(p_name, p_tenant) AS s);
+
+    -- 1. sample ratio: users per variant against the weights
+    SELECT * INTO _srm FROM reco.stat_srm(
+        ARRAY(SELECT coalesce((SELECT (s ->> 'n')::bigint FROM jsonb_array_elements(_stats) s
+                               WHERE s ->> 'metric' = 'exposures' AND s ->> 'variant' = v.name), 0)
+              FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id ORDER BY v.position),
+        ARRAY(SELECT v.weight FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id ORDER BY v.position));
+    _users := (SELECT coalesce(sum((s ->> 'n')::bigint), 0) FROM jsonb_array_elements(_stats) s WHERE s ->> 'metric' = 'exposures');
+    RETURN QUERY SELECT 'srm', NULL::text, NULL::text, _users, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, _srm.p_value, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        CASE WHEN _srm.mismatch THEN 'invalid (SRM)' END,
+        format('%s users: %s; expected %s; chi2 %s, p %s%s', _users,
+               (SELECT string_agg(v.name || ' ' || coalesce((SELECT s ->> 'n' FROM jsonb_array_elements(_stats) s
+                        WHERE s ->> 'metric' = 'exposures' AND s ->> 'variant' = v.name), '0'), ', ' ORDER BY v.position)
+                FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id),
+               (SELECT string_agg(round(100 * w.weight / w.total)::text || ' %', ' / ' ORDER BY w.position)
+                FROM (SELECT v.weight, v.position, sum(v.weight) OVER () AS total
+                      FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id) AS w),
+               round(coalesce(_srm.chi2, 0)::numeric, 3), coalesce(to_char(_srm.p_value, 'FM0.0000000'), '-'),
+               CASE WHEN _srm.mismatch THEN ': MISMATCH (p < 0.001) — the assignment or the logging is broken; do not read the lifts'
+                    ELSE ': ok' END);
+
+    -- 2. every metric, every treatment against the control
+    _metrics := ARRAY(SELECT u.m FROM unnest(ARRAY[_e.primary_metric] || _e.secondary_metrics || _e.guardrail_metrics
+                                             || ARRAY(SELECT jsonb_object_keys(_e.oec))) WITH ORDINALITY AS u(m, o)
+                      GROUP BY u.m ORDER BY min(u.o));
+    FOR _r IN
+        SELECT m.m AS metric, m.o, v.name AS variant, v.position, t.metric_type, t.higher_is_better,
+               a.*, b.n AS b_n, b.sum_x AS b_x, b.sum_x2 AS b_x2, b.sum_d AS b_d, b.sum_d2 AS b_d2, b.sum_xd AS b_xd,
+               b.n_pre AS b_np, b.sum_p AS b_p, b.sum_p2 AS b_p2, b.sum_xp AS b_xp
+        FROM unnest(_metrics) WITH ORDINALITY AS m(m, o)
+        JOIN reco._metric_types(_e.tenant_id) AS t ON t.metric = m.m
+        CROSS JOIN reco.experiment_variants v
+        LEFT JOIN LATERAL jsonb_to_record((SELECT s FROM jsonb_array_elements(_stats) s
+                                           WHERE s ->> 'metric' = m.m AND s ->> 'variant' = _control))
+             AS a(n bigint, sum_x float8, sum_x2 float8, sum_d float8, sum_d2 float8, sum_xd float8,
+                  n_pre bigint, sum_p float8, sum_p2 float8, sum_xp float8) ON true
+        LEFT JOIN LATERAL jsonb_to_record((SELECT s FROM jsonb_array_elements(_stats) s
+                                           WHERE s ->> 'metric' = m.m AND s ->> 'variant' = v.name))
+             AS b(n bigint, sum_x float8, sum_x2 float8, sum_d float8, sum_d2 float8, sum_xd float8,
+                  n_pre bigint, sum_p float8, sum_p2 float8, sum_xp float8) ON true
+        WHERE v.experiment_id = _e.experiment_id
+        ORDER BY m.o, v.position
+    LOOP
+        IF _r.position = 0 THEN
+            _rows := _rows || jsonb_build_array(jsonb_build_object(
+                'section', CASE WHEN _r.metric = ANY (_e.guardrail_metrics) AND _r.metric <> _e.primary_metric THEN 'guardrail' ELSE 'metric' END,
+                'variant', _r.variant, 'metric', _r.metric, 'n', coalesce(_r.n, 0),
+                'mean', _r.sum_x / nullif(CASE WHEN _r.metric_type = 'ratio' THEN _r.sum_d ELSE _r.n END, 0),
+                'o', _r.o, 'position', 0));
+            CONTINUE;
+        END IF;
+        SELECT * INTO _v FROM reco._compare(_r.metric_type, _r.higher_is_better, _e.alpha,
+            coalesce(_r.n, 0), _r.sum_x, _r.sum_x2, _r.sum_d, _r.sum_d2, _r.sum_xd, _r.n_pre, _r.sum_p, _r.sum_p2, _r.sum_xp,
+            coalesce(_r.b_n, 0), _r.b_x, _r.b_x2, _r.b_d, _r.b_d2, _r.b_xd, _r.b_np, _r.b_p, _r.b_p2, _r.b_xp);
+        _rows := _rows || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'section', CASE WHEN _r.metric = ANY (_e.guardrail_metrics) AND _r.metric <> _e.primary_metric THEN 'guardrail' ELSE 'metric' END,
+            'variant', _r.variant, 'metric', _r.metric, 'n', coalesce(_r.b_n, 0), 'mean', _v.mean_b,
+            'lift', _v.lift, 'lift_low', _v.lift_low, 'lift_high', _v.lift_high, 'rel_lift', _v.rel_lift,
+            'rel_low', _v.rel_low, 'rel_high', _v.rel_high, 'p_value', _v.p_value, 'z', _v.z, 'p_better', _v.p_better,
+            'cuped_lift', _v.cuped_lift, 'cuped_low', _v.cuped_low, 'cuped_high', _v.cuped_high, 'cuped_p', _v.cuped_p,
+            'variance_reduction', _v.variance_reduction, 'higher', _r.higher_is_better, 'o', _r.o,
+            'position', _r.position)));
+    END LOOP;
+
+    -- 3. multiple comparisons: the primary metric's p over the treatments by Holm (the decision's
+    -- family-wise error), the secondary metrics' over treatments × metrics by Benjamini-Hochberg
+    -- (their false discovery rate); guardrails unadjusted (a guardrail should be quick to fire)
+    FOR _r IN SELECT f.family, f.method FROM (VALUES ('primary', 'holm'), ('secondary', 'bh')) AS f(family, method) LOOP
+        _adj := reco.stat_p_adjust(ARRAY(
+            SELECT (x ->> 'p_value')::float8 FROM jsonb_array_elements(_rows) WITH ORDINALITY AS j(x, i)
+            WHERE x ->> 'section' = 'metric' AND (x ->> 'position')::int > 0
+              AND (x ->> 'metric' = _e.primary_metric) = (_r.family = 'primary') ORDER BY i), _r.method);
+        _rows := (SELECT jsonb_agg(CASE WHEN k.k IS NULL THEN x
+                                        ELSE x || jsonb_strip_nulls(jsonb_build_object('p_adjusted', _adj[k.k])) END ORDER BY j.i)
+                  FROM jsonb_array_elements(_rows) WITH ORDINALITY AS j(x, i)
+                  LEFT JOIN (SELECT i2, row_number() OVER (ORDER BY i2) AS k
+                             FROM jsonb_array_elements(_rows) WITH ORDINALITY AS j2(x2, i2)
+                             WHERE x2 ->> 'section' = 'metric' AND (x2 ->> 'position')::int > 0
+                               AND (x2 ->> 'metric' = _e.primary_metric) = (_r.family = 'primary')) AS k ON k.i2 = j.i);
+    END LOOP;
+
+    -- 4. sequential monitoring of the primary metric: which planned look this is, and its boundary
+    IF _e.planned_users IS NOT NULL THEN
+        _fraction := least(1.0, _users::float8 / _e.planned_users);
+        _look := greatest(1, least(_e.looks, ceil(_fraction * _e.looks - 1e-9)::int));
+    ELSE
+        _fraction := NULL;
+    END IF;
+
+    RETURN QUERY
+    SELECT x ->> 'section', x ->> 'variant', x ->> 'metric', (x ->> 'n')::bigint, (x ->> 'mean')::float8,
+           (x ->> 'lift')::float8, (x ->> 'lift_low')::float8, (x ->> 'lift_high')::float8, (x ->> 'rel_lift')::float8,
+           (x ->> 'rel_low')::float8, (x ->> 'rel_high')::float8, (x ->> 'p_value')::float8, (x ->> 'p_adjusted')::float8,
+           (x ->> 'p_better')::float8, (x ->> 'cuped_lift')::float8, (x ->> 'cuped_low')::float8,
+           (x ->> 'cuped_high')::float8, (x ->> 'cuped_p')::float8, (x ->> 'variance_reduction')::float8,
+           CASE WHEN x ->> 'metric' = _e.primary_metric AND (x ->> 'position')::int > 0
+                THEN (SELECT s.z_boundary FROM reco.stat_sequential_test(coalesce((x ->> 'z')::float8, 0), _look, _e.looks, _e.alpha) s) END,
+           NULL::text,
+           CASE WHEN x ->> 'section' = 'guardrail' AND (x ->> 'position')::int > 0
+                     AND CASE WHEN (x ->> 'higher')::boolean THEN (x ->> 'lift_high')::float8 < 0 ELSE (x ->> 'lift_low')::float8 > 0 END
+                THEN 'guardrail failed: the whole CI is on the bad side' END
+    FROM jsonb_array_elements(_rows) WITH ORDINALITY AS j(x, i)
+    ORDER BY (x ->> 'o')::int, (x ->> 'position')::int;
+
+    -- 5. the overall evaluation criterion: Σ weight × relative lift (better direction positive);
+    -- its variance sums the metrics' (treated as independent)
+    IF _e.oec <> '{}' THEN
+        FOR _r IN SELECT v.name FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position > 0 ORDER BY v.position LOOP
+            SELECT sum(w.value::float8 * CASE WHEN (x ->> 'higher')::boolean THEN 1 ELSE -1 END * (x ->> 'rel_lift')::float8),
+                   sum((w.value::float8 * ((x ->> 'rel_high')::float8 - (x ->> 'rel_low')::float8) / (2 * _z_crit)) ^ 2)
+            INTO _oec, _oec_var
+            FROM jsonb_each_text(_e.oec) AS w
+            JOIN jsonb_array_elements(_rows) AS x ON x ->> 'metric' = w.key AND x ->> 'variant' = _r.name;
+            RETURN QUERY SELECT 'oec', _r.name, 'oec', NULL::bigint, NULL::float8, _oec, _oec - _z_crit * sqrt(_oec_var),
+                _oec + _z_crit * sqrt(_oec_var), NULL::float8, NULL::float8, NULL::float8,
+                CASE WHEN _oec_var > 0 THEN 2 * (1 - reco.stat_norm_cdf(abs(_oec) / sqrt(_oec_var))) END, NULL::float8,
+                CASE WHEN _oec_var > 0 THEN reco.stat_norm_cdf(_oec / sqrt(_oec_var)) END,
+                NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::text,
+                'weighted relative lifts: ' || (SELECT string_agg(w.key || ' × ' || w.value, ' + ') FROM jsonb_each_text(_e.oec) w);
+        END LOOP;
+    END IF;
+
+    -- 6. the decision
+    IF _srm.mismatch THEN
+        _decision := 'invalid (SRM)';
+        _reasons := ARRAY[format('sample ratio mismatch (p = %s < 0.001): fix the assignment or the logging, then restart',
+                                 to_char(_srm.p_value, 'FM0.0000000'))];
+    ELSE
+        FOR _r IN
+            SELECT x ->> 'variant' AS variant, x ->> 'metric' AS metric, x ->> 'section' AS section,
+                   (x ->> 'higher')::boolean AS higher, (x ->> 'z')::float8 AS z, (x ->> 'lift')::float8 AS lift,
+                   (x ->> 'lift_low')::float8 AS lo, (x ->> 'lift_high')::float8 AS hi,
+                   (x ->> 'p_value')::float8 AS p, (x ->> 'p_adjusted')::float8 AS p_adj, (x ->> 'rel_lift')::float8 AS rel
+            FROM jsonb_array_elements(_rows) AS x
+            WHERE (x ->> 'position')::int > 0 AND (x ->> 'metric' = _e.primary_metric OR x ->> 'section' = 'guardrail')
+            ORDER BY x ->> 'section' DESC, (x ->> 'position')::int
+        LOOP
+            IF _r.section = 'guardrail' THEN
+                IF (CASE WHEN _r.higher THEN _r.hi < 0 ELSE _r.lo > 0 END) THEN
+                    _reasons := _reasons || format('%s: guardrail %s is worse (CI %s to %s)', _r.variant, _r.metric,
+                                                   round(_r.lo::numeric, 4), round(_r.hi::numeric, 4));
+                    _decision := 'stop';
+                END IF;
+                CONTINUE;
+            END IF;
+            -- the statistic against the boundary: |z|, or with several treatments the z of the
+            -- Holm-adjusted p
+            _r.z := CASE WHEN _r.p_adj IS NOT NULL AND _r.p_adj > _r.p
+                         THEN sign(_r.z) * reco.stat_norm_ppf(1 - least(_r.p_adj, 1 - 1e-12) / 2) ELSE _r.z END;
+            SELECT * INTO _seq FROM reco.stat_sequential_test(coalesce(_r.z, 0), _look, _e.looks, _e.alpha);
+            IF _r.z IS NOT NULL AND _seq.stop THEN
+                IF (_r.lift > 0) = _r.higher THEN
+                    IF _decision <> 'stop' THEN
+                        _decision := 'ship';
+                    END IF;
+                    _reasons := _reasons || format('%s: %s better by %s (|z| %s ≥ boundary %s at look %s of %s)', _r.variant,
+                        _r.metric, coalesce(to_char(100 * _r.rel, 'FMS990.0') || ' %', round(_r.lift::numeric, 4)::text),
+                        round(abs(_r.z)::numeric, 2), round(_seq.z_boundary::numeric, 2), _look, _e.looks);
+                ELSE
+                    _decision := 'stop';
+                    _reasons := _reasons || format('%s: %s worse by %s (significant)', _r.variant, _r.metric,
+                        coalesce(to_char(100 * _r.rel, 'FMS990.0') || ' %', round(_r.lift::numeric, 4)::text));
+                END IF;
+            ELSIF _fraction >= 1 THEN
+                IF _decision = 'keep running' THEN
+                    _decision := 'stop';
+                END IF;
+                _reasons := _reasons || format('%s: no significant difference in %s at the planned %s users (|z| %s < %s)',
+                    _r.variant, _r.metric, _e.planned_users, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_seq.z_boundary::numeric, 2));
+            ELSE
+                _reasons := _reasons || format('%s: %s not significant yet (|z| %s < boundary %s at look %s of %s%s)', _r.variant,
+                    _r.metric, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_seq.z_boundary::numeric, 2), _look, _e.looks,
+                    CASE WHEN _fraction IS NOT NULL THEN format(', %s %% of the planned users', round(100 * _fraction)) ELSE '' END);
+            END IF;
+        END LOOP;
+        -- the OEC must not be worse for a variant to ship
+        IF _decision = 'ship' AND _e.oec <> '{}' AND _oec < 0 THEN
+            _decision := 'keep running';
+            _reasons := _reasons || 'the overall evaluation criterion is negative: the primary metric''s win costs more elsewhere'::text;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT 'sequential', NULL::text, _e.primary_metric, _users, _fraction, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        (SELECT s.z_boundary FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) s WHERE s.look = _look), NULL::text,
+        format('look %s of %s planned%s; O''Brien-Fleming boundaries |z| ≥ %s', _look, _e.looks,
+               CASE WHEN _fraction IS NOT NULL THEN format(' (%s of %s planned users, %s %%)', _users, _e.planned_users, round(100 * _fraction))
+                    ELSE ' (no planned_users: read as the final look)' END,
+               (SELECT string_agg(round(s.z_boundary::numeric, 3)::text, ', ' ORDER BY s.look)
+                FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) s));
+    RETURN QUERY SELECT 'decision', NULL::text, NULL::text, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, _decision, array_to_string(_reasons, '; ');
+END $$;
+COMMENT ON FUNCTION reco.experiment_report(text, text) IS
+$c$an experiment's report, one row per section: 'srm' first (users per variant against the weights, χ² p; a
+mismatch at p < 0.001 invalidates the rest), then per metric (primary, secondary, guardrails) the control's row
+and each treatment's: n users, mean, lift (absolute) and its CI, relative lift and CI, p, Holm-adjusted p (over
+the treatments for the primary metric, Benjamini-Hochberg over treatments × secondary metrics), P(better) (Beta-Bernoulli for proportions, normal otherwise),
+CUPED relative lift, CI and p with the variance reduction (metrics with a pre-period), the sequential boundary
+of the current look (primary); 'oec' per treatment when the experiment has one; 'interleave' for interleaving
+experiments (share of users preferring the treatment's items); 'sequential' (look, users so far in n, the
+information fraction in mean, the current boundary, all O'Brien-Fleming boundaries in note); 'decision': ship / keep running / stop / invalid (SRM), with its reasons in note.
+Example: SELECT section, variant, metric, n, rel_lift, rel_low, rel_high, p_value, decision, note
+         FROM reco.experiment_report('usercf-boost');$c$;

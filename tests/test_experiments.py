@@ -230,3 +230,141 @@ def test_user_metrics_come_from_exposures_and_events(world):  # noqa: F811
     assert got[("U3", "export_seconds")] == (12, 2, None)
     stats = {(s["variant"], s["metric"]): s for s in world.execute("SELECT * FROM reco.experiment_stats('m')")}
     assert sum(s["n"] for (v, m), s in stats.items() if m == "uses") == 2
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+def _simulate(conn, name: str, rates: dict[str, float], users: int = 3000, seed: float = 0.3) -> None:
+    """Serve every user once in the experiment's scenario, then a use of a shown feature with the
+    variant's probability (drawn in SQL, seeded)."""
+    key = hashlib.sha256(conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"].encode()).digest()
+    conn.execute("SELECT reco.upsert_users(jsonb_agg(jsonb_build_object('user_id', 'sim-' || g)))"
+                 " FROM generate_series(1, %s::int) g", (users,))
+    # a third of them used a feature three days before (the pre-period of CUPED)
+    conn.execute("SELECT reco.ingest_events(jsonb_agg(jsonb_build_object('event_id', 'pre-' || g,"
+                 " 'user_id', 'sim-' || g, 'feature_id', 'a', 'occurred_at', now() - interval '3 days')))"
+                 " FROM generate_series(1, %s::int, 3) g", (users,))
+    conn.execute("""CREATE TEMP TABLE served AS
+                    SELECT 'sim-' || g AS id,
+                           reco.api_serve(%s, 'recommendations', 'sim-' || g, 3, '{}', %s || g, true, false)::jsonb AS b
+                    FROM generate_series(1, %s::int) g""", (key, name, users))
+    conn.execute("SELECT setseed(%s)", (seed,))
+    conn.execute("""SELECT reco.ingest_events(jsonb_agg(jsonb_build_object(
+                        'event_id', 'c-' || id, 'user_id', id, 'feature_id', b -> 'items' -> 0 ->> 'feature_id',
+                        'occurred_at', now())))
+                    FROM served WHERE random() < (%s::jsonb ->> (b ->> 'variant'))::float8""", (Jsonb(rates),))
+    conn.execute("DROP TABLE served")
+
+
+def _report(conn, name: str) -> list[dict]:
+    return conn.execute("SELECT * FROM reco.experiment_report(%s)", (name,)).fetchall()
+
+
+def test_report_finds_a_planted_lift_and_not_a_null_one(world):  # noqa: F811
+    create(world, "ab", [{"name": "control"}, {"name": "b", "overrides": POP_ONLY}],
+           secondary_metrics=["click_rate", "uses"], guardrail_metrics=["adoption"], oec={"clicked": 1})
+    world.execute("SELECT reco.start_experiment('ab')")
+    _simulate(world, "ab", {"control": 0.10, "b": 0.16})
+    rows = _report(world, "ab")
+    assert rows[0]["section"] == "srm" and rows[0]["n"] == 3000 and rows[0]["p_value"] > 0.001
+    sections = [r["section"] for r in rows]
+    assert sections[-2:] == ["sequential", "decision"] and "oec" in sections
+    primary = [r for r in rows if r["metric"] == "clicked" and r["section"] == "metric"]
+    assert [r["variant"] for r in primary] == ["control", "b"]
+    control, b = primary
+    assert control["mean"] == pytest.approx(0.10, abs=0.02) and b["mean"] == pytest.approx(0.16, abs=0.025)
+    assert b["rel_low"] < b["rel_lift"] < b["rel_high"] and b["rel_low"] > 0 and b["p_value"] < 0.01
+    assert b["p_better"] > 0.99 and b["boundary"] == pytest.approx(1.96, abs=0.01)
+    # the stats match the reference functions on the same counts
+    ref = world.execute("SELECT * FROM reco.stat_proportion_test(%s, %s, %s, %s)", (
+        control["n"], round(control["mean"] * control["n"]), b["n"], round(b["mean"] * b["n"]))).fetchone()
+    assert b["p_value"] == pytest.approx(ref["p_value"]) and b["rel_lift"] == pytest.approx(ref["rel_lift"])
+    uses = next(r for r in rows if r["metric"] == "uses" and r["variant"] == "b")
+    assert uses["cuped_lift"] is not None and uses["variance_reduction"] is not None
+    assert rows[-1]["decision"] == "ship" and "b: clicked better" in rows[-1]["note"]
+
+    # an A/A in another scenario: nothing to ship
+    world.execute("SELECT reco.upsert_scenario('other', '{}')")
+    create(world, "aa", [{"name": "a1"}, {"name": "a2"}], scenario="other")
+    world.execute("SELECT reco.start_experiment('aa')")
+    key = hashlib.sha256(world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"].encode()).digest()
+    for g in range(1, 401):
+        world.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{\"scenario\": \"other\"}', %s,"
+                      " true, false)", (key, f"sim-{g}", f"aa-{g}"))
+    aa = _report(world, "aa")
+    assert aa[0]["n"] == 400 and aa[-1]["decision"] == "keep running"
+
+
+def test_report_flags_a_sample_ratio_mismatch_first(world):  # noqa: F811
+    create(world, "srm", [{"name": "control"}, {"name": "b"}])
+    world.execute("SELECT reco.start_experiment('srm')")
+    _simulate(world, "srm", {"control": 0.1, "b": 0.1}, users=2000)
+    # the logging loses most of one arm's exposures
+    world.execute("DELETE FROM reco.exposures WHERE variant = 'b' AND random() < 0.3")
+    rows = _report(world, "srm")
+    assert rows[0]["section"] == "srm" and rows[0]["p_value"] < 0.001 and "MISMATCH" in rows[0]["note"]
+    assert rows[-1]["decision"] == "invalid (SRM)"
+
+
+def test_report_of_an_interleaving_experiment(world):  # noqa: F811
+    create(world, "il", [{"name": "cf"}, {"name": "pop", "overrides": POP_ONLY}], kind="interleave")
+    world.execute("SELECT reco.start_experiment('il')")
+    _simulate(world, "il", {"interleaved": 0.5}, users=300)
+    rows = _report(world, "il")
+    assert [r["section"] for r in rows] == ["interleave", "decision"]
+    il = rows[0]
+    # every use of a shown feature is credited to the side that placed it
+    credited = world.execute("""SELECT count(*) AS n
+                                FROM reco.exposures x, generate_subscripts(x.feature_keys, 1) s
+                                WHERE x.experiment_id IS NOT NULL AND x.feature_keys[s] = ANY (x.used_keys)"""
+                             ).fetchone()
+    assert 0 < il["n"] <= credited["n"] and 0 <= il["mean"] <= 1 and il["variant"] == "pop"
+
+
+def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):  # noqa: F811
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from app.api.main import create_app
+    from app.cli import app as cli
+    from app.settings import Settings, get_settings
+
+    key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
+    with TestClient(create_app(Settings(database_url=db_url), url=db_url)) as api:
+        api.headers["Authorization"] = f"Bearer {key}"
+        assert api.put("/v1/scenarios/home", json={"overrides": {"mmr_lambda": 0.9}}).status_code == 200
+        r = api.post("/v1/experiments", json={"name": "rest", "scenario": "home", "variants": [
+            {"name": "control"}, {"name": "pop", "overrides": POP_ONLY}]})
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "draft" and [v["name"] for v in r.json()["variants"]] == ["control", "pop"]
+        assert api.post("/v1/experiments", json={"name": "rest", "variants": [{"name": "a"}, {"name": "b"}]}
+                        ).status_code == 409
+        bad = api.post("/v1/experiments", json={"name": "x", "variants": [
+            {"name": "a"}, {"name": "b", "overrides": {"neighbor_model": 1}}]})
+        assert bad.status_code == 422 and "serving setting" in bad.json()["error"]["message"]
+        assert api.post("/v1/experiments/rest/start").json()["status"] == "running"
+        served = api.get("/v1/users/U1/recommendations", params={"scenario": "home", "k": 3}).json()
+        variant = world.execute("SELECT variant FROM reco.assignment('U1', 'home')").fetchone()["variant"]
+        assert served["variant"] == variant
+        assert api.get("/v1/users/U1/recommendations", params={"scenario": "nowhere"}).status_code == 404
+        report = api.get("/v1/experiments/rest/report").json()
+        assert report["rows"][0]["section"] == "srm" and report["decision"] == "keep running"
+        assert [e["name"] for e in api.get("/v1/experiments").json()] == ["rest"]
+        assert api.get("/v1/experiments/nope").status_code == 404
+        assert api.put("/v1/metrics/exports", json={"event_kind": "export", "agg": "count"}).status_code == 200
+        assert api.post("/v1/experiments/rest/stop").json()["status"] == "stopped"
+    monkeypatch.setenv("RECO_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        out = runner.invoke(cli, ["experiment", "create", "cli", "--variants",
+                                  '[{"name": "control"}, {"name": "b", "overrides": {"weight_usercf": 0.3}}]',
+                                  "--guardrail", "uses"])
+        assert out.exit_code == 0, out.output
+        assert runner.invoke(cli, ["experiment", "start", "cli"]).exit_code == 0
+        listed = runner.invoke(cli, ["experiment", "list"])
+        assert "cli" in listed.output and "running" in listed.output
+        report = runner.invoke(cli, ["experiment", "report", "cli"])
+        assert report.exit_code == 0 and "sample ratio" in report.output and "decision: keep running" in report.output
+    finally:
+        get_settings.cache_clear()

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import catalog, docs, health, serving
+from app.api import catalog, docs, experiments, health, serving
 from app.api.errors import (
     ApiError,
     api_error_handler,
@@ -69,10 +69,12 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     # the docs, /openapi.json and / are routes of app.api.docs (offline, counted by route)
     app = FastAPI(title="pgreco", version="1", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
-                  openapi_tags=[{"name": "serving"}, {"name": "catalog and events"}, {"name": "operations"}])
+                  openapi_tags=[{"name": "serving"}, {"name": "catalog and events"}, {"name": "experiments"},
+                                {"name": "operations"}])
     app.include_router(serving.router, tags=["serving"])
     app.include_router(catalog.router, tags=["catalog and events"])
     app.include_router(health.router, tags=["operations"])
+    app.include_router(experiments.router, tags=["experiments"])
     app.include_router(docs.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(psycopg.Error, db_error_handler)

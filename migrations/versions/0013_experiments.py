@@ -102,7 +102,8 @@ CREATE TABLE reco.user_daily_uses (
     CONSTRAINT user_daily_uses_pkey PRIMARY KEY (tenant_id, user_key, day)
 );
 INSERT INTO reco.user_daily_uses (tenant_id, user_key, day, uses, paid_uses)
-SELECT e.tenant_id, e.user_key, (e.occurred_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE f.requires_paid)
+SELECT e.tenant_id, e.user_key, (e.occurred_at AT TIME ZONE 'UTC')::date, count(*),
+       count(*) FILTER (WHERE f.requires_paid)
 FROM reco.events e
 JOIN reco.features f ON f.tenant_id = e.tenant_id AND f.feature_key = e.feature_key
 WHERE e.occurred_at >= now() - interval '400 days'
