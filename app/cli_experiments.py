@@ -162,8 +162,11 @@ def print_report(rows: list[dict], name: str) -> None:
                       _pct(r["p_better"], False), cuped, _pct(r["variance_reduction"], False))
     out.print(table)
     for r in rows:
-        if r["section"] == "guardrail" and r["note"]:
-            out.print(f"[red]{r['variant']}: {r['metric']} {r['note']}[/red]")
+        if r["section"] == "guardrail" and r["note"] and r["note"].startswith("guardrail failed"):
+            out.print(f"[red]{r['variant']}: {r['metric']} {r['note'].split('; ')[0]}[/red]")
+    primary = next((r for r in rows if r["section"] == "metric" and r["note"]), None)
+    if primary:
+        out.print(f"{primary['variant']}, {primary['metric']}: {primary['note']}", markup=False, highlight=False)
     for r in rows:
         if r["section"] == "sequential":
             out.print(f"[bold]sequential[/bold]: {r['note']}")

@@ -168,13 +168,15 @@ report computes starts here.$c$;
 -- One comparison of a variant with the control on one metric, from the sufficient statistics:
 -- the test that fits the metric's type, CUPED where a pre-period covariate exists, P(better)
 -- (Beta-Bernoulli for proportions, the normal approximation of the lift otherwise) and z.
+DROP FUNCTION IF EXISTS reco._compare(text, boolean, float8, bigint, float8, float8, float8, float8, float8, bigint,
+    float8, float8, float8, bigint, float8, float8, float8, float8, float8, bigint, float8, float8, float8);
 CREATE OR REPLACE FUNCTION reco._compare(p_type text, p_higher boolean, p_alpha float8,
     a_n bigint, a_x float8, a_x2 float8, a_d float8, a_d2 float8, a_xd float8, a_np bigint, a_p float8, a_p2 float8, a_xp float8,
     b_n bigint, b_x float8, b_x2 float8, b_d float8, b_d2 float8, b_xd float8, b_np bigint, b_p float8, b_p2 float8, b_xp float8,
     OUT mean_a float8, OUT mean_b float8, OUT lift float8, OUT lift_low float8, OUT lift_high float8,
     OUT rel_lift float8, OUT rel_low float8, OUT rel_high float8, OUT p_value float8, OUT z float8,
     OUT p_better float8, OUT cuped_lift float8, OUT cuped_low float8, OUT cuped_high float8, OUT cuped_p float8,
-    OUT variance_reduction float8)
+    OUT variance_reduction float8, OUT bayes text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     _t record;
@@ -192,8 +194,14 @@ BEGIN
         mean_a := _t.rate_a; mean_b := _t.rate_b; z := _t.z;
         lift := _t.lift; lift_low := _t.lift_ci_low; lift_high := _t.lift_ci_high;
         rel_lift := _t.rel_lift; rel_low := _t.rel_ci_low; rel_high := _t.rel_ci_high; p_value := _t.p_value;
-        p_better := (SELECT CASE WHEN p_higher THEN b.p_b_better ELSE 1 - b.p_b_better END
-                     FROM reco.stat_bayes_proportion(a_n, a_x::bigint, b_n, b_x::bigint, p_alpha) AS b);
+        SELECT CASE WHEN p_higher THEN b.p_b_better ELSE 1 - b.p_b_better END,
+               format('Bayesian (Beta(1, 1) prior, %s): P(better) %s %%, expected loss of shipping %s, of keeping the control %s; %s %% credible lift [%s %%, %s %%]',
+                      b.method, round((100 * CASE WHEN p_higher THEN b.p_b_better ELSE 1 - b.p_b_better END)::numeric, 1),
+                      round(CASE WHEN p_higher THEN b.loss_b ELSE b.loss_a END::numeric, 5),
+                      round(CASE WHEN p_higher THEN b.loss_a ELSE b.loss_b END::numeric, 5), round((100 * (1 - p_alpha))::numeric),
+                      round((100 * b.rel_ci_low)::numeric, 1), round((100 * b.rel_ci_high)::numeric, 1))
+        INTO p_better, bayes
+        FROM reco.stat_bayes_proportion(a_n, a_x::bigint, b_n, b_x::bigint, p_alpha) AS b;
     ELSIF p_type = 'ratio' THEN
         SELECT * INTO _ra FROM reco.stat_ratio_moments(a_n, a_x, a_x2, a_d, a_d2, a_xd);
         SELECT * INTO _rb FROM reco.stat_ratio_moments(b_n, b_x, b_x2, b_d, b_d2, b_xd);
@@ -355,7 +363,7 @@ BEGIN
             'lift', _v.lift, 'lift_low', _v.lift_low, 'lift_high', _v.lift_high, 'rel_lift', _v.rel_lift,
             'rel_low', _v.rel_low, 'rel_high', _v.rel_high, 'p_value', _v.p_value, 'z', _v.z, 'p_better', _v.p_better,
             'cuped_lift', _v.cuped_lift, 'cuped_low', _v.cuped_low, 'cuped_high', _v.cuped_high, 'cuped_p', _v.cuped_p,
-            'variance_reduction', _v.variance_reduction, 'higher', _r.higher_is_better, 'o', _r.o,
+            'variance_reduction', _v.variance_reduction, 'higher', _r.higher_is_better, 'o', _r.o, 'bayes', _v.bayes,
             'position', _r.position)));
     END LOOP;
 
@@ -393,9 +401,11 @@ BEGIN
            CASE WHEN x ->> 'metric' = _e.primary_metric AND (x ->> 'position')::int > 0
                 THEN (SELECT s.z_boundary FROM reco.stat_sequential_test(coalesce((x ->> 'z')::float8, 0), _look, _e.looks, _e.alpha) s) END,
            NULL::text,
-           CASE WHEN x ->> 'section' = 'guardrail' AND (x ->> 'position')::int > 0
-                     AND CASE WHEN (x ->> 'higher')::boolean THEN (x ->> 'lift_high')::float8 < 0 ELSE (x ->> 'lift_low')::float8 > 0 END
-                THEN 'guardrail failed: the whole CI is on the bad side' END
+           concat_ws('; ',
+               CASE WHEN x ->> 'section' = 'guardrail' AND (x ->> 'position')::int > 0
+                         AND CASE WHEN (x ->> 'higher')::boolean THEN (x ->> 'lift_high')::float8 < 0 ELSE (x ->> 'lift_low')::float8 > 0 END
+                    THEN 'guardrail failed: the whole CI is on the bad side' END,
+               x ->> 'bayes')
     FROM jsonb_array_elements(_rows) WITH ORDINALITY AS j(x, i)
     ORDER BY (x ->> 'o')::int, (x ->> 'position')::int;
 
@@ -495,7 +505,7 @@ mismatch at p < 0.001 invalidates the rest), then per metric (primary, secondary
 and each treatment's: n users, mean, lift (absolute) and its CI, relative lift and CI, p, Holm-adjusted p (over
 the treatments for the primary metric, Benjamini-Hochberg over treatments × secondary metrics), P(better) (Beta-Bernoulli for proportions, normal otherwise),
 CUPED relative lift, CI and p with the variance reduction (metrics with a pre-period), the sequential boundary
-of the current look (primary); 'oec' per treatment when the experiment has one; 'interleave' for interleaving
+of the current look (primary), in note for proportions the Bayesian expected losses and credible interval; 'oec' per treatment when the experiment has one; 'interleave' for interleaving
 experiments (share of users preferring the treatment's items); 'sequential' (look, users so far in n, the
 information fraction in mean, the current boundary, all O'Brien-Fleming boundaries in note); 'decision': ship / keep running / stop / invalid (SRM), with its reasons in note.
 Example: SELECT section, variant, metric, n, rel_lift, rel_low, rel_high, p_value, decision, note
