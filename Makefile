@@ -20,7 +20,25 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/reco demo
 
-test: $(VENV)/.installed-test
+# headless Chromium for the console's browser tests (tests/test_console_browser.py): Debian's package,
+# installed when running as root where apt-get exists; elsewhere a note, and those tests skip saying why.
+# Marked done only once chromium is on PATH (else checked again on the next run; it never fails the build).
+$(VENV)/.chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+	    echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium: installing Debian's package (apt-get install chromium) for the console's browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+	    || echo "note: apt-get could not install chromium: the console's browser tests will be skipped"; \
+	else \
+	    echo "note: no chromium, and not root with apt-get: the console's browser tests will be skipped" \
+	         "(install Debian's chromium package to run them)"; \
+	fi
+	@if command -v chromium >/dev/null 2>&1; then mkdir -p $(VENV) && touch $@; fi
+
+test: $(VENV)/.installed-test $(VENV)/.chromium
 	$(BIN)/python -m pytest -q
 
 # the suite again on PostgreSQL 15 with pg_cron (Debian packages; root): the pg_cron tests run

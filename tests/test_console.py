@@ -1,0 +1,410 @@
+"""The web console (/console) server-side, through FastAPI's TestClient against a real database with
+generated demo data: auth (login form, session cookie, tenant isolation, revocation, no data without
+a key), every page's content, escaping of client data, bounds, static files, and the reco.console_*
+SQL functions an analyst runs directly.
+
+The helpers here (seed_demo, seed_experiment, console_app) also feed the browser tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from app.db import with_dbname
+from app.settings import Settings
+
+pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '.[test]')")
+
+from app import console  # noqa: E402
+from app.api.main import create_app  # noqa: E402
+from app.console import routes  # noqa: E402
+
+XSS_USER = '<script>alert("user")</script>'
+XSS_FEATURE = "x-<img>"
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+# --- data ------------------------------------------------------------------------------------
+
+def seed_demo(url: str, tmp: Path, *, users: int = 200, days: int = 30, tune_users: int | None = None) -> str:
+    """Generated demo data (app.demodata) imported as `reco import` does, the jobs, an evaluation and
+    optionally the tune job; an API key of tenant default is returned."""
+    from app.demodata import generate
+    from app.importer import import_csv
+    from jobs.runner import run_job
+
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
+    generate(tmp, users=users, features=24, days=days, seed=11, end=end)
+    for kind in ("features", "plans", "users", "events"):
+        import_csv(url, kind, tmp / f"{kind}.csv")
+    run_job(url, "all")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT * FROM reco.evaluate(10)")
+        if tune_users:
+            conn.execute("SELECT reco.tune(NULL, %s, false)", (tune_users,))
+        return conn.execute("SELECT reco.create_api_key('default', 'console tests')").fetchone()[0]
+
+
+def seed_experiment(url: str, key: str, users: int = 200) -> None:
+    """An A/B test in scenario home (users served through reco.api_serve, clicks on shown features
+    ingested, more in the treatment) and a draft experiment."""
+    rng = random.Random(5)
+    digest = hashlib.sha256(key.encode()).digest()
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT reco.upsert_scenario('home', '{}', 'the home page')")
+        conn.execute("SELECT reco.create_experiment('usercf-boost', %s, %s)", (
+            Jsonb([{"name": "control"}, {"name": "boost", "overrides": {"weight_usercf": 0.3}}]),
+            Jsonb({"scenario": "home", "primary_metric": "clicked", "secondary_metrics": ["click_rate"],
+                   "guardrail_metrics": ["uses"], "looks": 4, "planned_users": 2 * users,
+                   "description": "more weight on users like you"})))
+        conn.execute("SELECT reco.start_experiment('usercf-boost')")
+        conn.execute("SELECT reco.create_experiment('next-idea', %s, %s)", (
+            Jsonb([{"name": "control"}, {"name": "mmr", "overrides": {"mmr_lambda": 0.7}}]),
+            Jsonb({"scenario": "home"})))
+        ids = [r["user_id"] for r in conn.execute(
+            "SELECT user_id FROM reco.users ORDER BY user_key LIMIT %s", (users,)).fetchall()]
+        bodies = conn.execute(
+            "SELECT reco.api_serve(%s, 'recommendations', u.id, 5, '{\"scenario\": \"home\"}', 'console-' || u.id,"
+            " true, false)::jsonb AS body FROM unnest(%s::text[]) AS u(id)", (digest, ids)).fetchall()
+        # after the exposures (recorded at clock_timestamp(), which the seconds of an ISO time would precede)
+        now = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clicks = [{"event_id": f"click-{b['body']['user_id']}", "user_id": b["body"]["user_id"],
+                   "feature_id": rng.choice(b["body"]["items"])["feature_id"], "occurred_at": now}
+                  for b in bodies if b["body"]["items"]
+                  and rng.random() < (0.45 if b["body"]["variant"] == "boost" else 0.25)]
+        conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(clicks),))
+
+
+def database(server_url: str, template_db: str) -> Iterator[str]:
+    name = f"reco_console_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                       sql.Identifier(template_db)))
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def console_app(url: str, **settings):
+    """The API app with the console (registered here until app.api.main includes it)."""
+    app = create_app(Settings(database_url=url, **settings), url=url)
+    if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
+        app.include_router(console.router)
+    return app
+
+
+@pytest.fixture(scope="module")
+def world(server_url, template_db, tmp_path_factory) -> Iterator[dict]:
+    """One database for the module (the tests read it; those that change something make their own keys
+    and tenants): demo data, an experiment, hostile ids and names, a second tenant."""
+    for url in database(server_url, template_db):
+        key = seed_demo(url, tmp_path_factory.mktemp("console-demo"), users=150, days=30)
+        seed_experiment(url, key, users=100)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([
+                {"feature_id": XSS_FEATURE, "name": XSS_NAME, "category": "</script><b>"}]),))
+            day = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
+                [{"event_id": f"x{i}", "user_id": XSS_USER, "feature_id": f, "occurred_at": day, "success": True}
+                 for i, f in enumerate([XSS_FEATURE, "background-removal", XSS_FEATURE])]
+                + [{"event_id": f"many{i}", "user_id": "many", "feature_id": "background-removal",
+                    "occurred_at": (datetime.now(UTC) - timedelta(hours=i + 1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                   for i in range(60)]),))
+            conn.execute("SELECT reco.create_tenant('other')")
+            conn.execute("SELECT reco.upsert_features(%s, 'other')", (Jsonb([{"feature_id": "secret-feature"}]),))
+            conn.execute("SELECT reco.ingest_events(%s, 'other')", (Jsonb([
+                {"user_id": "secret-user", "feature_id": "secret-feature", "occurred_at": day}]),))
+            other = conn.execute("SELECT reco.create_api_key('other', 'other')").fetchone()["create_api_key"]
+            user = conn.execute("SELECT user_id FROM reco.users u JOIN reco.interactions i USING (tenant_id, user_key)"
+                                " WHERE u.tenant_id = 1 AND u.user_id LIKE 'U%%' GROUP BY user_id"
+                                " ORDER BY count(*) DESC, user_id LIMIT 1").fetchone()["user_id"]
+        yield {"url": url, "key": key, "other": other, "user": user}
+
+
+@pytest.fixture
+def anon(world) -> Iterator[TestClient]:
+    with TestClient(console_app(world["url"]), follow_redirects=False) as client:
+        yield client
+
+
+def login(client: TestClient, key: str, next_url: str = "/console") -> None:
+    r = client.post("/console/login", data={"key": key, "next": next_url})
+    assert r.status_code == 303, r.text
+
+
+@pytest.fixture
+def web(world, anon) -> TestClient:
+    login(anon, world["key"])
+    return anon
+
+
+def charts(html: str) -> dict[str, dict]:
+    """The chart specifications a page carries (what console.js draws)."""
+    out = {}
+    for m in re.finditer(r'<figure class="chart" id="chart-([^"]+)".*?<script type="application/json" '
+                         r'class="chart-data">(.*?)</script>', html, re.S):
+        out[m.group(1)] = json.loads(m.group(2))
+    return out
+
+
+PAGES = ["/console", "/console/users", "/console/user?id=U1", "/console/features",
+         "/console/feature?id=background-removal", "/console/evaluations", "/console/experiments",
+         "/console/experiment?name=usercf-boost"]
+
+
+# --- auth ------------------------------------------------------------------------------------
+
+def test_without_a_valid_key_every_page_is_the_login_page_and_no_data(world, anon):
+    for path in PAGES:
+        for headers, cookies in (({}, {}), ({"Authorization": "Bearer nope"}, {}),
+                                 ({}, {routes.COOKIE: "0" * 64}), ({}, {routes.COOKIE: "not-hex"})):
+            anon.cookies.clear()
+            for k, v in cookies.items():
+                anon.cookies.set(k, v, path="/console")
+            r = anon.get(path, headers=headers)
+            assert r.status_code == 303, (path, headers, cookies)
+            assert r.headers["location"].startswith("/console/login?next=")
+            assert "U1" not in r.text and "background" not in r.text
+    r = anon.get("/console/user?id=U1", follow_redirects=True)
+    assert r.status_code == 200 and '<form method="post" action="/console/login">' in r.text
+    assert 'name="next" value="/console/user?id=U1"' in r.text
+    assert "tenant <b>" not in r.text and "Recommendations" not in r.text
+
+
+def test_login_keeps_the_keys_hash_in_a_session_cookie(world, anon):
+    r = anon.post("/console/login", data={"key": "wrong", "next": "/console/features"})
+    assert r.status_code == 401 and "not valid" in r.text and routes.COOKIE not in r.headers.get("set-cookie", "")
+    r = anon.post("/console/login", data={"key": world["key"], "next": "/console/features?search=cut"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/features?search=cut"
+    cookie = r.headers["set-cookie"]
+    digest = hashlib.sha256(world["key"].encode()).hexdigest()
+    assert cookie.startswith(f"{routes.COOKIE}={digest};") and world["key"] not in cookie
+    low = cookie.lower()
+    assert "httponly" in low and "samesite=lax" in low and "path=/console" in low
+    assert "max-age" not in low and "expires" not in low  # a session cookie: gone with the browser
+    assert anon.get("/console").status_code == 200
+    # the console cookie opens no REST API
+    assert anon.get("/v1/ping").status_code == 401
+    r = anon.post("/console/logout")
+    assert r.status_code == 303 and anon.get("/console").status_code == 303
+
+
+def test_login_refuses_other_sites_and_redirects_only_inside_the_console(world, anon):
+    r = anon.post("/console/login", data={"key": world["key"]}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and routes.COOKIE not in r.headers.get("set-cookie", "")
+    for target in ("https://evil.example/", "//evil.example/console", "/v1/ping", "/consolex", "/console\\x"):
+        anon.cookies.clear()
+        r = anon.post("/console/login", data={"key": world["key"], "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/console", target
+    anon.cookies.clear()
+    r = anon.post("/console/login", data={"key": world["key"]}, headers={"Origin": "http://testserver"})
+    assert r.status_code == 303
+
+
+def test_a_bearer_header_works_too_and_a_revoked_key_logs_out(world):
+    with psycopg.connect(world["url"], autocommit=True) as conn:
+        key = conn.execute("SELECT reco.create_api_key('default', 'revoke me')").fetchone()[0]
+    with TestClient(console_app(world["url"]), follow_redirects=False) as c:
+        assert c.get("/console", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        login(c, key)
+        assert c.get("/console/users").status_code == 200
+        with psycopg.connect(world["url"], autocommit=True) as conn:
+            conn.execute("SELECT reco.revoke_api_key(%s)", (key[:12],))
+        r = c.get("/console/users")
+        assert r.status_code == 303 and "why=revoked" in r.headers["location"]
+        assert f'{routes.COOKIE}=""' in r.headers["set-cookie"] or "max-age=0" in r.headers["set-cookie"].lower()
+        assert "no longer valid" in c.get(r.headers["location"]).text
+
+
+def test_each_key_sees_its_tenant_only(world):
+    with TestClient(console_app(world["url"]), follow_redirects=False) as c:
+        login(c, world["other"])
+        r = c.get("/console")
+        assert r.status_code == 200 and "tenant <b>other</b>" in r.text
+        assert c.get("/console/user?id=secret-user").status_code == 200
+        users = c.get("/console/users").text
+        assert "secret-user" in users and world["user"] not in users
+        r = c.get(f"/console/user?id={world['user']}")
+        assert r.status_code == 404 and "No user" in r.text
+        assert c.get("/console/feature?id=background-removal").status_code == 404
+        assert c.get("/console/experiment?name=usercf-boost").status_code == 404
+        assert "usercf-boost" not in c.get("/console/experiments").text
+    with TestClient(console_app(world["url"]), follow_redirects=False) as c:
+        login(c, world["key"])
+        assert c.get("/console/user?id=secret-user").status_code == 404
+        assert "secret-feature" not in c.get("/console/features").text
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+def test_overview(web):
+    r = web.get("/console")
+    assert r.status_code == 200 and "tenant <b>default</b>" in r.text
+    for text in ("Features", "Users", "Events per day", "Jobs", "feature_neighbors", "succeeded", "Last evaluation",
+                 "hybrid", "NDCG@10", "SELECT reco.console_overview(&#39;default&#39;);"):
+        assert text in r.text, text
+    spec = charts(r.text)["events-per-day"]
+    assert spec["type"] == "time" and len(spec["x"]) == 30 and sum(spec["series"][0]["values"]) > 0
+    assert [s["label"] for s in spec["series"]] == ["events", "users"]
+
+
+def test_users_and_a_user(web, world):
+    r = web.get("/console/users?start=U1")
+    assert r.status_code == 200 and '<a href="/console/user?id=U1" class="user">U1</a>' in r.text
+    r = web.get(f"/console/user?id={world['user']}")
+    assert r.status_code == 200
+    for text in ("Recommendations now", "because you used", "Segment", "Priors of the user", "Interactions",
+                 "Latest events", "Latest exposures", "serving"):
+        assert text in r.text, text
+    # a recommendation's reasons link the features the user used
+    why = re.search(r'<td class="why">(.*?)</td>', r.text, re.S).group(1)
+    assert why.startswith("because you used ") and 'href="/console/feature?id=' in why
+    assert web.get("/console/user").status_code == 303
+    r = web.get("/console/user?id=nobody-like-this")
+    assert r.status_code == 404 and "nobody-like-this" in r.text
+
+
+def test_features_and_a_feature(web):
+    r = web.get("/console/features?search=REMOVAL")
+    assert r.status_code == 200 and "background-removal" in r.text and "Upscale" not in r.text
+    r = web.get("/console/feature?id=background-removal&days=30")
+    assert r.status_code == 200
+    for text in ("Usage over time", "Similar features", "used together", "Segments that use it", "industry = "):
+        assert text in r.text, text
+    spec = charts(r.text)["feature-usage"]
+    assert len(spec["x"]) == 30 and [s["label"] for s in spec["series"]] == ["uses", "users", "first-time users"]
+    assert web.get("/console/feature?id=background-removal&days=abc").status_code == 200
+    assert web.get("/console/feature?id=no-such").status_code == 404
+
+
+def test_evaluations(web):
+    r = web.get("/console/evaluations")
+    assert r.status_code == 200 and "Runs" in r.text and "hybrid" in r.text
+    specs = charts(r.text)
+    assert {"ndcg", "hit"} <= specs.keys()
+    assert {s["label"] for s in specs["ndcg"]["series"]} >= {"hybrid", "itemcf", "popularity"}
+    assert all(v is None or 0 <= v <= 1 for s in specs["ndcg"]["series"] for v in s["values"])
+
+
+def test_experiments_and_a_report(web):
+    r = web.get("/console/experiments")
+    assert r.status_code == 200 and "usercf-boost" in r.text and "next-idea" in r.text
+    assert r.text.index("usercf-boost") < r.text.index("next-idea")  # running first
+    r = web.get("/console/experiment?name=usercf-boost")
+    assert r.status_code == 200
+    html = r.text
+    # SRM first, then the decision, lifts, sequential monitoring
+    order = [html.index(s) for s in ('id="srm"', 'id="decision"', "Lifts with 95", "Sequential monitoring")]
+    assert order == sorted(order)
+    specs = charts(html)
+    rows = specs["lifts"]["rows"]
+    assert rows and all(r["low"] <= r["high"] for r in rows) and {r["section"] for r in rows} >= {"metric"}
+    assert all("control" not in r["label"] for r in rows)
+    seq = specs["sequential"]
+    assert [b["look"] for b in seq["looks"]] == [1, 2, 3, 4]
+    assert seq["looks"][0]["z"] > seq["looks"][-1]["z"] > 1.9  # O'Brien–Fleming: strict early, ~2 at the end
+    assert web.get("/console/experiment?name=next-idea").text.count("Not started") == 1
+
+
+def test_client_data_is_escaped_everywhere(web):
+    pages = [web.get("/console/user?id=" + routes.q(XSS_USER)), web.get("/console/features"),
+             web.get("/console/feature?id=" + routes.q(XSS_FEATURE)), web.get("/console/users?start=%3C")]
+    for r in pages:
+        assert r.status_code == 200, r.text
+        html = r.text
+        assert XSS_USER not in html and XSS_NAME not in html and "</script><b>" not in html
+        # the only script elements are the page's own: two in the head and the charts' JSON
+        assert len(re.findall(r"<script", html, re.I)) == 2 + html.count('class="chart-data"')
+    assert "&lt;script&gt;alert(&#34;user&#34;)&lt;/script&gt;" in pages[0].text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in pages[1].text
+    # ids in links are percent-encoded
+    assert 'href="/console/feature?id=x-%3Cimg%3E"' in pages[1].text
+
+
+def test_pages_are_bounded_and_carry_security_headers(web, world):
+    r = web.get("/console/user?id=many")
+    assert r.status_code == 200 and "The 50 latest." in r.text
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+    with psycopg.connect(world["url"], row_factory=dict_row) as conn:
+        page = conn.execute("SELECT reco.console_user('many', 'default') AS p").fetchone()["p"]
+        assert len(page["events"]) == 50 and page["interactions_total"] == 1
+        assert len(conn.execute("SELECT reco.console_users(NULL, 100000) AS p").fetchone()["p"]) <= 200
+        assert len(conn.execute("SELECT reco.console_features(NULL, 0) AS p").fetchone()["p"]) == 1
+        assert conn.execute("SELECT count(*) AS n FROM reco.console_events_per_day(100000)").fetchone()["n"] <= 366
+
+
+def test_static_files_are_served_from_the_package_only(anon):
+    for path, kind in (("console.js", "text/javascript"), ("console.css", "text/css"),
+                       ("vendor/uPlot.iife.min.js", "text/javascript"), ("vendor/uPlot.min.css", "text/css")):
+        r = anon.get(f"/console/static/{path}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind), path
+    for path in ("../routes.py", "..%2Froutes.py", "nope.js", "vendor", "../templates/base.html"):
+        assert anon.get(f"/console/static/{path}").status_code == 404, path
+
+
+def test_every_page_is_an_sql_function_an_analyst_can_run(world):
+    with psycopg.connect(world["url"], row_factory=dict_row) as conn:
+        conn.execute("SET reco.tenant = 'default'")
+        o = conn.execute("SELECT reco.console_overview() AS p").fetchone()["p"]
+        assert o["tenant"] == "default" and o["catalog"]["features"] == 25 and o["users"]["users"] >= 150
+        assert len(o["events_per_day"]) == 30 and len(o["runs"]) <= 30 and o["evaluation"]["models"]
+        days = conn.execute("SELECT * FROM reco.console_events_per_day(7)").fetchall()
+        assert len(days) == 7 and str(days[-1]["day"]) == o["events_per_day"][-1]["day"]
+        u = conn.execute("SELECT reco.console_user(%s) AS p", (world["user"],)).fetchone()["p"]
+        assert u["recommendations"] and u["segment"]["serving"] and u["priors"]
+        assert conn.execute("SELECT reco.console_user('nobody') AS p").fetchone()["p"] is None
+        f = conn.execute("SELECT reco.console_feature('background-removal', 14) AS p").fetchone()["p"]
+        assert len(f["usage"]) == 14 and f["similar"] and f["segments"]
+        e = conn.execute("SELECT reco.console_evaluations() AS p").fetchone()["p"]
+        assert e["runs"] and e["runs"][0]["models"]
+        x = conn.execute("SELECT reco.console_experiment('usercf-boost') AS p").fetchone()["p"]
+        assert x["report"] and x["users"] > 0 and x["boundaries"] and x["report_error"] is None
+        assert [r["name"] for r in conn.execute("SELECT reco.console_experiments() AS p").fetchone()["p"]] == [
+            "usercf-boost", "next-idea"]
+        # reads only: the whole set runs in a read-only transaction
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            conn.execute("SELECT reco.console_user(%s), reco.console_overview(), reco.console_feature('colorize'),"
+                         " reco.console_experiment('usercf-boost')", (world["user"],))
+
+
+def test_a_report_that_cannot_be_made_is_said_on_the_page(world, web):
+    with psycopg.connect(world["url"], autocommit=True) as conn:
+        conn.execute("SELECT reco.upsert_scenario('elsewhere')")
+        conn.execute("SELECT reco.create_experiment('broken', %s, '{\"scenario\": \"elsewhere\"}')",
+                     (Jsonb([{"name": "a"}, {"name": "b"}]),))
+        conn.execute("SELECT reco.start_experiment('broken')")
+        conn.execute("ALTER FUNCTION reco.experiment_report(text, text) RENAME TO experiment_report_saved")
+    try:
+        r = web.get("/console/experiment?name=broken")
+        assert r.status_code == 200 and "The report could not be made" in r.text and "experiment_report" in r.text
+    finally:
+        with psycopg.connect(world["url"], autocommit=True) as conn:
+            conn.execute("ALTER FUNCTION reco.experiment_report_saved(text, text) RENAME TO experiment_report")
+
+
+def test_database_unavailable_is_a_page_not_a_crash(world, monkeypatch):
+    monkeypatch.setattr(routes, "POOL_WAIT", 0.3)
+    url = "postgresql://nobody@/reco?host=/nonexistent-socket-dir"
+    with TestClient(console_app(url), follow_redirects=False) as c:
+        c.cookies.set(routes.COOKIE, hashlib.sha256(world["key"].encode()).hexdigest(), path="/console")
+        r = c.get("/console")
+        assert r.status_code == 503 and "Database unavailable" in r.text
+        r = c.post("/console/login", data={"key": "whatever"})
+        assert r.status_code == 503
