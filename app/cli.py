@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,13 +24,18 @@ app.add_typer(db_app, name="db")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant slug (default: RECO_TENANT or 'default').")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", envvar="RECO_TENANT", show_envvar=False,
+                                               help="Tenant slug (default: RECO_TENANT or 'default').")]
 
 from app.cli_experiments import experiment_app, metric_app, scenario_app  # noqa: E402
 
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(metric_app, name="metric")
+
+from app.cli_security import analysts_app  # noqa: E402
+
+app.add_typer(analysts_app, name="analysts")
 
 
 def _external() -> bool:
@@ -44,7 +50,7 @@ def db_start() -> None:
     """Start the embedded server (initialised on first use) and create its database."""
     if _external():
         return
-    url = db.database_url()
+    url = db.database_url(notice=False)
     st = db.embedded_server().status()
     console.print(f"embedded PostgreSQL running (pid {st.pid}, data {st.pgdata})\n{url}")
 
@@ -108,6 +114,43 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+#: SQLSTATEs of a database without pgreco's schema, or with an older one: invalid_schema_name
+#: (schema "reco" does not exist), undefined_table and undefined_function (on reco.*)
+UNMIGRATED = {"3F000", "42P01", "42883"}
+
+
+def unmigrated(sqlstate: str | None, message: str) -> bool:
+    """Does this error say the database lacks pgreco's schema (or part of it)?"""
+    return sqlstate in UNMIGRATED and ('"reco' in message or "reco." in message)
+
+
+def report_db_error(exc) -> None:
+    """A database error as one line with its SQLSTATE, its HINT, and what to do about an
+    unmigrated database."""
+    from rich.markup import escape
+
+    diag = exc.diag
+    message = diag.message_primary or str(exc)
+    err.print(f"[red]error:[/red] {escape(message)}"
+              + (f" (SQLSTATE {diag.sqlstate})" if diag.sqlstate else ""), highlight=False)
+    if diag.message_hint:
+        err.print(f"hint: {escape(diag.message_hint)}", highlight=False)
+    if unmigrated(diag.sqlstate, message):
+        err.print(f"hint: the database has no pgreco schema, or an older one: run `{_prog()} migrate` first",
+                  markup=False, highlight=False)
+
+
+def _prog() -> str:
+    """How this CLI was called, for the commands it prints: `.venv/bin/reco` when called so
+    (`make demo`), `reco` when it is on PATH."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(arg0) != "reco" or shutil.which("reco") == arg0:
+        return "reco"
+    with contextlib.suppress(ValueError):
+        return str(Path(arg0).resolve().relative_to(Path.cwd()))
+    return arg0
+
+
 def main() -> None:
     """Console entry point: database errors are reported as one clear message, not a traceback."""
     import psycopg
@@ -115,11 +158,7 @@ def main() -> None:
     try:
         app()
     except psycopg.Error as exc:
-        diag = exc.diag
-        err.print(f"[red]error:[/red] {diag.message_primary or exc}"
-                  + (f" (SQLSTATE {diag.sqlstate})" if diag.sqlstate else ""))
-        if diag.message_hint:
-            err.print(f"hint: {diag.message_hint}")
+        report_db_error(exc)
         raise SystemExit(1) from None
 
 
@@ -261,6 +300,50 @@ def convert(
 
 #: held-out users the demo's tune run evaluates each trial on
 DEMO_TUNE_USERS = 2000
+#: where `reco demo` keeps its API keys (plaintext, one per tenant; mode 0600) to reuse them
+DEMO_KEYS = "demo-api-keys.json"
+
+
+def port_free(host: str, port: int) -> bool:
+    """Can a server listen on host:port now? (SO_REUSEADDR, as uvicorn: a port in TIME_WAIT is free)"""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_key(url: str, tenant: str, data_dir: Path) -> tuple[str, bool]:
+    """The demo's API key for the tenant, and whether it is new: the key stored in
+    <data_dir>/demo-api-keys.json while the database still accepts it for the tenant, else a new
+    one (named 'make demo'), stored there. Keys are stored hashed in the database, so the demo keeps
+    the plaintext of its own in that file, readable by its owner only (0600)."""
+    path = data_dir / DEMO_KEYS
+    try:
+        keys = json.loads(path.read_text())
+        keys = keys if isinstance(keys, dict) else {}
+    except (OSError, ValueError):
+        keys = {}
+    key = keys.get(tenant)
+    with db.connect(url) as conn:
+        if isinstance(key, str) and conn.execute(
+                """SELECT 1 FROM reco.api_keys WHERE key_hash = sha256(convert_to(%s, 'UTF8'))
+                   AND revoked_at IS NULL AND tenant_id = reco._tenant_id(%s)""", (key, tenant)).fetchone():
+            return key, False
+        key = conn.execute("SELECT reco.create_api_key(%s, 'make demo') AS k", (tenant,)).fetchone()["k"]
+    keys[tenant] = key
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # a file left by an older run keeps no wider mode
+        f.write(json.dumps(keys, indent=2) + "\n")
+    os.replace(tmp, path)
+    return key, True
 
 
 @app.command()
@@ -271,18 +354,31 @@ def demo(
     seed: int = 42,
     serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="then serve the REST API")] = True,
     port: Annotated[int, typer.Option(help="port of the REST API")] = 8000,
+    tenant: TenantOpt = None,
 ) -> None:
-    """Start the database, migrate, generate and import demo data, and say what was done."""
+    """Start the database, migrate, generate and import demo data into one tenant (created if need be),
+    run its jobs, tune it once, and serve the REST API with the demo's API key (the same key every run)."""
     from app.demodata import generate as gen
     from app.migrate import migrate as run_migrate
 
     settings = get_settings()
+    tenant = tenant or settings.tenant
+    # first, before redoing the import and the jobs: a second `make demo` while one is serving
+    if serve_api and not port_free("127.0.0.1", port):
+        err.print(f"error: port {port} is in use (another `reco demo` or `reco serve` still running?): stop "
+                  "it, or choose another port with --port N, or load the data without serving with --no-serve",
+                  markup=False, highlight=False)
+        raise typer.Exit(1)
     url = db.database_url()
     where = "RECO_DATABASE_URL" if settings.database_url else f"embedded server in {settings.data_dir}"
     console.print(f"[bold]database[/bold]  {where}: {url}")
     result = run_migrate(url)
     console.print(f"[bold]migrate[/bold]   schema {result.alembic_to}, "
                   f"{len(result.sql_applied)} sql/ files applied")
+    with db.connect(url) as conn:
+        conn.execute("SELECT reco.create_tenant(%s)", (tenant,))
+    console.print(f"[bold]tenant[/bold]    {tenant} (the demo loads and refreshes this tenant only)",
+                  highlight=False)
 
     out = settings.data_dir / "demo"
     out.mkdir(parents=True, exist_ok=True)
@@ -292,10 +388,10 @@ def demo(
                      progress=lambda n: bar.advance(task, n))
     console.print(f"[bold]generate[/bold]  {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
     for kind in ("features", "plans", "users", "events"):
-        _print_import(run_import(kind, out / f"{kind}.csv"))
+        _print_import(run_import(kind, out / f"{kind}.csv", tenant=tenant, url=url))
 
     console.print("[bold]jobs[/bold]")
-    run_jobs("all", url=url)
+    run_jobs("all", tenant, url=url)
 
     # the tune job once, on a sample of the holdout (the whole search on 20,000 users would take
     # minutes; weekly, the job itself uses setting evaluation_users)
@@ -303,41 +399,53 @@ def demo(
 
     with _progress() as bar:
         task = bar.add_task("tune", total=None)
-        tuned = run_tune(url, None, users=DEMO_TUNE_USERS,
+        tuned = run_tune(url, tenant, users=DEMO_TUNE_USERS,
                          progress=lambda step, _d, _t: bar.update(task, description=f"tune: {step}"[:60]))
         bar.update(task, total=1, completed=1, description="tune done")
     from rich.markup import escape
 
     console.print(f"[bold]tune[/bold]      {escape(tuned.message)}", highlight=False)
     if tuned.applied:
-        run_jobs("all", url=url)
+        run_jobs("all", tenant, url=url)
 
     with db.connect(url) as conn:
         rows = conn.execute(
-            """SELECT (SELECT count(*) FROM reco.users) AS users,
-                      (SELECT count(*) FROM reco.features) AS features,
-                      (SELECT count(*) FROM reco.plans) AS plans,
-                      (SELECT count(*) FROM reco.events) AS events,
-                      (SELECT count(*) FROM reco.interactions) AS interactions,
-                      (SELECT count(*) FROM reco.feature_neighbors) AS feature_neighbors,
-                      (SELECT count(*) FROM reco.user_vectors) AS user_vectors""").fetchone()
-        sample = conn.execute("SELECT user_id FROM reco.users ORDER BY user_key LIMIT 1").fetchone()
-    console.print("[bold]tables[/bold]    " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()))
+            """SELECT (SELECT count(*) FROM reco.users WHERE tenant_id = t) AS users,
+                      (SELECT count(*) FROM reco.features WHERE tenant_id = t) AS features,
+                      (SELECT count(*) FROM reco.plans WHERE tenant_id = t) AS plans,
+                      (SELECT count(*) FROM reco.events WHERE tenant_id = t) AS events,
+                      (SELECT count(*) FROM reco.interactions WHERE tenant_id = t) AS interactions,
+                      (SELECT count(*) FROM reco.feature_neighbors WHERE tenant_id = t) AS feature_neighbors,
+                      (SELECT count(*) FROM reco.user_vectors WHERE tenant_id = t) AS user_vectors
+               FROM reco._tenant_id(%s) AS t""", (tenant,)).fetchone()
+        sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco._tenant_id(%s) "
+                              "ORDER BY user_key LIMIT 1", (tenant,)).fetchone()
+    console.print(f"[bold]tables[/bold]    tenant {tenant}: " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()),
+                  highlight=False)
     who = sample["user_id"] if sample else "U1"
+    reco, opt = _prog(), ("" if tenant == "default" else f" --tenant {tenant}")
+    sql_tenant = "" if tenant == "default" else f", '{{}}', '{tenant}'"
     console.print("\n[bold]SQL[/bold]")
-    console.print(f'  psql "$({sys.argv[0]} db url)"     # then: \\dt+ reco.*')
-    console.print(f"  SELECT * FROM reco.recommend_features('{who}', 5);")
-    console.print(f"  .venv/bin/reco recommend {who} --explain")
+    for line in (f'psql "$({reco} db url)"     # then: \\dt+ reco.*',
+                 f"SELECT * FROM reco.recommend_features('{who}', 5{sql_tenant});",
+                 f"{reco} recommend {who} --explain{opt}"):
+        console.print(f"  {line}", markup=False, highlight=False)
     if not serve_api:
-        console.print("  .venv/bin/reco db stop             # when done")
+        console.print(f"  {reco} db stop             # when done", markup=False, highlight=False)
         return
-    with db.connect(url) as conn:
-        key = conn.execute("SELECT reco.create_api_key('default', 'make demo') AS k").fetchone()["k"]
+    key, new = demo_key(url, tenant, settings.data_dir)
     base = f"http://localhost:{port}"
     auth = f'-H "Authorization: Bearer {key}"'
     event = "'" + json.dumps({"user_id": who, "feature_id": "batch-mode",
                               "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "'"
-    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key}", soft_wrap=True)
+    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key} "
+                  f"({'new' if new else 'the same as last time'}; kept in {settings.data_dir / DEMO_KEYS})",
+                  soft_wrap=True, highlight=False)
+    import importlib.util
+
+    if importlib.util.find_spec("app.console") is not None:
+        console.print(f"  console: {base}/console (in a browser; sign in with the key)", markup=False,
+                      highlight=False)
     for line in (
         f'curl -s {auth} "{base}/v1/users/{who}/recommendations?k=5&explain=true"',
         f'curl -s {auth} "{base}/v1/users/someone-new/starter"',
@@ -349,7 +457,7 @@ def demo(
         f"curl -s {base}/metrics | grep reco_http",
     ):
         console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
-    console.print("Ctrl-C stops the API; .venv/bin/reco db stop stops the database.")
+    console.print(f"Ctrl-C stops the API; {reco} db stop stops the database.", markup=False, highlight=False)
     run_server("127.0.0.1", port, 1)
 
 
@@ -695,28 +803,64 @@ app.add_typer(jobs_app, name="jobs")
 
 
 @jobs_app.command("list")
-def jobs_list() -> None:
-    """The job catalog with default schedules and each job's last run."""
+def jobs_list(tenant: TenantOpt = None) -> None:
+    """The job catalog with default schedules and each job's last run, per tenant (--tenant: that
+    tenant's only; without it and RECO_TENANT, every tenant)."""
+    from rich import box
     from rich.table import Table
 
-    from jobs.runner import list_jobs
-
     with db.connect() as conn:
-        jobs = list_jobs(conn)
-    table = Table("job", "schedule", "after", "in 'all'", "last run", "status", "rows", "seconds")
-    for j in jobs:
-        table.add_row(j.name, j.schedule, ",".join(j.depends_on), "yes" if j.in_all else "no",
-                      f"{j.last_started:%Y-%m-%d %H:%M}"
-                      if j.last_started else "-", j.last_status or "-",
-                      f"{j.last_rows:,}" if j.last_rows is not None else "-",
-                      f"{j.last_seconds:.1f}" if j.last_seconds is not None else "-")
-    console.print(table)
+        # a run whose backend died (killed, crashed) would otherwise show 'running' forever
+        conn.execute("SELECT reco.fail_orphaned_job_runs()")
+        if tenant is not None:
+            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
+        rows = conn.execute(
+            """SELECT j.name, j.schedule, j.depends_on, j.in_all, t.slug AS tenant, r.status, r.started_at,
+                      extract(epoch FROM r.finished_at - r.started_at)::float8 AS seconds, r.rows_written
+               FROM reco.tenants t CROSS JOIN reco.jobs j
+               -- a run logged for tenant 'all' (a numpy step that failed for every tenant) counts for each
+               LEFT JOIN LATERAL (SELECT * FROM reco.job_runs r WHERE r.job = j.name AND r.tenant IN (t.slug, 'all')
+                                  ORDER BY r.run_id DESC LIMIT 1) r ON true
+               WHERE CASE WHEN %(tenant)s::text IS NULL THEN t.evaluation_of IS NULL ELSE t.slug = %(tenant)s END
+               ORDER BY t.tenant_id, j.position""", {"tenant": tenant}).fetchall()
+    cells = [[r["name"], r["tenant"], r["schedule"],
+              f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "-", r["status"] or "-",
+              f"{r['rows_written']:,}" if r["rows_written"] is not None else "-",
+              f"{r['seconds']:.1f}" if r["seconds"] is not None else "-"] for r in rows]
+    # compact (80 columns with the default tenant), and no cell ever cut ("featur…")
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    for i, header in enumerate(("job", "tenant", "schedule", "last run", "status", "rows", "s")):
+        table.add_column(header, no_wrap=True, justify="right" if header in ("rows", "s") else "left",
+                         min_width=max([len(header), *(len(c[i]) for c in cells)]))
+    for row in cells:
+        table.add_row(*row)
+    _print_table(table)
+    jobs: dict[str, dict] = {r["name"]: r for r in rows}
+    in_all = [n + (f" (after {', '.join(j['depends_on'])})" if j["depends_on"] else "")
+              for n, j in jobs.items() if j["in_all"]]
+    console.print(f"'all' runs, in order: {', '.join(in_all)}; by name or on their schedule only: "
+                  f"{', '.join(n for n, j in jobs.items() if not j['in_all'])}", markup=False, highlight=False)
+
+
+def _check_job(url: str, name: str, tenant: str | None) -> None:
+    """An unknown job or tenant fails here, before any progress bar is drawn."""
+    with db.connect(url) as conn:
+        if tenant is not None:
+            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # raises with a hint
+        names = [r["name"] for r in conn.execute("SELECT name FROM reco.jobs ORDER BY position")]
+    if name != "all" and name not in names:
+        err.print(f'error: unknown job "{name}"', markup=False, highlight=False)
+        err.print(f"hint: the jobs are {', '.join(names)}; 'all' runs the refresh jobs in order "
+                  f"(`{_prog()} jobs list`)", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 def run_jobs(name: str, tenant: str | None = None, url: str | None = None) -> list[dict]:
     """Run a job (or 'all') with a progress line per job; raises on a failed job."""
     from jobs.runner import run_job
 
+    url = url or db.database_url()
+    _check_job(url, name, tenant)
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -740,8 +884,7 @@ def run_jobs(name: str, tenant: str | None = None, url: str | None = None) -> li
                     printed[job] = key
                     err.print(f"  {step}", markup=False, highlight=False)
 
-        runs = run_job(url or db.database_url(), name, tenant, on_start=start, on_done=done,
-                       on_progress=progress)
+        runs = run_job(url, name, tenant, on_start=start, on_done=done, on_progress=progress)
     for r in runs:
         console.print(f"{r['job']:<18} {r['tenant']:<10} {r['status']:<10} "
                       f"{r['rows_written'] or 0:>10,} rows {r['seconds'] or 0:>7.1f} s"
@@ -757,19 +900,40 @@ def jobs_run(name: Annotated[str, typer.Argument(help="a job name, or 'all'")],
 
 
 @jobs_app.command("schedule")
-def jobs_schedule() -> None:
-    """Register every job with pg_cron (SELECT reco.schedule_jobs())."""
+def jobs_schedule(tenant: TenantOpt = None) -> None:
+    """Register every job with pg_cron (SELECT reco.schedule_jobs(): "pgreco-<job>", each run for every
+    tenant). With --tenant (or RECO_TENANT): that tenant's own cron jobs, "pgreco-<job>@<tenant>",
+    for a tenant on other schedules than the rest (then do not schedule the every-tenant ones too)."""
     with db.connect() as conn:
-        rows = conn.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+        if tenant is None:
+            rows = conn.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
+        else:
+            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
+            # cron.schedule with an existing name updates that job: re-running never duplicates
+            rows = conn.execute(
+                """SELECT s.jobname, s.schedule,
+                          cron.schedule(s.jobname, s.schedule, format('CALL reco.run_job(%%L, %%L)', s.name, %(t)s))
+                              AS jobid
+                   FROM (SELECT name, schedule, position, 'pgreco-' || name || '@' || %(t)s AS jobname
+                         FROM reco.jobs) s
+                   ORDER BY s.position""", {"t": tenant}).fetchall()
     for r in rows:
-        console.print(f"{r['jobname']:<28} {r['schedule']:<14} cron job {r['jobid']}")
+        console.print(f"{r['jobname']:<28} {r['schedule']:<14} cron job {r['jobid']}", markup=False,
+                      highlight=False)
 
 
 @jobs_app.command("unschedule")
-def jobs_unschedule() -> None:
-    """Remove the pgreco jobs from pg_cron (SELECT reco.unschedule_jobs())."""
+def jobs_unschedule(tenant: TenantOpt = None) -> None:
+    """Remove the pgreco jobs from pg_cron (SELECT reco.unschedule_jobs()); with --tenant (or
+    RECO_TENANT), only that tenant's own ("pgreco-<job>@<tenant>")."""
     with db.connect() as conn:
-        n = conn.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"]
+        if tenant is None:
+            n = conn.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"]
+        else:
+            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
+            n = conn.execute("""SELECT count(cron.unschedule(jobid)) AS n FROM cron.job
+                                WHERE jobname LIKE 'pgreco-%%' AND right(jobname, length(%(s)s)) = %(s)s""",
+                             {"s": "@" + tenant}).fetchone()["n"]
     console.print(f"removed {n} pg_cron jobs")
 
 
@@ -785,6 +949,74 @@ def jobs_loop(tenant: TenantOpt = None,
         loop(db.database_url(), tenant=tenant, log=console.print)
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+# --------------------------------------------------------------------------------------------
+# tenants
+# --------------------------------------------------------------------------------------------
+
+tenants_app = typer.Typer(help="Tenants: each a catalog, users, events, settings and keys of its own.",
+                          no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+
+Slug = Annotated[str, typer.Argument(help="the tenant's slug (1-63 characters: a-z, 0-9, '_', '-')")]
+
+
+@tenants_app.command("create")
+def tenants_create(slug: Slug) -> None:
+    """Create a tenant: SELECT reco.create_tenant(SLUG) (idempotent)."""
+    with db.connect() as conn:
+        existed = conn.execute("SELECT 1 FROM reco.tenants WHERE slug = %s", (slug,)).fetchone()
+        tid = conn.execute("SELECT reco.create_tenant(%s) AS id", (slug,)).fetchone()["id"]
+    console.print(f"tenant {slug} {'exists' if existed else 'created'} (tenant_id {tid}); "
+                  f"use it with --tenant {slug} or RECO_TENANT={slug}", markup=False, highlight=False)
+
+
+def _tenant_counts(conn, slug: str | None = None, scopes: bool = False) -> list[dict]:
+    return conn.execute(
+        """SELECT t.slug AS tenant, t.tenant_id,
+                  (SELECT count(*) FROM reco.users u WHERE u.tenant_id = t.tenant_id) AS users,
+                  (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id) AS features,
+                  (SELECT count(*) FROM reco.events e WHERE e.tenant_id = t.tenant_id) AS events,
+                  (SELECT count(*) FROM reco.api_keys k WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL)
+                      AS keys,
+                  t.created_at, e.slug AS evaluation_of
+           FROM reco.tenants t LEFT JOIN reco.tenants e ON e.tenant_id = t.evaluation_of
+           WHERE (%(slug)s::text IS NULL OR t.slug = %(slug)s) AND (%(scopes)s OR t.evaluation_of IS NULL)
+           ORDER BY t.tenant_id""", {"slug": slug, "scopes": scopes}).fetchall()
+
+
+@tenants_app.command("list")
+def tenants_list(
+    scopes: Annotated[bool, typer.Option("--scopes", help="also the evaluation scopes (temporary tenants "
+                                                          "of reco evaluate and reco tune)")] = False,
+) -> None:
+    """The tenants with their users, features, events and active API keys."""
+    with db.connect() as conn:
+        rows = _tenant_counts(conn, scopes=scopes)
+    for r in rows:
+        r["created_at"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
+        for k in ("users", "features", "events", "keys"):
+            r[k] = f"{r[k]:,}"
+    columns = ["tenant", "tenant_id", "users", "features", "events", "keys", "created_at"]
+    _table(rows, [*columns, "evaluation_of"] if scopes else columns, full=("tenant", "created_at"),
+           right=("tenant_id", "users", "features", "events", "keys"))
+
+
+@tenants_app.command("drop")
+def tenants_drop(slug: Slug,
+                 yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False) -> None:
+    """Delete a tenant and every row it owns: SELECT reco.drop_tenant(SLUG) (not 'default')."""
+    with db.connect() as conn:
+        conn.execute("SELECT reco._tenant_id(%s)", (slug,))  # an unknown tenant: the error and its hint
+        (r,) = _tenant_counts(conn, slug, scopes=True)
+        if slug != "default" and not yes:  # the default tenant: reco.drop_tenant refuses, with its reason
+            what = f"{r['users']:,} users, {r['features']:,} features, {r['events']:,} events, {r['keys']:,} API keys"
+            if not typer.confirm(f"drop tenant {slug} and every row it owns ({what})?", err=True):
+                err.print("nothing dropped")
+                raise typer.Exit(1)
+        n = conn.execute("SELECT reco.drop_tenant(%s) AS n", (slug,)).fetchone()["n"]
+    console.print(f"dropped tenant {slug}: {n:,} rows deleted", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -806,22 +1038,38 @@ def keys_create(tenant: TenantOpt = None,
 
 
 @keys_app.command("list")
-def keys_list() -> None:
-    """The keys: prefix, tenant, name, created, revoked."""
+def keys_list(tenant: TenantOpt = None) -> None:
+    """The keys: prefix, tenant, name, created, revoked (--tenant: that tenant's; without it and
+    RECO_TENANT, every tenant's)."""
     with db.connect() as conn:
+        if tenant is not None:
+            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
         rows = conn.execute("""SELECT k.prefix, t.slug AS tenant, k.name, k.created_at, k.revoked_at
                                FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
-                               ORDER BY k.key_id""").fetchall()
+                               WHERE %(t)s::text IS NULL OR t.slug = %(t)s
+                               ORDER BY k.key_id""", {"t": tenant}).fetchall()
     for r in rows:
         r["created_at"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
         r["revoked_at"] = f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else ""
-    _table(rows, ["prefix", "tenant", "name", "created_at", "revoked_at"])
+    _table(rows, ["prefix", "tenant", "name", "created_at", "revoked_at"],
+           full=("prefix", "tenant", "created_at", "revoked_at"))
 
 
 @keys_app.command("revoke")
-def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its first 12 characters")]) -> None:
-    """Revoke a key: its next request gets 401."""
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its first 12 characters")],
+                tenant: TenantOpt = None) -> None:
+    """Revoke a key: its next request gets 401. With --tenant (or RECO_TENANT), only a key of that
+    tenant: a key of another tenant is refused."""
     with db.connect() as conn:
+        if tenant is not None:
+            other = conn.execute(
+                """SELECT t.slug FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
+                   WHERE k.revoked_at IS NULL AND k.prefix = left(%(p)s, 12)
+                     AND k.tenant_id <> reco._tenant_id(%(t)s)""", {"p": prefix, "t": tenant}).fetchone()
+            if other:
+                err.print(f"error: key {prefix[:12]} belongs to tenant {other['slug']}, not {tenant}; "
+                          "nothing revoked", markup=False, highlight=False)
+                raise typer.Exit(1)
         n = conn.execute("SELECT reco.revoke_api_key(%s) AS n", (prefix,)).fetchone()["n"]
     console.print(f"revoked {n} key{'s' if n != 1 else ''}")
     if not n:
@@ -1014,13 +1262,35 @@ def evaluate(
 # a quick look at the serving functions
 # --------------------------------------------------------------------------------------------
 
-def _table(rows: list[dict], columns: list[str]) -> None:
+def _table(rows: list[dict], columns: list[str], *, full: tuple[str, ...] = (), right: tuple[str, ...] = ()) -> None:
+    """Rows as a table; the ``full`` columns (ids, names) are never cut short, the ``right`` ones
+    (counts) are right-aligned."""
     from rich.table import Table
 
-    table = Table(*columns)
+    table = Table()
+    for c in columns:
+        width = max([len(c), *(len(_cell(r[c])) for r in rows)]) if c in full else None
+        table.add_column(c, no_wrap=c in full, min_width=width, justify="right" if c in right else "left")
     for r in rows:
         table.add_row(*[_cell(r[c]) for c in columns])
-    console.print(table)
+    _print_table(table)
+
+
+def _print_table(table) -> None:
+    """A table that never cuts a cell of its no-wrap columns (ids, names, job names): on a terminal
+    the other columns wrap to fit, and when even the no-wrap ones do not fit the table is printed
+    wider (the terminal folds the lines); in a pipe or a file, where Rich assumes 80 columns, it is
+    printed as wide as its longest cells."""
+    from rich.measure import Measurement
+
+    m = Measurement.get(console, console.options.update(width=10_000), table)
+    need = m.minimum if console.is_terminal else m.maximum
+    if need <= console.width:
+        console.print(table)
+        return
+    # Console.print(width=) cannot go past the console's width: a console as wide as the table
+    Console(file=console.file, width=need, force_terminal=console.is_terminal,
+            color_system=console.color_system).print(table)
 
 
 def _cell(v) -> str:
@@ -1042,40 +1312,50 @@ def _explain(reasons: dict) -> str:
     return text
 
 
+#: a serving function's rows with each feature's name (the catalog's), in rank order
+_WITH_NAMES = """SELECT r.*, f.name FROM {call} r
+                 LEFT JOIN reco.features f ON f.tenant_id = reco._tenant_id(%(tenant)s) AND f.feature_id = r.feature_id
+                 ORDER BY r.rank"""
+
+
 @app.command()
 def recommend(user: str, k: Annotated[int, typer.Option("--k")] = 10,
               explain: Annotated[bool, typer.Option("--explain", help="show the reasons")] = False,
               exclude_seen: bool = False, tenant: TenantOpt = None) -> None:
-    """SELECT * FROM reco.recommend_features(USER, k)."""
+    """SELECT * FROM reco.recommend_features(USER, k), with the features' names."""
     with db.connect() as conn:
-        rows = conn.execute("SELECT * FROM reco.recommend_features(%s, %s, %s::jsonb, %s)",
-                            (user, k, json.dumps({"exclude_seen": exclude_seen}), tenant)).fetchall()
+        rows = conn.execute(
+            _WITH_NAMES.format(call="reco.recommend_features(%(user)s, %(k)s, %(options)s::jsonb, %(tenant)s)"),
+            {"user": user, "k": k, "options": json.dumps({"exclude_seen": exclude_seen}), "tenant": tenant},
+        ).fetchall()
     if explain:
         for r in rows:
             r["why"] = _explain(r["reasons"])
-        _table(rows, ["rank", "feature_id", "score", "why"])
+        _table(rows, ["rank", "feature_id", "name", "score", "why"], full=("feature_id", "name"))
         if rows:
-            console.print(f"segment: {rows[0]['reasons'].get('segment')}")
+            console.print(f"segment: {rows[0]['reasons'].get('segment')}", markup=False, highlight=False)
     else:
-        _table(rows, ["rank", "feature_id", "score"])
+        _table(rows, ["rank", "feature_id", "name", "score"], full=("feature_id", "name"))
 
 
 @app.command()
 def starter(user: str, k: Annotated[int, typer.Option("--k")] = 3, tenant: TenantOpt = None) -> None:
-    """SELECT * FROM reco.starter_features(USER, k)."""
+    """SELECT * FROM reco.starter_features(USER, k), with the features' names."""
     with db.connect() as conn:
-        rows = conn.execute("SELECT * FROM reco.starter_features(%s, %s, %s)", (user, k, tenant)).fetchall()
+        rows = conn.execute(_WITH_NAMES.format(call="reco.starter_features(%(user)s, %(k)s, %(tenant)s)"),
+                            {"user": user, "k": k, "tenant": tenant}).fetchall()
     for r in rows:
         r["category"] = r["reasons"].get("category")
-    _table(rows, ["rank", "feature_id", "category", "score"])
+    _table(rows, ["rank", "feature_id", "name", "category", "score"], full=("feature_id", "name"))
 
 
 @app.command()
 def similar(feature: str, k: Annotated[int, typer.Option("--k")] = 5, tenant: TenantOpt = None) -> None:
-    """SELECT * FROM reco.similar_features(FEATURE, k)."""
+    """SELECT * FROM reco.similar_features(FEATURE, k), with the features' names."""
     with db.connect() as conn:
-        rows = conn.execute("SELECT * FROM reco.similar_features(%s, %s, %s)", (feature, k, tenant)).fetchall()
-    _table(rows, ["rank", "feature_id", "score", "source"])
+        rows = conn.execute(_WITH_NAMES.format(call="reco.similar_features(%(feature)s, %(k)s, %(tenant)s)"),
+                            {"feature": feature, "k": k, "tenant": tenant}).fetchall()
+    _table(rows, ["rank", "feature_id", "name", "score", "source"], full=("feature_id", "name"))
 
 
 @app.command()
@@ -1086,7 +1366,8 @@ def plan(user: str, tenant: TenantOpt = None) -> None:
     for r in rows:
         r["why_not"] = r["reasons"].get("why_not") or ""
         r["monthly_uses"] = r["reasons"].get("monthly_uses")
-    _table(rows, ["rank", "plan_id", "expected_monthly_cost", "fits", "monthly_uses", "why_not"])
+    _table(rows, ["rank", "plan_id", "name", "expected_monthly_cost", "fits", "monthly_uses", "why_not"],
+           full=("plan_id", "name"))
 
 
 if __name__ == "__main__":  # pragma: no cover

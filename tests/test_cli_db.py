@@ -44,3 +44,33 @@ def test_embedded_server_lifecycle(server_url, monkeypatch):
             assert conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0] >= 150000
     finally:
         get_settings.cache_clear()
+
+
+def test_a_command_that_starts_the_server_says_so(monkeypatch):
+    """After `reco db stop`, the next command starts the embedded server again: it says so (stderr)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    data_dir = Path(tempfile.mkdtemp(prefix="reco-cli-", dir="/tmp"))
+    monkeypatch.delenv("RECO_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RECO_DATA_DIR", str(data_dir))
+    get_settings.cache_clear()
+    server = EmbeddedServer(data_dir)
+    try:
+        res = runner.invoke(app, ["db", "start"])
+        assert res.exit_code == 0 and "embedded PostgreSQL running" in res.stdout, res.output
+        assert "started the embedded PostgreSQL" not in res.stderr  # it says so in its own words
+        assert runner.invoke(app, ["db", "stop"]).stdout.strip() == "stopped"
+        assert not server.status().running
+        res = runner.invoke(app, ["db", "url"])
+        assert res.exit_code == 0 and res.stdout.startswith("postgresql://"), res.output
+        assert f"started the embedded PostgreSQL ({data_dir / 'pgdata'}); `reco db stop` stops it" in res.stderr
+        assert "started" not in res.stdout  # the URL alone on stdout, for $(reco db url)
+        assert server.status().running
+        res = runner.invoke(app, ["db", "url"])  # already running: nothing to say
+        assert res.exit_code == 0 and res.stderr == ""
+    finally:
+        server.stop()
+        get_settings.cache_clear()
+        shutil.rmtree(data_dir, ignore_errors=True)
