@@ -81,16 +81,18 @@ def migrate(url: str) -> MigrateResult:
             before = alembic_revision(conn)
             command.upgrade(alembic_config(url), "head")
             after = alembic_revision(conn)
-            applied = apply_sql(conn)
+            # a new table from a migration alone gets its grants and row-level security from
+            # sql/095_security.sql: re-apply the files whenever the revision moved
+            applied = apply_sql(conn, force=before != after)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
     return MigrateResult(before, after, applied)
 
 
-def apply_sql(conn: psycopg.Connection) -> list[str]:
-    """Re-apply every sql/ file when any changed; returns the changed file names."""
+def apply_sql(conn: psycopg.Connection, force: bool = False) -> list[str]:
+    """Re-apply every sql/ file when any changed (or ``force``); returns the changed file names."""
     changed = pending_sql(conn)
-    if not changed:
+    if not changed and not force:
         return []
     with conn.transaction():
         for path in sql_files():
