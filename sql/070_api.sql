@@ -38,13 +38,21 @@ BEGIN
         RAISE EXCEPTION 'give at least the first 8 characters of the key'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'SELECT prefix, name FROM reco.api_keys; lists them.';
     END IF;
+    -- 8 to 11 characters: the keys whose stored prefix (12) starts with them, if only one does
+    -- (it revoked nothing before: the comparison was with the whole stored prefix)
+    IF length(p_prefix) < 12 AND (SELECT count(*) FROM reco.api_keys
+                                  WHERE revoked_at IS NULL AND starts_with(prefix, p_prefix)) > 1 THEN
+        RAISE EXCEPTION 'several keys start with "%"', p_prefix
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give more of the key (its first 12 characters name one key): SELECT prefix, name FROM reco.api_keys;';
+    END IF;
     UPDATE reco.api_keys SET revoked_at = now()
-    WHERE revoked_at IS NULL AND prefix = left(p_prefix, 12);
+    WHERE revoked_at IS NULL AND starts_with(prefix, left(p_prefix, 12));
     GET DIAGNOSTICS _n = ROW_COUNT;
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.revoke_api_key(text) IS
-    'revoke the API keys whose prefix (first 12 characters) matches; takes effect on the next request';
+    'revoke the API key whose first characters (at least 8; 12 always name one key, the whole key too) are given; takes effect on the next request';
 
 -- The tenant of a key (by its SHA-256), or invalid_authorization_specification.
 CREATE OR REPLACE FUNCTION reco._api_key(p_key_hash bytea, OUT tenant_id int, OUT slug text)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from tests.test_engine import world  # noqa: F401  (the fixture)
@@ -124,3 +126,19 @@ def test_the_same_event_ids_in_another_order_do_not_deadlock(world, db_url):  # 
             t.join()
     assert not errors, errors
     assert world.execute("SELECT count(*) AS n FROM reco.events WHERE event_id LIKE 'd%'").fetchone()["n"] == 12_000
+
+
+def test_revoking_with_a_short_prefix(conn):
+    """`reco keys revoke` with an 8-11 character prefix revoked nothing."""
+    keys = [conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"] for _ in range(2)]
+    assert conn.execute("SELECT reco.revoke_api_key(%s) AS n", (keys[0][:10],)).fetchone()["n"] == 1
+    revoked = conn.execute("SELECT prefix FROM reco.api_keys WHERE revoked_at IS NOT NULL").fetchall()
+    assert [r["prefix"] for r in revoked] == [keys[0][:12]]
+    # a start two keys share is refused, not guessed (a second key made to share 10 characters)
+    conn.execute("INSERT INTO reco.api_keys (tenant_id, name, prefix, key_hash)"
+                 " SELECT tenant_id, 'twin', left(%s, 10) || 'zz', sha256('twin') FROM reco.tenants"
+                 " WHERE slug = 'default'", (keys[1],))
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+        conn.execute("SELECT reco.revoke_api_key(%s)", (keys[1][:10],))
+    assert exc.value.diag.message_hint
+    assert conn.execute("SELECT reco.revoke_api_key(%s) AS n", (keys[1],)).fetchone()["n"] == 1  # the whole key
