@@ -7,7 +7,7 @@ table ``reco.settings`` so that a change takes effect on the next SQL call.
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     #: forgotten then, or at its next request); while the database is down nothing can be checked,
     #: so past this age a key gets 503 instead of the popular list.
     api_key_ttl: float = 300.0
+    #: Requests a second each API key may make on average (a token bucket per key, checked before
+    #: the database is called; 429 with Retry-After past it). 0 turns the limit off. Per worker
+    #: process: with ``reco serve --workers N`` a key may get up to N times this in all.
+    api_rate_limit: float = Field(100.0, ge=0)
+    #: Requests a key may make at once after a quiet spell (the bucket's size).
+    api_rate_burst: int = Field(200, ge=1)
     #: Level of the API's log (pgreco.*): info logs one line per request; warning keeps the
     #: server errors (5xx) and failures (database errors, unexpected exceptions).
     log_level: str = "info"

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from app.api.limits import MAX_DIMENSIONS, MAX_JSON_BYTES, BodyLimit
 from app.api.main import create_app
+from app.db import as_role
 from app.settings import Settings
 from tests import test_api
 from tests.test_api import DAY, Proxy, client_for, error, wait_for
@@ -74,10 +75,10 @@ def test_swagger_ui_is_version_5():
 
 def test_root_and_redoc_redirect(api, seeded, db_url):
     r = api.get("/", follow_redirects=False)
-    assert r.status_code == 307 and r.headers["location"] == "/docs"
+    assert r.status_code == 307 and r.headers["location"] == "/console"  # the console exists
     r = api.get("/redoc", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/docs"
-    app = create_app(Settings(database_url=db_url), url=db_url)
+    app = create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))
 
     @app.get("/console", include_in_schema=False)
     async def console() -> dict:
@@ -120,7 +121,7 @@ def test_routing_errors_have_the_documented_shape(api):
 def test_server_errors_have_the_documented_shape_and_are_logged(seeded, db_url, caplog):
     caplog.set_level(logging.INFO, logger="pgreco")
     seeded.execute("ALTER FUNCTION reco.api_plan(bytea, text, text) RENAME TO api_plan_gone")
-    app = create_app(Settings(database_url=db_url), url=db_url)
+    app = create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))
 
     @app.get("/boom", include_in_schema=False)
     async def boom() -> dict:

@@ -101,7 +101,7 @@ def database(server_url: str, template_db: str) -> Iterator[str]:
 
 def console_app(url: str, **settings):
     """The API app with the console (registered here until app.api.main includes it)."""
-    app = create_app(Settings(database_url=url, **settings), url=url)
+    app = create_app(Settings(database_url=url, **settings), url=__import__("app.db").db.as_role(url, "reco_api"))
     if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
         app.include_router(console.router)
     return app

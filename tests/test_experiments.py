@@ -330,7 +330,10 @@ def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):  # noqa:
     from app.settings import Settings, get_settings
 
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    with TestClient(create_app(Settings(database_url=db_url), url=db_url)) as api:
+    from app.db import as_role
+
+    # as the API connects: the reco_api role, which reaches its key's tenant through reco.api_* only
+    with TestClient(create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))) as api:
         api.headers["Authorization"] = f"Bearer {key}"
         assert api.put("/v1/scenarios/home", json={"overrides": {"mmr_lambda": 0.9}}).status_code == 200
         r = api.post("/v1/experiments", json={"name": "rest", "scenario": "home", "variants": [

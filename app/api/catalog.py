@@ -1,5 +1,5 @@
 """The write side: users, features and plans (upserts, batches), events, and user erasure.
-Each request is one SQL call; the key is checked inside it (reco.api_tenant).
+Each request is one SQL call of a reco.api_* function: the key is checked inside it and names the tenant.
 
 A batch is checked row by row: a row the API refuses (app.api.limits: NUL, NaN, sizes; the
 models' types) is reported by index, field and reason like the rows the database refuses, and
@@ -36,6 +36,7 @@ router = APIRouter(prefix="/v1")
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
           413: {"model": Error, "description": "the body is larger than RECO_API_MAX_BODY_BYTES"},
           422: {"model": Error, "description": "the body is malformed (field and reason)"},
+          429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
           503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"}}
 
 UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
@@ -47,7 +48,7 @@ Rejected = list[dict[str, Any]]
 
 
 async def upsert(st: State, key: Key, function: str, rows: list[dict], what: str) -> dict:
-    return await st.write(f"SELECT reco.{function}(%s, reco.api_tenant(%s))", (Jsonb(rows), key), what)
+    return await st.write(f"SELECT reco.api_{function}(%s, %s)", (key, Jsonb(rows)), what)
 
 
 async def upsert_one(st: State, key: Key, function: str, row: dict, ident: str, what: str) -> Stored:
@@ -62,7 +63,7 @@ async def store_checked(st: State, key: Key, sql: str, good: list[tuple[int, dic
                         what: str) -> dict:
     """The good rows to the database (always called, even with none: it checks the key), and its
     report merged with the API's rejections, every index that of the row in the request."""
-    report = await st.write(sql, (Jsonb([row for _, row in good]), key), what)
+    report = await st.write(sql, (key, Jsonb([row for _, row in good])), what)
     where = [i for i, _ in good]
     merged = rejected + [{**r, "index": where[r["index"]]} for r in report["rejected"]]
     report["rejected"] = sorted(merged, key=lambda r: r["index"])
@@ -97,9 +98,7 @@ def batch_body(model: type[BaseModel]) -> dict:
 
 async def tenant_dimensions(st: State, key: Key) -> int | None:
     """The length of the tenant's client vectors (the first one stored sets it), None before any."""
-    return await st.write("""SELECT (SELECT cardinality(f.embedding) FROM reco.features f
-                                     WHERE f.tenant_id = (SELECT reco._tenant_id(reco.api_tenant(%s)))
-                                       AND f.embedding IS NOT NULL LIMIT 1)""", (key,), "checking the embedding")
+    return await st.write("SELECT reco.api_embedding_dimensions(%s)", (key,), "checking the embedding")
 
 
 async def check_dimensions(st: State, key: Key, good: list[tuple[int, dict]]) -> Rejected:
@@ -137,7 +136,7 @@ async def users_batch(st: State, key: Key, users: Annotated[list[Any], Body(
                     "ones reported by index, field and reason")]) -> dict:
     _batch(users, "users")
     good, rejected = check_rows(users, UserBatchIn)
-    return await store_checked(st, key, "SELECT reco.upsert_users(%s, reco.api_tenant(%s))", good, rejected,
+    return await store_checked(st, key, "SELECT reco.api_upsert_users(%s, %s)", good, rejected,
                                "storing the users")
 
 
@@ -161,7 +160,7 @@ async def features_batch(st: State, key: Key, features: Annotated[list[Any], Bod
     _batch(features, "features")
     good, rejected = check_rows(features, FeatureBatchIn)
     rejected += await check_dimensions(st, key, good)
-    return await store_checked(st, key, "SELECT reco.upsert_features(%s, reco.api_tenant(%s))", good, rejected,
+    return await store_checked(st, key, "SELECT reco.api_upsert_features(%s, %s)", good, rejected,
                                "storing the features")
 
 
@@ -191,7 +190,7 @@ async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any]
             rejected.append({"index": i, "field": problem[0], "reason": problem[1]})
         else:
             good.append((i, event_row(row)))
-    report = await store_checked(st, key, "SELECT reco.ingest_events(%s, reco.api_tenant(%s))", good, rejected,
+    report = await store_checked(st, key, "SELECT reco.api_ingest_events(%s, %s)", good, rejected,
                                  "storing the events")
     INGESTED.labels("accepted").inc(report["accepted"])
     INGESTED.labels("duplicate").inc(report["duplicates"])
@@ -205,5 +204,5 @@ async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any]
 async def erase_user(st: State, key: Key, user_id: UserId) -> Erased:
     """Events and their ids, interactions, the user vector, exposures and the user row are deleted
     in one transaction; aggregates stop counting the user at the next jobs."""
-    erased = await st.write("SELECT reco.erase_user(%s, reco.api_tenant(%s))", (user_id, key), "erasing the user")
+    erased = await st.write("SELECT reco.api_erase_user(%s, %s)", (key, user_id), "erasing the user")
     return Erased(user_id=user_id, erased=erased)

@@ -1,5 +1,6 @@
-"""Dependencies of the handlers (as ``Annotated`` aliases): the API state and the caller's key
-(the hot read handlers take the bare request and call ``hash_of`` themselves)."""
+"""Dependencies of the handlers (as ``Annotated`` aliases): the API state and the caller's key,
+checked against the key's rate limit (app.api.ratelimit) before any database call. The hot read
+handlers take the bare request and call ``checked_key`` themselves."""
 
 from __future__ import annotations
 
@@ -16,10 +17,27 @@ def get_state(request: Request) -> ApiState:
     return request.app.state.reco
 
 
-def key_hash(authorization: Annotated[str | None, Header(
+def key_hash(request: Request, authorization: Annotated[str | None, Header(
         description="Bearer <key> (`reco keys create --tenant T` prints one)")] = None) -> bytes:
-    """SHA-256 of the bearer token: the database checks it (keys are stored hashed)."""
-    return hash_of(authorization)
+    """SHA-256 of the bearer token: the database checks it (keys are stored hashed). A key over
+    its rate limit gets 429 here, before the handler runs."""
+    key = hash_of(authorization)
+    limit(request, key)
+    return key
+
+
+def checked_key(request: Request) -> bytes:
+    """``key_hash`` for the handlers that take the bare request (app.api.serving)."""
+    key = hash_of(request.headers.get("authorization"))
+    limit(request, key)
+    return key
+
+
+def limit(request: Request, key: bytes) -> None:
+    """429 (ApiError) when the key is over its rate limit; counted under the route template."""
+    limiter = request.app.state.reco.limiter
+    if limiter.rate > 0:
+        limiter.check(key, getattr(request.scope.get("route"), "path", None) or "unmatched")
 
 
 def hash_of(authorization: str | None) -> bytes:

@@ -21,7 +21,7 @@ log = logging.getLogger("pgreco.api")
 #: HTTP statuses the routing and the framework raise -> code
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 406: "not_acceptable", 413: "body_too_large",
-              415: "unsupported_media_type"}
+              415: "unsupported_media_type", 429: "rate_limited"}
 
 #: exact SQLSTATEs -> (HTTP status, code)
 SQLSTATES: dict[str, tuple[int, str]] = {
@@ -39,6 +39,7 @@ CLASSES: dict[str, tuple[int, str]] = {
     "23": (409, "conflict"),
     "08": (503, "database_unavailable"),
     "53": (503, "database_busy"),
+    "55": (409, "conflict"),         # object_not_in_prerequisite_state: e.g. starting a stopped experiment
     "57": (503, "database_unavailable"),
 }
 
@@ -65,6 +66,10 @@ class ApiError(Exception):
 def from_db(exc: psycopg.Error) -> ApiError:
     """The HTTP answer to a database error."""
     state = exc.sqlstate or ""
+    if not state and isinstance(exc, psycopg.DataError):
+        # refused by the driver before it reached the server: a value PostgreSQL cannot hold (NUL in
+        # text), i.e. the request's data
+        return ApiError(422, "invalid_data", str(exc) or "a value the database cannot store")
     status, code = SQLSTATES.get(state) or CLASSES.get(state[:2]) or (
         (503, "database_unavailable") if isinstance(exc, psycopg.OperationalError) else (500, "database_error"))
     diag = exc.diag

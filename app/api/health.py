@@ -25,11 +25,11 @@ async def healthz() -> dict:
 async def readyz(st: State) -> JSONResponse:
     try:
         async with st.connection(st.reads) as conn:
-            cur = await conn.execute(
-                """SELECT (SELECT version_num FROM public.alembic_version LIMIT 1),
-                          (SELECT coalesce(json_object_agg(filename, checksum), '{}') FROM reco.sql_files)""")
-            schema, applied = await cur.fetchone()
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            cur = await conn.execute("SELECT reco.api_readiness()")
+            readiness = (await cur.fetchone())[0]
+            schema, applied = readiness["schema"], readiness["sql_files"]
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName,
+            psycopg.errors.InsufficientPrivilege):
         return JSONResponse({"status": "not migrated", "reason": "schema not migrated: run `reco migrate`",
                              "hint": "run `reco migrate`"}, 503)
     except (psycopg.Error, PoolTimeout) as exc:

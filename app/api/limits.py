@@ -52,6 +52,12 @@ def json_problem(value: Any, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_JS
     return None
 
 
+def value_problem(value: Any, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
+    """The first NUL (in a string or a key), non-finite number or too deep nesting anywhere in a
+    parsed JSON value: (where in it, reason), or None."""
+    return _walk(value, max_depth, "")
+
+
 def _walk(value: Any, depth_left: int, where: str) -> tuple[str, str] | None:
     if isinstance(value, str):
         reason = text_problem(value)

@@ -36,9 +36,10 @@ Every request needs `Authorization: Bearer <key>` (`reco keys create --tenant T`
 belongs to one tenant. Errors answer `{"error": {"status", "code", "message", "hint", "fields"}}`,
 unknown routes (404), wrong methods (405), bodies that are not JSON or too large (413) included.
 A batch is checked row by row: the good rows are stored, the bad ones reported by index, field and
-reason. When the database is slow or unreachable, recommendations, starter sets and similar
-features answer with the last-known popular list and `"degraded": true`; writes answer 503.
-Every answer carries `X-Request-ID` (yours, or a new one).
+reason. A key over its rate limit gets 429 with `Retry-After` (whole seconds). When the database
+is slow or unreachable, recommendations, starter sets and similar features answer with the
+last-known popular list and `"degraded": true`; writes answer 503. Every answer carries
+`X-Request-ID` (yours, or a new one).
 """
 
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app import db
 
-        state = ApiState(settings, url or db.database_url(settings))
+        state = ApiState(settings, url or db.api_database_url(settings))
         await state.open()
         app.state.reco = state
         try:

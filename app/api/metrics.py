@@ -1,10 +1,10 @@
 """Prometheus metrics and the request log.
 
 Metrics: requests and latency per route, degraded answers, ingested events, pool use, stale
-connections replaced, retried statements; and, read from reco.job_runs at scrape time, each job's
-last success and failures per tenant. With several worker processes (``reco serve --workers N``)
-the process metrics are collected across processes through PROMETHEUS_MULTIPROC_DIR, which
-`reco serve` sets up.
+connections replaced, retried statements, requests over their key's rate limit; and, read from
+reco.job_runs at scrape time, each job's last success and failures per tenant. With several
+worker processes (``reco serve --workers N``) the process metrics are collected across processes
+through PROMETHEUS_MULTIPROC_DIR, which `reco serve` sets up.
 
 The request log: one line per request (logger ``pgreco.request``), at INFO for answers below 500
 and WARNING from 500 on, so RECO_LOG_LEVEL=warning keeps only the server errors."""
@@ -34,6 +34,8 @@ STALE_CONNECTIONS = Counter("reco_db_stale_connections_total",
                             "pooled connections found dead before use (database restarted) and replaced", ["pool"])
 RETRIES = Counter("reco_db_retries_total", "statements run again after a serialization failure (40001) or "
                   "a deadlock (40P01)", ["sqlstate"])
+RATE_LIMITED = Counter("reco_rate_limited_total", "requests answered 429: the API key was over its rate limit "
+                       "(RECO_API_RATE_LIMIT, per worker process)", ["route"])
 
 log = logging.getLogger("pgreco.request")
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from app.api.deps import hash_of
+from app.api.deps import checked_key
 from app.api.errors import ApiError, api_error_handler, db_error_handler, from_db, unavailable
 from app.api.models import Error, Plans, Recommendations, Similar
 from app.api.params import Param, openapi, parse
@@ -30,6 +30,7 @@ router = APIRouter(prefix="/v1")
 
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
           422: {"model": Error, "description": "a parameter is out of range or malformed (field and reason)"},
+          429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
           503: {"model": Error, "description": "the database is unreachable and the key was never seen working"}}
 
 USER = Param("user_id", "path", str, "your id of the user", max_length=200)
@@ -56,7 +57,7 @@ def _rid(request: Request) -> str:
 async def serve(request: Request, kind: str, ident: str, k: int, options: dict, log: bool, explain: bool,
                 route: str) -> Response:
     st: ApiState = request.app.state.reco
-    key = hash_of(request.headers.get("authorization"))
+    key = checked_key(request)
     rid = _rid(request)
     try:
         body = await st.read("SELECT reco.api_serve(%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -114,7 +115,7 @@ async def similar(request: Request) -> Response:
 async def plan(request: Request) -> Response:
     p = parse(request, USER)
     st: ApiState = request.app.state.reco
-    key, rid = hash_of(request.headers.get("authorization")), _rid(request)
+    key, rid = checked_key(request), _rid(request)
     try:
         body = await st.read("SELECT reco.api_plan(%s, %s, %s)", (key, p["user_id"], rid))
     except (psycopg.Error, PoolTimeout) as exc:
@@ -129,9 +130,10 @@ async def plan(request: Request) -> Response:
 async def ping(request: Request) -> Response:
     """What every request costs before any recommendation work: the same pool, the same key check."""
     st: ApiState = request.app.state.reco
+    key = checked_key(request)
     try:
         body = await st.read("SELECT row_to_json(t)::text FROM (SELECT reco.api_tenant(%s) AS tenant) AS t",
-                             (hash_of(request.headers.get("authorization")),))
+                             (key,))
     except (psycopg.Error, PoolTimeout) as exc:
         if unreachable(exc):
             raise unavailable("the ping") from exc

@@ -4,8 +4,11 @@ Nothing here is model state: every answer that is not degraded comes from the da
 
 Faults handled here: a pooled connection is checked before use (after a database restart the
 pool's idle connections are dead: they are replaced, not handed to a request), serialization
-failures and deadlocks are retried, and a key serves degraded answers only while the database
-confirmed it recently (api_key_ttl; a revoked key is forgotten as soon as the database says so)."""
+failures and deadlocks are retried, a key serves degraded answers only while the database
+confirmed it recently (api_key_ttl; a revoked key is forgotten as soon as the database says so),
+a write whose connection dies after its statement was sent answers 503 saying that it may or may
+not have been done (it may have committed before the answer was lost), never "nothing was stored",
+and the pools reconnect within half a second of the database's return (``Pool``)."""
 
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from app.api.errors import ApiError, from_db, unavailable
 from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
+from app.api.ratelimit import RateLimiter
 from app.settings import Settings
 
 log = logging.getLogger("pgreco.api")
@@ -96,6 +101,28 @@ def _cause(exc: BaseException) -> tuple[bool, str]:
     return False, text[:1].lower() + text[1:]
 
 
+class _Retry(AttemptWithBackoff):
+    """A pool's reconnection attempts while the database is away: after 0.1 s, then every 0.15-0.5 s
+    (psycopg_pool's own: after 1 s, then 2 s), so that the pools are whole again within half a second
+    of the database's return (`reco bench soak` measures it). A refused connection costs the server
+    nothing; the attempts still stop after reconnect_timeout, and start again when a request needs one."""
+
+    INITIAL_DELAY = 0.1
+    DELAY_BACKOFF = 1.5
+    MAX_DELAY = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self.MAX_DELAY)
+
+
+class Pool(AsyncConnectionPool):
+    """AsyncConnectionPool reconnecting sooner (``_Retry``)."""
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None = None, growing: bool = False) -> None:
+        await super()._add_connection(attempt or _Retry(timeout=self.reconnect_timeout), growing=growing)
+
+
 def _timeout(ms: int):
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.execute(f"SET statement_timeout = {int(ms)}")
@@ -109,6 +136,7 @@ class ApiState:
     url: str
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
+    limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
     tenants: dict[bytes, str] = field(default_factory=dict)      # key hash -> tenant slug
     popular: dict[str, list[str]] = field(default_factory=dict)  # tenant slug -> feature ids
     verified_at: dict[bytes, float] = field(default_factory=dict)  # key hash -> last confirmed (monotonic)
@@ -117,12 +145,13 @@ class ApiState:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.reads = AsyncConnectionPool(self.url, min_size=min(2, s.api_pool_size), max_size=s.api_pool_size,
-                                         kwargs={"autocommit": True}, configure=_timeout(s.api_timeout_ms),
-                                         open=False, name="reads", reconnect_timeout=5)
-        self.writes = AsyncConnectionPool(self.url, min_size=1, max_size=s.api_write_pool_size,
-                                          kwargs={"autocommit": True}, configure=_timeout(s.api_write_timeout_ms),
-                                          open=False, name="writes", reconnect_timeout=5)
+        self.limiter = RateLimiter(s.api_rate_limit, s.api_rate_burst)
+        self.reads = Pool(self.url, min_size=min(2, s.api_pool_size), max_size=s.api_pool_size,
+                          kwargs={"autocommit": True}, configure=_timeout(s.api_timeout_ms),
+                          open=False, name="reads", reconnect_timeout=5)
+        self.writes = Pool(self.url, min_size=1, max_size=s.api_write_pool_size,
+                           kwargs={"autocommit": True}, configure=_timeout(s.api_write_timeout_ms),
+                           open=False, name="writes", reconnect_timeout=5)
 
     async def open(self) -> None:
         # the server starts even when the database is down: reads degrade, /readyz says so
@@ -174,8 +203,15 @@ class ApiState:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.connection(pool) as conn:
-                    cur = await conn.execute(sql, params)
-                    return (await cur.fetchone())[0]
+                    try:
+                        cur = await conn.execute(sql, params)
+                        return (await cur.fetchone())[0]
+                    except psycopg.OperationalError as exc:
+                        if conn.broken or conn.closed:
+                            # the connection died with the statement sent: it may have committed
+                            # before its answer was lost (see write)
+                            exc.reco_outcome_unknown = True
+                        raise
             except RETRIED as exc:
                 if attempt == ATTEMPTS:
                     raise
@@ -198,6 +234,13 @@ class ApiState:
             if isinstance(exc, psycopg.errors.QueryCanceled):
                 raise ApiError(503, "timeout", f"the database took too long: {what} was cancelled",
                                hint="Nothing was stored. Send smaller batches or retry later.") from exc
+            if getattr(exc, "reco_outcome_unknown", False):
+                raise ApiError(503, "database_unavailable",
+                               f"the connection to the database was lost while {what} ran: it may or may not "
+                               "have been done",
+                               hint="Retry when the database is back (GET /readyz): a retry is safe, events with "
+                                    "an event_id are stored once (a retry reports them as duplicates) and "
+                                    "upserts store the same values.") from exc
             if unreachable(exc):
                 raise unavailable(what) from exc
             raise from_db(exc) from exc
@@ -227,7 +270,7 @@ class ApiState:
             if key in self.tenants:  # not forgotten meanwhile
                 self.tenants[key] = slug
             if slug not in self.popular:
-                await self._refresh(slug)
+                await self._refresh(slug, key)
 
     async def recheck_keys(self) -> None:
         """Keep the key cache honest while the database is up: keys unused for api_key_ttl are
@@ -253,9 +296,10 @@ class ApiState:
         """A key may get degraded answers: the database confirmed it within api_key_ttl."""
         return time.monotonic() - self.verified_at.get(key, float("-inf")) <= self.settings.api_key_ttl
 
-    async def _refresh(self, slug: str) -> None:
+    async def _refresh(self, slug: str, key: bytes) -> None:
+        """The tenant's popular list, read with one of its keys (reco_api names no tenant itself)."""
         with contextlib.suppress(psycopg.Error, PoolTimeout):
-            self.popular[slug] = json.loads(await self.read("SELECT reco.api_popular(%s)", (slug,)))
+            self.popular[slug] = json.loads(await self.read("SELECT reco.api_popular(%s)", (key,)))
 
     async def _refresh_loop(self) -> None:
         last = 0.0
@@ -264,8 +308,8 @@ class ApiState:
             if now - last >= self.settings.api_popular_refresh:
                 last = now
                 await self.recheck_keys()
-                for slug in {s for s in self.tenants.values() if s}:
-                    await self._refresh(slug)
+                for slug, key in {s: k for k, s in self.tenants.items() if s}.items():
+                    await self._refresh(slug, key)
             for name, pool in (("reads", self.reads), ("writes", self.writes)):
                 stats = pool.get_stats()
                 POOL.labels(name, "size").set(stats.get("pool_size", 0))
@@ -320,27 +364,9 @@ class ApiState:
         try:
             async with self.connection(self.reads) as conn, conn.transaction():
                 await conn.execute("SET LOCAL statement_timeout = 2000")
-                cur = await conn.execute(JOB_HEALTH)
+                cur = await conn.execute("SELECT * FROM reco.api_job_health()")
                 return await cur.fetchall()
         except (psycopg.Error, PoolTimeout):
             return None
 
 
-JOB_HEALTH = """
-SELECT j.name, t.slug, extract(epoch FROM s.finished_at)::float8, coalesce(f.n, 0)::int, l.status = 'failed'
-FROM reco.jobs j
-CROSS JOIN reco.tenants t
-JOIN LATERAL (SELECT r.status FROM reco.job_runs r
-              WHERE r.job = j.name AND r.tenant = t.slug AND r.status IN ('succeeded', 'failed', 'deferred')
-                AND r.started_at > now() - interval '30 days'
-              ORDER BY r.started_at DESC LIMIT 1) AS l ON true
-LEFT JOIN LATERAL (SELECT r.finished_at FROM reco.job_runs r
-                   WHERE r.job = j.name AND r.tenant = t.slug AND r.status = 'succeeded'
-                     AND r.started_at > now() - interval '30 days'
-                   ORDER BY r.started_at DESC LIMIT 1) AS s ON true
-LEFT JOIN LATERAL (SELECT count(*) AS n FROM reco.job_runs r
-                   WHERE r.job = j.name AND r.tenant = t.slug AND r.status = 'failed'
-                     AND r.started_at > now() - interval '24 hours') AS f ON true
-WHERE t.evaluation_of IS NULL
-ORDER BY 1, 2
-"""

@@ -3,7 +3,8 @@
 Auth: the API key, checked by the database (reco.api_tenant). The login form keeps its SHA-256 in a
 session cookie (HttpOnly, SameSite=Lax, path /console, gone when the browser closes): the key
 itself is not stored, so a leaked console cookie cannot call the REST API. Every page is one SQL
-call, ``reco.console_<page>(..., reco.api_tenant(<hash>))``: the key's tenant only, and a key
+call, ``reco.api_console_<page>(<hash>, ...)`` (reco.console_<page> for the key's tenant: the API's
+role, reco_api, cannot name a tenant): the key's tenant only, and a key
 revoked since the login fails on the next page. A request without a valid key is sent to the login
 page (303), never given data; the form brings it back where it was. ``Authorization: Bearer <key>``
 works too (curl, scripts).
@@ -299,16 +300,15 @@ async def query(request: Request, sql: str, params: tuple) -> Any:
 
 
 async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[Any, Response | None]:
-    """Run a page's SQL function as the caller's tenant: ``call`` names the tenant ``t.slug``, e.g.
-    ``reco.console_user(%s, t.slug)``. Returns ({tenant, page}, None), or (None, the response to send
-    instead: the login page or an error page)."""
+    """Run a page's SQL function as the caller's tenant: ``call`` is its reco.api_console_* wrapper,
+    the key's placeholder first, e.g. ``reco.api_console_user(%s, %s)`` (key, user id). Returns
+    ({tenant, page}, None), or (None, the response to send instead: the login page or an error page)."""
     digest = key_hash(request)
     if digest is None:
         return None, to_login(request)
-    sql = (f"SELECT json_build_object('tenant', t.slug, 'page', {call}) "
-           "FROM (SELECT reco.api_tenant(%s) AS slug) AS t")
+    sql = f"SELECT json_build_object('tenant', reco.api_tenant(%s), 'page', {call})"
     try:
-        data = await query(request, sql, (*params, digest))
+        data = await query(request, sql, (digest, digest, *params))
     except psycopg.errors.InvalidAuthorizationSpecification:
         state = getattr(request.app.state, "reco", None)
         if state is not None and hasattr(state, "forget"):
@@ -362,7 +362,7 @@ def daily_chart(rows: list[dict], series: list[tuple[str, str, str]]) -> dict | 
 
 @router.get("")
 async def overview(request: Request) -> Response:
-    data, resp = await page_data(request, "reco.console_overview(t.slug)")
+    data, resp = await page_data(request, "reco.api_console_overview(%s)")
     if resp:
         return resp
     page = data["page"]
@@ -375,7 +375,7 @@ async def overview(request: Request) -> Response:
 @router.get("/users")
 async def users(request: Request, start: str | None = None) -> Response:
     start = _clip(start)
-    data, resp = await page_data(request, "reco.console_users(%s, 50, t.slug)", (start,))
+    data, resp = await page_data(request, "reco.api_console_users(%s, %s, 50)", (start,))
     if resp:
         return resp
     return render(request, "users.html", tenant=data["tenant"], users=data["page"], start=start or "")
@@ -386,7 +386,7 @@ async def user(request: Request, id: str | None = None) -> Response:
     user_id = _clip(id)
     if not user_id:
         return RedirectResponse(f"{_base(request)}/users", status_code=303)
-    data, resp = await page_data(request, "reco.console_user(%s, t.slug)", (user_id,))
+    data, resp = await page_data(request, "reco.api_console_user(%s, %s)", (user_id,))
     if resp:
         return resp
     page = data["page"]
@@ -403,7 +403,7 @@ async def user(request: Request, id: str | None = None) -> Response:
 @router.get("/features")
 async def features(request: Request, search: str | None = None) -> Response:
     search = _clip(search)
-    data, resp = await page_data(request, "reco.console_features(%s, 200, t.slug)", (search,))
+    data, resp = await page_data(request, "reco.api_console_features(%s, %s, 200)", (search,))
     if resp:
         return resp
     return render(request, "features.html", tenant=data["tenant"], features=data["page"], search=search or "")
@@ -415,7 +415,7 @@ async def feature(request: Request, id: str | None = None, days: str | None = No
     if not feature_id:
         return RedirectResponse(f"{_base(request)}/features", status_code=303)
     n_days = min(max(int(days), 7), 366) if days and days.isdigit() else 90
-    data, resp = await page_data(request, "reco.console_feature(%s, %s, t.slug)", (feature_id, n_days))
+    data, resp = await page_data(request, "reco.api_console_feature(%s, %s, %s)", (feature_id, n_days))
     if resp:
         return resp
     page = data["page"]
@@ -428,7 +428,7 @@ async def feature(request: Request, id: str | None = None, days: str | None = No
 
 @router.get("/evaluations")
 async def evaluations(request: Request) -> Response:
-    data, resp = await page_data(request, "reco.console_evaluations(50, t.slug)")
+    data, resp = await page_data(request, "reco.api_console_evaluations(%s, 50)")
     if resp:
         return resp
     page = data["page"]
@@ -458,7 +458,7 @@ async def evaluations(request: Request) -> Response:
 
 @router.get("/experiments")
 async def experiments(request: Request) -> Response:
-    data, resp = await page_data(request, "reco.console_experiments(t.slug)")
+    data, resp = await page_data(request, "reco.api_console_experiments(%s)")
     if resp:
         return resp
     return render(request, "experiments.html", tenant=data["tenant"], experiments=data["page"])
@@ -469,7 +469,7 @@ async def experiment(request: Request, name: str | None = None) -> Response:
     exp_name = _clip(name)
     if not exp_name:
         return RedirectResponse(f"{_base(request)}/experiments", status_code=303)
-    data, resp = await page_data(request, "reco.console_experiment(%s, t.slug)", (exp_name,))
+    data, resp = await page_data(request, "reco.api_console_experiment(%s, %s)", (exp_name,))
     if resp:
         return resp
     page = data["page"]
