@@ -273,24 +273,32 @@ def degraded_answers(port: int) -> int:
 
 @dataclass
 class ServerProcess:
-    """`reco serve` in a subprocess, against ``url``."""
+    """`reco serve` in a subprocess, against ``url``, with the per-key rate limit off (a benchmark
+    sends thousands of requests a second with one key). Its log (one line per request at the
+    default level) goes to ``log``, a temporary file by default: a pipe nobody reads would fill up
+    and block the server."""
 
     url: str
     port: int
     workers: int
+    log: Path | None = None
+    env: dict | None = None
     process: object = None
 
     def __enter__(self) -> ServerProcess:
         import os
         import subprocess
         import sys
+        import tempfile
         import urllib.request
 
-        env = {**os.environ, "RECO_DATABASE_URL": self.url}
+        env = {**os.environ, "RECO_DATABASE_URL": self.url, "RECO_API_RATE_LIMIT": "0", **(self.env or {})}
+        env.pop("RECO_API_DATABASE_URL", None)  # the API's URL is derived from the benchmark's database
+        self._log = self.log.open("wb") if self.log else tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as resp:
@@ -299,16 +307,24 @@ class ServerProcess:
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise RuntimeError(f"the API server did not start: {err[-2000:]}")
+                self._log.flush()
+                self._log.seek(0)
+                text = self._log.read().decode(errors="replace") if not self.log else self.log.read_text()
+                self.__exit__()
+                raise RuntimeError(f"the API server did not start: {text[-2000:]}")
             time.sleep(0.2)
 
     def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except Exception:  # noqa: BLE001
-            self.process.kill()
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
 
 
 def event_batches(path: Path, batches: int, size: int) -> list[bytes]:

@@ -634,6 +634,27 @@ def bench_experiment(
                   "reco experiment report ab, with RECO_DATABASE_URL set to it)")
 
 
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(min=0.5, help="length of the load, minutes")] = 10.0,
+    read_rate: Annotated[float, typer.Option(help="GET …/recommendations a second, in all (4 connections)")] = 200.0,
+    write_rate: Annotated[float, typer.Option(help="POST /v1/events batches a second, in all (2 connections)")] = 10.0,
+    batch: Annotated[int, typer.Option(min=1, help="events per batch, each with a unique event id")] = 100,
+    down: Annotated[float, typer.Option(help="seconds the database stays stopped (stop/start, crash)")] = 5.0,
+    users: Annotated[int, typer.Option(min=10, help="demo users in the soak's database")] = 2000,
+    port: Annotated[int, typer.Option(help="the API's port (0: a free one)")] = 0,
+    keep: Annotated[bool, typer.Option(help="keep the temporary data directory and the API's log")] = False,
+) -> None:
+    """Mixed load (reads, ingest) on `reco serve` for N minutes, on an embedded server of its own in a
+    temporary directory, with the database stopped and started, restarted, and crashed (pg_ctl -m
+    immediate) in the middle; prints accepted vs stored events, 503s for stored events, 5xx, and the time
+    to recover after each restart. Exit status 1 when a target is missed."""
+    from app.soak import soak_command
+
+    soak_command(minutes, users=users, read_rate=read_rate, write_rate=write_rate, batch=batch, down=down,
+                 port=port, keep=keep, out=lambda line: console.print(line, markup=False, highlight=False))
+
+
 @bench_app.command("quality")
 def bench_quality(
     data: Annotated[str, typer.Option(help="movielens (MovieLens-100K in RecBole's split), generated "
