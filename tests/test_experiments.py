@@ -371,3 +371,17 @@ def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):  # noqa:
         assert report.exit_code == 0 and "sample ratio" in report.output and "decision: keep running" in report.output
     finally:
         get_settings.cache_clear()
+
+
+def test_an_experiment_in_the_default_scenario_reaches_plain_calls(world):  # noqa: F811
+    """recommend_features without options skips the experiment layer only while no experiment runs
+    in the default scenario."""
+    before = {u: _ranking(world, u, {"seed": 0.3}) for u in ("U1", "U2", "U3", "U6")}
+    create(world, "all-pop", [{"name": "a", "overrides": POP_ONLY}, {"name": "b", "overrides": POP_ONLY}])
+    world.execute("SELECT reco.start_experiment('all-pop')")
+    pop = {"weights": {"itemcf": 0, "usercf": 0, "prior": 0, "popularity": 1, "session": 0, "explore": 0}}
+    for user in before:
+        assert _ranking(world, user, {"seed": 0.3}) == _ranking(world, user, {**pop, "seed": 0.3})
+    world.execute("SELECT reco.stop_experiment('all-pop')")
+    assert {u: _ranking(world, u, {"seed": 0.3}) for u in before} == before
+    assert any(before[u] != _ranking(world, u, {**pop, "seed": 0.3}) for u in before)
