@@ -15,17 +15,13 @@ import typer
 from rich.console import Console
 
 from app import db
+from app.cli_common import TenantOpt, console, err
 from app.settings import get_settings
 
 app = typer.Typer(help="pgreco: a recommender that lives inside PostgreSQL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="The database: the embedded server, or RECO_DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-TenantOpt = Annotated[str | None, typer.Option("--tenant", envvar="RECO_TENANT", show_envvar=False,
-                                               help="Tenant slug (default: RECO_TENANT or 'default').")]
 
 from app.cli_experiments import experiment_app, metric_app, scenario_app  # noqa: E402
 

@@ -10,16 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from app import db
+from app.cli_common import TenantOpt, console
 
 experiment_app = typer.Typer(help="A/B tests and interleaving: create, start, stop, list, report.",
                              no_args_is_help=True)
 scenario_app = typer.Typer(help="Scenarios (placements): named setting overrides requests can ask for.",
                            no_args_is_help=True)
 metric_app = typer.Typer(help="Metrics over the users' events, for experiments.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-
-TenantOpt = Annotated[str | None, typer.Option("--tenant", envvar="RECO_TENANT",
-                                               help="Tenant slug (default: RECO_TENANT or 'default').")]
 
 
 def _json(text: str, what: str):

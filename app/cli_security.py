@@ -9,17 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from app import db
+from app.cli_common import TenantOpt, console
 
 analysts_app = typer.Typer(help="Analyst roles: read-only SQL access to one tenant's rows (row-level security).",
                            no_args_is_help=True)
-console = Console(soft_wrap=True)
-
-TenantOpt = Annotated[str | None, typer.Option("--tenant", envvar="RECO_TENANT",
-                                               help="Tenant slug (default: RECO_TENANT or 'default').")]
 Role = Annotated[str, typer.Argument(help="the database role (it must exist: CREATE ROLE … LOGIN)")]
 
 

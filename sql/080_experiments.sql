@@ -240,7 +240,9 @@ DECLARE
     _users bigint;
     _look int := _e.looks;
     _fraction float8;
-    _seq record;
+    -- the O'Brien-Fleming boundary of each planned look (a look's depends on the looks before it only)
+    _bounds float8[] := ARRAY(SELECT b.z_boundary FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) AS b
+                              ORDER BY b.look);
     _z_crit float8 := reco.stat_norm_ppf(1 - _e.alpha / 2);
     _adj float8[];
     _decision text := 'keep running';
@@ -250,6 +252,10 @@ DECLARE
     _oec float8;
     _oec_var float8;
     _il record;
+    _share float8;
+    _se float8;
+    _p float8;
+    _treatment text;
 BEGIN
     SELECT v.name INTO _control FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 0;
     IF _e.status = 'draft' THEN
@@ -273,23 +279,19 @@ BEGIN
                 AND x.feature_keys[s.i] = ANY (x.used_keys) AND x.user_key IS NOT NULL
               GROUP BY x.user_key) AS w;
         _users := _il.a_wins + _il.b_wins;
+        _share := _il.b_wins::float8 / nullif(_users, 0);
+        _se := sqrt(0.25 / nullif(_users, 0));
+        _p := 2 * (1 - reco.stat_norm_cdf(abs(_share - 0.5) / _se));
+        SELECT v.name INTO _treatment FROM reco.experiment_variants v
+        WHERE v.experiment_id = _e.experiment_id AND v.position = 1;
         RETURN QUERY
-        WITH t AS (SELECT *, CASE WHEN _users > 0 THEN _il.b_wins::float8 / _users END AS share,
-                          CASE WHEN _users > 0 THEN sqrt(0.25 / _users) END AS se
-                   FROM (SELECT 1) AS one)
-        SELECT 'interleave', (SELECT v.name FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 1),
-               'preference', _users, t.share, t.share - 0.5, t.share - 0.5 - _z_crit * t.se, t.share - 0.5 + _z_crit * t.se,
-               NULL::float8, NULL::float8, NULL::float8,
-               CASE WHEN _users > 0 THEN 2 * (1 - reco.stat_norm_cdf(abs(t.share - 0.5) / t.se)) END, NULL::float8,
-               CASE WHEN _users > 0 THEN reco.stat_norm_cdf((t.share - 0.5) / t.se) END,
+        SELECT 'interleave', _treatment, 'preference', _users, _share, _share - 0.5, _share - 0.5 - _z_crit * _se,
+               _share - 0.5 + _z_crit * _se, NULL::float8, NULL::float8, NULL::float8, _p, NULL::float8,
+               reco.stat_norm_cdf((_share - 0.5) / _se),
                NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::text,
                format('%s users preferred %s, %s preferred %s, %s used both sides equally; net uses %s',
-                      _il.b_wins, (SELECT v.name FROM reco.experiment_variants v WHERE v.experiment_id = _e.experiment_id AND v.position = 1),
-                      _il.a_wins, _control, _il.users - _users, _il.delta)
-        FROM t;
-        _decision := CASE WHEN _users = 0 THEN 'keep running'
-                          WHEN 2 * (1 - reco.stat_norm_cdf(abs(_il.b_wins::float8 / _users - 0.5) / sqrt(0.25 / _users))) >= _e.alpha
-                              THEN 'keep running'
+                      _il.b_wins, _treatment, _il.a_wins, _control, _il.users - _users, _il.delta);
+        _decision := CASE WHEN _users = 0 OR _p >= _e.alpha THEN 'keep running'
                           WHEN _il.b_wins > _il.a_wins THEN 'ship' ELSE 'stop' END;
         RETURN QUERY SELECT 'decision', NULL::text, NULL::text, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
             NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
@@ -398,8 +400,7 @@ BEGIN
            (x ->> 'rel_low')::float8, (x ->> 'rel_high')::float8, (x ->> 'p_value')::float8, (x ->> 'p_adjusted')::float8,
            (x ->> 'p_better')::float8, (x ->> 'cuped_lift')::float8, (x ->> 'cuped_low')::float8,
            (x ->> 'cuped_high')::float8, (x ->> 'cuped_p')::float8, (x ->> 'variance_reduction')::float8,
-           CASE WHEN x ->> 'metric' = _e.primary_metric AND (x ->> 'position')::int > 0
-                THEN (SELECT s.z_boundary FROM reco.stat_sequential_test(coalesce((x ->> 'z')::float8, 0), _look, _e.looks, _e.alpha) s) END,
+           CASE WHEN x ->> 'metric' = _e.primary_metric AND (x ->> 'position')::int > 0 THEN _bounds[_look] END,
            NULL::text,
            concat_ws('; ',
                CASE WHEN x ->> 'section' = 'guardrail' AND (x ->> 'position')::int > 0
@@ -454,15 +455,14 @@ BEGIN
             -- Holm-adjusted p
             _r.z := CASE WHEN _r.p_adj IS NOT NULL AND _r.p_adj > _r.p
                          THEN sign(_r.z) * reco.stat_norm_ppf(1 - least(_r.p_adj, 1 - 1e-12) / 2) ELSE _r.z END;
-            SELECT * INTO _seq FROM reco.stat_sequential_test(coalesce(_r.z, 0), _look, _e.looks, _e.alpha);
-            IF _r.z IS NOT NULL AND _seq.stop THEN
+            IF abs(_r.z) >= _bounds[_look] THEN
                 IF (_r.lift > 0) = _r.higher THEN
                     IF _decision <> 'stop' THEN
                         _decision := 'ship';
                     END IF;
                     _reasons := _reasons || format('%s: %s better by %s (|z| %s ≥ boundary %s at look %s of %s)', _r.variant,
                         _r.metric, coalesce(to_char(100 * _r.rel, 'FMS990.0') || ' %', round(_r.lift::numeric, 4)::text),
-                        round(abs(_r.z)::numeric, 2), round(_seq.z_boundary::numeric, 2), _look, _e.looks);
+                        round(abs(_r.z)::numeric, 2), round(_bounds[_look]::numeric, 2), _look, _e.looks);
                 ELSE
                     _decision := 'stop';
                     _reasons := _reasons || format('%s: %s worse by %s (significant)', _r.variant, _r.metric,
@@ -473,10 +473,10 @@ BEGIN
                     _decision := 'stop';
                 END IF;
                 _reasons := _reasons || format('%s: no significant difference in %s at the planned %s users (|z| %s < %s)',
-                    _r.variant, _r.metric, _e.planned_users, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_seq.z_boundary::numeric, 2));
+                    _r.variant, _r.metric, _e.planned_users, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_bounds[_look]::numeric, 2));
             ELSE
                 _reasons := _reasons || format('%s: %s not significant yet (|z| %s < boundary %s at look %s of %s%s)', _r.variant,
-                    _r.metric, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_seq.z_boundary::numeric, 2), _look, _e.looks,
+                    _r.metric, round(abs(coalesce(_r.z, 0))::numeric, 2), round(_bounds[_look]::numeric, 2), _look, _e.looks,
                     CASE WHEN _fraction IS NOT NULL THEN format(', %s %% of the planned users', round(100 * _fraction)) ELSE '' END);
             END IF;
         END LOOP;
@@ -489,12 +489,11 @@ BEGIN
     RETURN QUERY SELECT 'sequential', NULL::text, _e.primary_metric, _users, _fraction, NULL::float8, NULL::float8,
         NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
         NULL::float8, NULL::float8, NULL::float8, NULL::float8,
-        (SELECT s.z_boundary FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) s WHERE s.look = _look), NULL::text,
+        _bounds[_look], NULL::text,
         format('look %s of %s planned%s; O''Brien-Fleming boundaries |z| ≥ %s', _look, _e.looks,
                CASE WHEN _fraction IS NOT NULL THEN format(' (%s of %s planned users, %s %%)', _users, _e.planned_users, round(100 * _fraction))
                     ELSE ' (no planned_users: read as the final look)' END,
-               (SELECT string_agg(round(s.z_boundary::numeric, 3)::text, ', ' ORDER BY s.look)
-                FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) s));
+               (SELECT string_agg(round(b::numeric, 3)::text, ', ' ORDER BY o) FROM unnest(_bounds) WITH ORDINALITY AS u(b, o)));
     RETURN QUERY SELECT 'decision', NULL::text, NULL::text, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
         NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
         NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, _decision, array_to_string(_reasons, '; ');

@@ -86,22 +86,19 @@ class MetricIn(Checked):
     description: str = Field("", max_length=2000)
 
 
-async def _call(st: State, sql: str, params: tuple, what: str) -> Any:
-    return await st.write(sql, params, what)
-
 
 @router.put("/scenarios/{name}", responses=ERRORS, summary="Create or change a scenario (a placement)")
 async def put_scenario(st: State, key: Key, name: Name, body: ScenarioIn) -> dict:
     """A scenario is a named set of serving-setting overrides on top of the tenant's settings;
     requests name it with `?scenario=`."""
-    overrides = await _call(st, "SELECT reco.api_upsert_scenario(%s, %s, %s, %s)",
+    overrides = await st.write("SELECT reco.api_upsert_scenario(%s, %s, %s, %s)",
                             (key, name, Jsonb(body.overrides), body.description), "storing the scenario")
     return {"scenario": name, "overrides": overrides}
 
 
 @router.put("/metrics/{name}", responses=ERRORS, summary="Define a metric over the users' events")
 async def put_metric(st: State, key: Key, name: Name, body: MetricIn) -> dict:
-    await _call(st, "SELECT reco.api_create_metric(%s, %s, %s, %s, %s, %s, %s)",
+    await st.write("SELECT reco.api_create_metric(%s, %s, %s, %s, %s, %s, %s)",
                 (key, name, body.event_kind, body.agg, body.prop, body.higher_is_better, body.description),
                 "storing the metric")
     return {"metric": name, **body.model_dump()}
@@ -110,7 +107,7 @@ async def put_metric(st: State, key: Key, name: Name, body: MetricIn) -> dict:
 @router.post("/experiments", status_code=201, responses=ERRORS, summary="Create an experiment (a draft)")
 async def create_experiment(st: State, key: Key, body: ExperimentIn) -> dict:
     options = body.model_dump(exclude={"name", "variants"}, exclude_none=True)
-    await _call(st, "SELECT reco.api_create_experiment(%s, %s, %s, %s)",
+    await st.write("SELECT reco.api_create_experiment(%s, %s, %s, %s)",
                 (key, body.name, Jsonb([v.model_dump() for v in body.variants]), Jsonb(options)),
                 "creating the experiment")
     return await get_experiment(st, key, body.name)
@@ -118,23 +115,23 @@ async def create_experiment(st: State, key: Key, body: ExperimentIn) -> dict:
 
 @router.get("/experiments", responses=ERRORS, summary="The tenant's experiments")
 async def list_experiments(st: State, key: Key) -> list[dict]:
-    return await _call(st, "SELECT reco.api_experiments(%s)", (key,), "listing the experiments")
+    return await st.write("SELECT reco.api_experiments(%s)", (key,), "listing the experiments")
 
 
 @router.get("/experiments/{name}", responses=ERRORS, summary="One experiment")
 async def get_experiment(st: State, key: Key, name: Name) -> dict:
-    return await _call(st, "SELECT reco.api_experiment(%s, %s)", (key, name), "reading the experiment")
+    return await st.write("SELECT reco.api_experiment(%s, %s)", (key, name), "reading the experiment")
 
 
 @router.post("/experiments/{name}/start", responses=ERRORS, summary="Start a draft experiment")
 async def start_experiment(st: State, key: Key, name: Name) -> dict:
-    await _call(st, "SELECT reco.api_start_experiment(%s, %s)", (key, name), "starting the experiment")
+    await st.write("SELECT reco.api_start_experiment(%s, %s)", (key, name), "starting the experiment")
     return await get_experiment(st, key, name)
 
 
 @router.post("/experiments/{name}/stop", responses=ERRORS, summary="Stop an experiment")
 async def stop_experiment(st: State, key: Key, name: Name) -> dict:
-    await _call(st, "SELECT reco.api_stop_experiment(%s, %s)", (key, name), "stopping the experiment")
+    await st.write("SELECT reco.api_stop_experiment(%s, %s)", (key, name), "stopping the experiment")
     return await get_experiment(st, key, name)
 
 
@@ -143,7 +140,7 @@ async def stop_experiment(st: State, key: Key, name: Name) -> dict:
 async def report(st: State, key: Key, name: Name) -> dict:
     """The rows of `reco.experiment_report(name)`: the SRM check first, one row per variant × metric,
     and the decision with its reasons."""
-    rows = await _call(st, "SELECT coalesce(json_agg(row_to_json(r)), '[]')"
+    rows = await st.write("SELECT coalesce(json_agg(row_to_json(r)), '[]')"
                            " FROM reco.api_experiment_report(%s, %s) r", (key, name),
                        "computing the report")
     decision = next((r for r in rows if r["section"] == "decision"), None)

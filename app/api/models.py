@@ -42,7 +42,8 @@ class Recommendations(BaseModel):
     request_id: str
     user_id: str
     items: list[Item]
-    variant: str | None = Field(None, description="the experiment variant (none until experiments exist)")
+    variant: str | None = Field(None, description="the experiment variant the user was served (\"interleaved\" "
+                                                  "for an interleaving experiment; null outside experiments)")
     degraded: bool = Field(description="true: the database was slow or unreachable and this is the "
                                        "last-known popular list")
 
