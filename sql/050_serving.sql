@@ -437,9 +437,9 @@ END $$;
 -- its running experiments, the variant's (reco._assignment); an interleaving experiment merges
 -- both variants' rankings by team draft: the side with fewer picks (a coin flip on a tie) adds its
 -- best feature not yet taken, and each row says which side (0: control, 1: treatment) it came
--- from, for the exposure's attribution.
-CREATE OR REPLACE FUNCTION reco._serve(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
-                                       p_reasons boolean DEFAULT true)
+-- from, for the exposure's attribution. (Called through reco._serve.)
+CREATE OR REPLACE FUNCTION reco._serve_scenario(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
+                                                p_reasons boolean DEFAULT true)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
                segment text, scenario text, experiment_id int, variant text, side smallint)
 LANGUAGE plpgsql VOLATILE PARALLEL RESTRICTED AS $$
@@ -519,7 +519,8 @@ BEGIN
 END $$;
 
 -- A request with no scenario, in a tenant with no experiment running outside scenarios, is the
--- tenant's settings as they are: reco._recommend, without reco._serve's layer (a tenth of a call).
+-- tenant's settings as they are: reco._recommend, without reco._serve_scenario's plpgsql layer (up
+-- to a tenth of a call).
 CREATE OR REPLACE FUNCTION reco._plain_request(p_tenant_id int, p_options jsonb)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -528,21 +529,28 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                            WHERE x.tenant_id = p_tenant_id AND x.scenario = 'default' AND x.status = 'running')
 $$;
 
+-- What every request is served (recommend_features, api_serve): a one-time filter picks the plain
+-- ranking or the scenario and experiment path.
+CREATE OR REPLACE FUNCTION reco._serve(p_tenant_id int, p_user_id text, p_k int, p_options jsonb,
+                                       p_reasons boolean DEFAULT true)
+RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb, feature_key int, user_key int,
+               segment text, scenario text, experiment_id int, variant text, side smallint)
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
+    SELECT p.*, 'default'::text, NULL::int, NULL::text, NULL::smallint
+    FROM reco._recommend(p_tenant_id, p_user_id, p_k, p_options, p_reasons) AS p
+    WHERE reco._plain_request(p_tenant_id, p_options)
+    UNION ALL
+    SELECT s.* FROM reco._serve_scenario(p_tenant_id, p_user_id, p_k, p_options, p_reasons) AS s
+    WHERE NOT reco._plain_request(p_tenant_id, p_options)
+$$;
+
 CREATE OR REPLACE FUNCTION reco.recommend_features(p_user_id text, p_k int DEFAULT 10,
                                                    p_options jsonb DEFAULT '{}',
                                                    p_tenant text DEFAULT NULL)
 RETURNS TABLE (rank int, feature_id text, score float8, reasons jsonb)
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED AS $$
     SELECT r.rank, r.feature_id, r.score, r.reasons
-    FROM (SELECT reco._tenant_id(p_tenant) AS tid) AS t
-    CROSS JOIN LATERAL (
-        SELECT p.rank, p.feature_id, p.score, p.reasons
-        FROM reco._recommend(t.tid, p_user_id, p_k, p_options) AS p
-        WHERE reco._plain_request(t.tid, p_options)
-        UNION ALL
-        SELECT s.rank, s.feature_id, s.score, s.reasons
-        FROM reco._serve(t.tid, p_user_id, p_k, p_options) AS s
-        WHERE NOT reco._plain_request(t.tid, p_options)) AS r
+    FROM reco._serve(reco._tenant_id(p_tenant), p_user_id, p_k, p_options) AS r
 $$;
 COMMENT ON FUNCTION reco.recommend_features(text, int, jsonb, text) IS
 $c$the features a user is most likely to use next: rank, feature_id, score and reasons (each component's
