@@ -17,6 +17,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
     ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
     ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
+    ('itemcf_rows', '3000', 'ItemCF reads about this many neighbour rows at most: each of the user''s strongest history_limit features gives its strongest itemcf_rows / (their number) rows (all of them for a user with few features): bounds the work of a call for heavy users and large K'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
     ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices (UTC days, today included; counts are kept 400 days)')
 ON CONFLICT (key) DO UPDATE
@@ -158,6 +159,7 @@ DECLARE
     _candidates int;
     _shortlist int;
     _history int;
+    _rows int;
     _exclude boolean;
     _explore_below int;
     _distinct boolean;
@@ -217,6 +219,7 @@ BEGIN
     _candidates := (_cfg ->> 'candidates')::int;
     _shortlist := greatest(_candidates, 2 * p_k);
     _history := (_cfg ->> 'history_limit')::int;
+    _rows := (_cfg ->> 'itemcf_rows')::int;
     _explore_below := (_cfg ->> 'explore_below')::int;
 
     SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
@@ -248,18 +251,18 @@ BEGIN
         -- history_limit carry ItemCF, so a user with thousands of rows costs what one with
         -- history_limit costs (strength = sqrt of the weight relative to the user's largest)
         SELECT i.feature_key AS fk, sqrt(i.weight / nullif(max(i.weight) OVER (), 0)) AS strength,
-               row_number() OVER (ORDER BY i.weight DESC, i.feature_key) AS r, i.weight AS w,
-               max(i.weight) OVER () AS w_max
+               row_number() OVER (ORDER BY i.weight DESC, i.feature_key) AS r
         FROM reco.interactions i
         WHERE i.tenant_id = _tid AND i.user_key = _user_key
-    ), last_hist AS MATERIALIZED (
-        -- the last of the strongest history_limit (for "because": (weight, key) at least this)
-        SELECT m.w, m.fk, m.w_max FROM mine m WHERE m.r <= _history ORDER BY m.r DESC LIMIT 1
     ), itemcf AS (
-        -- Σ strength(u, j)·S(j, i): the neighbour rows of the user's features
+        -- Σ strength(u, j)·S(j, i): the neighbour rows of the user's features, each feature's
+        -- strongest itemcf_rows / n (by rank, an index range)
         SELECT n.neighbor_key AS fk, sum(m.strength * n.score) AS s
         FROM mine m
-        JOIN reco.feature_neighbors n ON n.tenant_id = _tid AND n.feature_key = m.fk
+        JOIN reco.feature_neighbors n
+          ON n.tenant_id = _tid AND n.feature_key = m.fk
+         AND n.rank <= (SELECT greatest(ceil(_rows::float8 / nullif(count(*), 0)), 1)::int
+                        FROM mine h WHERE h.r <= _history)
         WHERE m.r <= _history
         GROUP BY n.neighbor_key
     ), collab AS MATERIALIZED (
@@ -393,6 +396,25 @@ BEGIN
                  _lambda * coalesce(d.total / nullif(d.best, 0), 0) - (1 - _lambda) * d.repeat::int DESC,
                  d.total DESC, d.feature_id
         LIMIT p_k
+    ), because AS MATERIALIZED (
+        -- the user's features that led to each recommendation, for all of them at once: the
+        -- targets' own collaborative neighbour rows (≤ K each, by index), with the user's strength
+        -- among the strongest history_limit (a hash join: the full join and its non-strict filter
+        -- keep a generic plan from making it a nested loop over the user's rows); top 3 by contribution
+        SELECT g.target, jsonb_agg(f.feature_id ORDER BY g.contribution DESC, g.fk) AS ids
+        FROM (SELECT n.target, n.fk, m.strength * n.score AS contribution,
+                     row_number() OVER (PARTITION BY n.target ORDER BY m.strength * n.score DESC, n.fk) AS r
+              FROM (SELECT t.feature_key AS target, nb.feature_key AS fk, nb.score
+                    FROM top t
+                    CROSS JOIN LATERAL (SELECT x.feature_key, x.score FROM reco.feature_neighbors x
+                                        WHERE x.tenant_id = _tid AND x.neighbor_key = t.feature_key
+                                          AND x.source = 'cf' OFFSET 0) AS nb
+                    WHERE _reasons AND t.c_itemcf > 0) AS n
+              FULL JOIN (SELECT h.fk, h.strength FROM mine h WHERE h.r <= _history) AS m ON m.fk = n.fk
+              WHERE coalesce(n.target, -1) >= 0 AND coalesce(m.strength, -1) >= 0) AS g
+        JOIN reco.features f ON f.tenant_id = _tid AND f.feature_key = g.fk
+        WHERE g.r <= 3
+        GROUP BY g.target
     )
     SELECT t.rank, t.feature_id, t.total,
            CASE WHEN NOT _reasons THEN jsonb_build_object('segment', _segment) ELSE
@@ -403,33 +425,13 @@ BEGIN
                'popularity', round(coalesce(t.c_pop, 0) * 10000) / 10000,
                'session', CASE WHEN cardinality(_recent) > 0 THEN round(coalesce(t.c_session, 0) * 10000) / 10000 END,
                'explore', CASE WHEN t.exploring THEN round(t.c_explore * 10000) / 10000 END,
-               'because', CASE WHEN t.c_itemcf > 0 THEN
-                   -- the user's features that led to it: the target's own collaborative neighbour
-                   -- rows (≤ K, by index; content rows pointing at a popular target can be many), each with the user's row by primary key (not a join with the user's
-                   -- rows, which a generic plan may make a nested loop over all of them), among the
-                   -- strongest history_limit; the top 3 first, then their ids
-                   (SELECT jsonb_agg((SELECT ff.feature_id FROM reco.features ff
-                                      WHERE ff.tenant_id = _tid AND ff.feature_key = g.fk)
-                                     ORDER BY g.contribution DESC)
-                    FROM (SELECT n.feature_key AS fk,
-                                 sqrt(i.weight / nullif(h.w_max, 0)) * n.score AS contribution
-                          FROM last_hist h
-                          -- the target's rows first (OFFSET 0: a generic plan would otherwise start
-                          -- from the user's rows and probe the neighbours once per row)
-                          CROSS JOIN (SELECT nb.feature_key, nb.score FROM reco.feature_neighbors nb
-                                      WHERE nb.tenant_id = _tid AND nb.neighbor_key = t.feature_key
-                                        AND nb.source = 'cf' OFFSET 0) AS n
-                          CROSS JOIN LATERAL (SELECT ui.weight, ui.feature_key FROM reco.interactions ui
-                                              WHERE ui.tenant_id = _tid AND ui.user_key = _user_key
-                                                AND ui.feature_key = n.feature_key OFFSET 0) AS i
-                          WHERE (i.weight > h.w OR (i.weight = h.w AND i.feature_key <= h.fk))
-                          ORDER BY 2 DESC
-                          LIMIT 3) AS g) END,
+               'because', bc.ids,
                'seen', t.seen,
                'segment', _segment,
                'category', t.category)) END AS reasons,
            t.feature_key, _user_key, _segment
     FROM top t
+    LEFT JOIN because bc ON bc.target = t.feature_key
     ORDER BY t.rank;
 END $$;
 

@@ -500,3 +500,32 @@ def test_tenants_have_their_own_user_vectors(conn):
     assert left == 0
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("SELECT reco.drop_tenant('default')")
+
+
+def test_itemcf_reads_each_features_strongest_rows_within_itemcf_rows(conn):
+    """itemcf_rows bounds the neighbour rows a call reads: each of the user's n features gives its
+    ceil(itemcf_rows / n) strongest rows (by rank), so the targets reached through weaker rows get
+    no ItemCF at all; with the default every row counts."""
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(
+        [{"feature_id": f, "category": f"c{f}"} for f in "abcdef"]),))
+    # X used a and b; a's neighbours: c (3 co-users) before d (1); b's: e (3) before f (1)
+    ingest(conn, [("X", "a"), ("X", "b"),
+                  *[(u, f) for u in ("P1", "P2", "P3") for f in ("a", "c")], ("P4", "a"), ("P4", "d"),
+                  *[(u, f) for u in ("Q1", "Q2", "Q3") for f in ("b", "e")], ("Q4", "b"), ("Q4", "f")])
+    conn.execute("SELECT reco.set_setting('neighbor_shrinkage', '0')")
+    conn.execute("CALL reco.run_job('all')")
+    only_itemcf = {"explore": False, "exclude_seen": True,
+                   "weights": {"itemcf": 1, "usercf": 0, "prior": 0, "popularity": 0, "session": 0}}
+    everything = {r["feature_id"]: r["reasons"].get("itemcf", 0) for r in recommend(conn, "X", 10, only_itemcf)}
+    assert {f for f, s in everything.items() if s > 0} == {"c", "d", "e", "f"}
+    conn.execute("SELECT reco.set_setting('itemcf_rows', '2')")  # 2 features: 1 row each
+    ranked = conn.execute("""
+        SELECT t.feature_id FROM reco.feature_neighbors n
+        JOIN reco.features s ON s.tenant_id = n.tenant_id AND s.feature_key = n.feature_key
+        JOIN reco.features t ON t.tenant_id = n.tenant_id AND t.feature_key = n.neighbor_key
+        WHERE s.feature_id IN ('a', 'b') AND n.rank = 1""").fetchall()
+    assert {r["feature_id"] for r in ranked} == {"c", "e"}  # the strongest row of a and of b
+    bounded = {r["feature_id"]: r["reasons"].get("itemcf", 0) for r in recommend(conn, "X", 10, only_itemcf)}
+    assert {f for f, s in bounded.items() if s > 0} == {"c", "e"}
+    # the rows read count as before: the same sums, normalised by the same largest (c or e)
+    assert bounded["c"] / bounded["e"] == pytest.approx(everything["c"] / everything["e"], rel=1e-3)
