@@ -27,6 +27,18 @@ PYTHON_STEPS: dict[str, tuple[str, Callable[[psycopg.Connection, str | None], in
 }
 
 
+#: job -> the serving tables it rewrites (a tenant's rows deleted and inserted): vacuumed after the job,
+#: so requests do not wade through the dead rows and index entries until autovacuum comes (on
+#: MovieLens-100K, after the 25 rewrites of a tune run, serving took 4.0 ms per call instead of 2.5)
+REWRITES: dict[str, tuple[str, ...]] = {
+    "feature_stats": ("reco.segments", "reco.feature_stats"),
+    "cohort_priors": ("reco.cohort_priors",),
+    "feature_neighbors": ("reco.feature_neighbors", "reco.feature_embeddings", "reco.neighbor_weights"),
+    "embeddings": ("reco.feature_factors",),
+    "bandit": ("reco.bandit_arms",),
+}
+
+
 class JobFailed(RuntimeError):
     """A job's numpy step failed (logged in reco.job_runs as a failed run)."""
 
@@ -132,6 +144,10 @@ def run_job(url: str, name: str, tenant: str | None = None,
                 if poller:
                     poller.done.set()
                     poller.join()
+            if job in REWRITES:
+                # outside any transaction (autocommit); a role that does not own them is told
+                # so in a warning and the tables are left to autovacuum
+                conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(REWRITES[job])}")
             runs = conn.execute(
                 """SELECT job, tenant, status, rows_written, message,
                           extract(epoch FROM finished_at - started_at)::float8 AS seconds

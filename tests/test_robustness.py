@@ -286,3 +286,23 @@ def test_csv_import_analyzes_what_it_wrote(db_url, conn, tmp_path):
     assert analysed == {"interactions": result.accepted, "users": 50}
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("SELECT reco.analyze_imported('ratings')")
+
+
+def test_the_runner_vacuums_the_tables_a_job_rewrote(conn, db_url):
+    """A job deletes and re-inserts a tenant's serving rows; the runner vacuums those tables right
+    after it, so requests do not read through the dead rows until autovacuum comes."""
+    from jobs.runner import REWRITES, run_job
+
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([{"feature_id": f} for f in "abc"]),))
+    conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": "2026-10-15T00:00:00Z"}
+         for u in ("U1", "U2") for f in "abc"]),))
+    run_job(db_url, "all", "default")
+    run_job(db_url, "feature_neighbors", "default")  # the second run leaves the first one's rows dead
+    finished = conn.execute("SELECT max(finished_at) AS t FROM reco.job_runs WHERE job = 'feature_neighbors'"
+                            ).fetchone()["t"]
+    for table in REWRITES["feature_neighbors"]:
+        row = conn.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                           (table,)).fetchone()
+        # (the dead-row count is no check: the job's own counts reach the statistics after the vacuum)
+        assert row["last_vacuum"] is not None and row["last_vacuum"] >= finished, table
