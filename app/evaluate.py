@@ -59,9 +59,10 @@ def _connect(url: str) -> psycopg.Connection:
 
 @contextmanager
 def scope(url: str, tenant: str | None, users: int | None, settings: dict | None = None,
-          seed: str = "pgreco", progress: Progress | None = None) -> Iterator[Scope]:
+          seed: str = "pgreco", progress: Progress | None = None, fold: int = 0) -> Iterator[Scope]:
     """Create an evaluation scope of ``tenant`` (held-out users: ``users``, 0 = all, None = the
-    setting evaluation_users), yield it, drop it."""
+    setting evaluation_users; fold 1: each user's adoption before the latest, the latest left out),
+    yield it, drop it."""
     with _connect(url) as conn:
         if progress:
             conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
@@ -69,8 +70,8 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
         src = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
         big = conn.execute("SELECT count(*) > %s AS big FROM reco.features WHERE tenant_id = %s::int AND active",
                            (DIM, src)).fetchone()["big"]
-        eval_id = conn.execute("SELECT reco._evaluation_scope(%s::int, %s::int, %s, %s, %s) AS id",
-                               (src, users, seed, Jsonb(settings or {}), not big)).fetchone()["id"]
+        eval_id = conn.execute("SELECT reco._evaluation_scope(%s::int, %s::int, %s, %s, %s, %s) AS id",
+                               (src, users, seed, Jsonb(settings or {}), not big, fold)).fetchone()["id"]
         slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
         try:
             if big:  # SVD factors of the scope's own R, then its user vectors (told the factors are fresh)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import psycopg
@@ -21,6 +22,9 @@ from jobs.ease import write_ease_weights
 from jobs.svd import DIM
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+#: the settings of the neighbour model (reco._tune_restore rebuilds the neighbours when one changes)
+MODEL_KEYS = ("neighbor_model", "neighbors_k", "neighbor_shrinkage", "rp3_alpha", "rp3_beta", "ease_lambda")
 
 
 @dataclass
@@ -51,7 +55,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
         conn.execute("SELECT reco._tune_begin()")
         # the scope as the evaluation builds it: its own SVD factors and, for a tenant on EASE, its
         # EASE weights, so the baseline is measured with the model the tenant really serves
-        with evaluation_scope(url, tenant, users, seed="pgreco-tune") as sc:
+        with evaluation_scope(url, tenant, users, seed="pgreco-tune") as sc, ExitStack() as folds:
             if not sc.users:
                 return TuneResult(False, {}, 0, time.perf_counter() - started,
                                   "no eligible users: nothing to tune on")
@@ -59,6 +63,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
             steps = ["svd"] if big else []
             mark_fresh(conn, steps)  # the trials that rebuild user vectors use the scope's SVD factors
             name = f"{tid}-py-{int(time.time() * 1e6)}"
+            fold: list = []  # the second fold's scope, made when a stage is inconclusive
             baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
             skipped: list[str] = []
             for stage in _scalar(conn, "SELECT reco._tune_stages()"):
@@ -73,7 +78,17 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                     # each trial rewrites the scope's neighbours: vacuumed, so 25 trials do not leave
                     # the table and its indexes (which the tenant's requests read) 25 times their size
                     conn.execute("VACUUM (SKIP_LOCKED) reco.feature_neighbors, reco.feature_embeddings")
-                best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s)", (scope, name, stage))
+                confirm = None
+                pending = conn.execute("SELECT * FROM reco._tune_pending(%s, %s)", (name, stage)).fetchone()
+                if pending and pending["confirm"]:
+                    # inconclusive on the first fold: the incumbent and the best again on the second
+                    # (made once: each user's adoption before the latest held out, the latest left out)
+                    if not fold:
+                        fold.append(folds.enter_context(evaluation_scope(url, tenant, users, seed="pgreco-tune",
+                                                                         fold=1)))
+                    confirm = [_fold_trial(conn, fold[0].tenant_id, fold[0].slug, name, run, steps)
+                               for run in (pending["incumbent"], pending["best"])]
+                best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s, %s::bigint[])", (scope, name, stage, confirm))
                 if best and _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(best),)):
                     _ease(conn, scope, slug, best, steps)  # the SQL side cannot restore an EASE best
             summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
@@ -82,7 +97,8 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
     gain, se = summary.get("gain") or 0.0, summary.get("se") or 0.0
     verdict = (f"applied {settings}" if summary.get("applied") else f"would apply {settings}" if settings
                else "kept the settings (no trial beat them by more than the noise)")
-    message = (f"{summary.get('trials')} trials; baseline NDCG@10 {summary.get('baseline_ndcg', 0):.4f}, best "
+    confirmed = (f" (+{summary['confirmations']} on a second fold)" if summary.get("confirmations") else "")
+    message = (f"{summary.get('trials')} trials{confirmed}; baseline NDCG@10 {summary.get('baseline_ndcg', 0):.4f}, best "
                f"{summary.get('best_ndcg', 0):.4f} (gain {gain:+.4f}, standard error {se:.4f}, "
                f"{summary.get('users')} users); {verdict}")
     return TuneResult(bool(summary.get("applied")), settings, int(summary.get("trials") or 0),
@@ -103,6 +119,18 @@ def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: l
     mark_fresh(conn, [*steps, "ease"])
     conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
     return None
+
+
+def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run: int, steps: list[str]) -> int:
+    """Measure trial ``run``'s settings (every setting the tune searches) on the second fold's scope;
+    an EASE model's weights from numpy first. Returns the fold's run id."""
+    full = _scalar(conn, "SELECT reco._tune_full_settings(%s)", (run,))
+    if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(full),)):
+        model = {k: v for k, v in full.items() if k in MODEL_KEYS}
+        conn.execute("SELECT reco._tune_restore(%s, %s)",
+                     (scope, Jsonb({k: v for k, v in full.items() if k not in MODEL_KEYS})))
+        _ease(conn, scope, slug, model, steps)
+    return _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'confirm', %s)", (scope, f"{name}/fold1", Jsonb(full)))
 
 
 def tune_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:

@@ -55,7 +55,8 @@ BEGIN
     FROM reco.events e
     WHERE e.tenant_id = p_source
       AND NOT EXISTS (SELECT 1 FROM reco.evaluation_holdouts h
-                      WHERE h.tenant_id = p_target AND h.user_key = e.user_key AND h.feature_key = e.feature_key)
+                      WHERE h.tenant_id = p_target AND h.user_key = e.user_key
+                        AND e.feature_key IN (h.feature_key, h.masked_key))
     GROUP BY e.user_key, e.feature_key;
     GET DIAGNOSTICS _n = ROW_COUNT;
     ANALYZE reco.interactions;
@@ -86,9 +87,13 @@ Run the jobs afterwards. Example: SELECT reco.rebuild_interactions();$c$;
 -- p_seed), rebuild every derived table from
 -- the remaining events. p_settings overrides settings in the scope (e.g. decay_tau_days).
 -- p_embeddings false leaves the embeddings job to the caller (`reco evaluate` computes SVD
--- factors first for catalogs above 64 features). Returns the scope's tenant id.
+-- factors first for catalogs above 64 features). p_fold 1 makes the second fold: the second most
+-- recent adoption is held out and the most recent one left out (masked_key) with all its events
+-- (users with three features or more). Returns the scope's tenant id.
+DROP FUNCTION IF EXISTS reco._evaluation_scope(int, int, text, jsonb, boolean);
 CREATE OR REPLACE FUNCTION reco._evaluation_scope(p_source int, p_users int, p_seed text,
-                                                  p_settings jsonb DEFAULT '{}', p_embeddings boolean DEFAULT true)
+                                                  p_settings jsonb DEFAULT '{}', p_embeddings boolean DEFAULT true,
+                                                  p_fold int DEFAULT 0)
 RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -99,6 +104,11 @@ BEGIN
     IF p_settings IS NULL OR jsonb_typeof(p_settings) <> 'object' THEN
         RAISE EXCEPTION 'evaluation settings must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ''{"decay_tau_days": 30}''';
+    END IF;
+    IF p_fold IS NULL OR p_fold NOT IN (0, 1) THEN
+        RAISE EXCEPTION 'evaluation fold must be 0 or 1, got %', coalesce(p_fold::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '0 holds out the latest adoption, 1 the one before it (the latest left out).';
     END IF;
     INSERT INTO reco.tenants (slug, decay_epoch, evaluation_of)
     SELECT _slug, t.decay_epoch, t.tenant_id FROM reco.tenants t WHERE t.tenant_id = p_source
@@ -122,20 +132,22 @@ BEGIN
     FROM reco.features WHERE tenant_id = p_source;
 
     -- held out: per eligible user (two features or more; the last one still recommendable), the
-    -- feature whose first use is the most recent, with all the user's events on it
+    -- feature whose first use is the most recent, with all the user's events on it (fold 1: the one
+    -- before it, the most recent left out too)
     PERFORM reco._progress('evaluate', p_source, 'holding out');
-    INSERT INTO reco.evaluation_holdouts (tenant_id, user_key, feature_key, first_at)
-    SELECT _eval, l.user_key, l.feature_key, l.first_at
+    INSERT INTO reco.evaluation_holdouts (tenant_id, user_key, feature_key, first_at, masked_key)
+    SELECT _eval, l.user_key, l.feature_key, l.first_at, CASE WHEN p_fold = 1 THEN l.latest END
     FROM (
         SELECT i.user_key, i.feature_key, i.first_at,
-               row_number() OVER (PARTITION BY i.user_key ORDER BY i.first_at DESC, i.feature_key DESC) AS r,
-               count(*) OVER (PARTITION BY i.user_key) AS n
+               row_number() OVER w AS r, count(*) OVER (PARTITION BY i.user_key) AS n,
+               first_value(i.feature_key) OVER w AS latest
         FROM reco.interactions i
         WHERE i.tenant_id = p_source
+        WINDOW w AS (PARTITION BY i.user_key ORDER BY i.first_at DESC, i.feature_key DESC)
     ) AS l
     JOIN reco.users u ON u.tenant_id = p_source AND u.user_key = l.user_key
     JOIN reco.features f ON f.tenant_id = p_source AND f.feature_key = l.feature_key
-    WHERE l.r = 1 AND l.n >= 2 AND f.active AND (NOT f.requires_paid OR u.paid)
+    WHERE l.r = 1 + p_fold AND l.n >= 2 + p_fold AND f.active AND (NOT f.requires_paid OR u.paid)
     ORDER BY md5(p_seed || ':' || l.user_key)
     LIMIT nullif(greatest(coalesce(p_users, reco.setting('evaluation_users', p_source)::int), 0), 0);
     ANALYZE reco.evaluation_holdouts;
@@ -147,7 +159,8 @@ BEGIN
     INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at,
                                 used_keys)
     SELECT _eval, x.request_id, x.user_key, x.feature_keys, x.segment, x.variant, x.shown_at,
-           CASE WHEN h.user_key IS NULL THEN x.used_keys ELSE array_remove(x.used_keys, h.feature_key) END
+           CASE WHEN h.user_key IS NULL THEN x.used_keys
+                ELSE array_remove(array_remove(x.used_keys, h.feature_key), h.masked_key) END
     FROM reco.exposures x
     LEFT JOIN reco.evaluation_holdouts h ON h.tenant_id = _eval AND h.user_key = x.user_key
     WHERE x.tenant_id = p_source;
@@ -160,7 +173,7 @@ BEGIN
     PERFORM reco._bandit_arms_from_exposures(_eval);
     RETURN _eval;
 END $$;
-COMMENT ON FUNCTION reco._evaluation_scope(int, int, text, jsonb, boolean) IS
+COMMENT ON FUNCTION reco._evaluation_scope(int, int, text, jsonb, boolean, int) IS
     'internal: create an evaluation scope (a tenant with a leave-one-out copy of p_source) and return its id';
 
 -- What each model asks of reco.recommend_features: seen features excluded; no exploration (its

@@ -2,6 +2,8 @@
 -- weights, the seen handling and MMR λ on a time-based holdout of the tenant's own data (an
 -- evaluation scope, sql/060_evaluation.sql), records every trial as an evaluation run of kind
 -- 'tune', and applies the best when it beats the tenant's current settings by more than the noise.
+-- A stage whose best gains by less than that is measured again on a second fold (the adoption
+-- before the latest held out) and decided on the pooled gain (reco._tune_pending, _tune_keep_best).
 --
 --   reco.tune(tenant, users, apply)   the whole search in SQL (CALL reco.run_job('tune'), pg_cron):
 --                                     every model but EASE, which needs numpy
@@ -164,63 +166,124 @@ END $$;
 COMMENT ON FUNCTION reco._tune_trial(int, text, text, jsonb) IS
     'internal: one trial of the tune job in an evaluation scope; returns its evaluation run id (kind tune)';
 
--- The paired per-user difference of NDCG@10 between two trials of this session's tune (p_to minus
--- p_from): its mean, its standard error and the users compared.
-CREATE OR REPLACE FUNCTION reco._tune_gain(p_from bigint, p_to bigint)
+-- The paired per-user difference of NDCG@10 between trials of this session's tune (p_to minus
+-- p_from), pooled over folds: p_from[i] and p_to[i] were ranked in the same evaluation scope (one
+-- scope per fold; the folds hold the same users under the same keys), each user's difference is
+-- averaged over the folds that hold the user. Its mean, its standard error and the users compared.
+CREATE OR REPLACE FUNCTION reco._tune_gain(p_from bigint[], p_to bigint[])
 RETURNS TABLE (gain float8, se float8, users int)
 -- plpgsql: the session's table of scores exists only while a tune runs (reco._tune_begin)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY
-    SELECT avg(b.ndcg - a.ndcg), stddev_samp(b.ndcg - a.ndcg) / sqrt(count(*)), count(*)::int
-    FROM _tune_scores a JOIN _tune_scores b ON b.user_key = a.user_key AND b.run_id = p_to
-    WHERE a.run_id = p_from;
+    SELECT avg(d.diff), stddev_samp(d.diff) / sqrt(count(*)), count(*)::int
+    FROM (SELECT a.user_key, avg(b.ndcg - a.ndcg) AS diff
+          FROM unnest(p_from, p_to) AS f(run_from, run_to)
+          JOIN _tune_scores a ON a.run_id = f.run_from
+          JOIN _tune_scores b ON b.run_id = f.run_to AND b.user_key = a.user_key
+          GROUP BY a.user_key) AS d;
 END $$;
 
--- Close a stage of tune p_tune: its best trial (highest NDCG@10; ties: the earlier, i.e. the
--- simpler) replaces the incumbent — the trial kept by the stages before, at first the baseline —
--- only when it beats it by more than tune_min_gain standard errors of the paired per-user
--- difference; a coordinate search that moved on every noisy maximum would drift (MovieLens-100K:
--- moving on every stage's maximum picked weights and MMR that lost 0.003 NDCG@10 on the test split).
--- The kept trial is marked (options.kept) and its settings of this stage made the scope's again
--- (rebuilding what they change) unless they need numpy, which the Python caller does. Returns them.
-CREATE OR REPLACE FUNCTION reco._tune_keep_best(p_scope int, p_tune text, p_stage text)
+CREATE OR REPLACE FUNCTION reco._tune_gain(p_from bigint, p_to bigint)
+RETURNS TABLE (gain float8, se float8, users int)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM reco._tune_gain(ARRAY[p_from], ARRAY[p_to])
+$$;
+
+-- Every setting the tune searches, as in force in trial p_run (what a second fold must be set to,
+-- to measure that trial there).
+CREATE OR REPLACE FUNCTION reco._tune_full_settings(p_run bigint)
 RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_object_agg(k.key, r.settings -> k.key)
+    FROM reco.evaluation_runs r
+    CROSS JOIN (SELECT DISTINCT jsonb_object_keys(c) AS key
+                FROM unnest(reco._tune_stages()) AS st(stage) CROSS JOIN LATERAL reco._tune_plan(st.stage) AS c) AS k
+    WHERE r.run_id = p_run
+$$;
+
+-- Where stage p_stage of tune p_tune stands: its best trial (highest NDCG@10; ties: the earlier, i.e.
+-- the simpler), the incumbent — the trial kept by the stages before, at first the baseline; for the
+-- seen stage, measured with seen features allowed, its own trial of the seen handling in force —,
+-- the paired gain and its standard error, and whether to confirm on a second fold: the best gains
+-- but not by more than tune_min_gain standard errors (inconclusive; not for the seen stage).
+CREATE OR REPLACE FUNCTION reco._tune_pending(p_tune text, p_stage text)
+RETURNS TABLE (incumbent bigint, best bigint, gain float8, se float8, confirm boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    _min float8 := reco.setting('tune_min_gain', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope));
-    _best record;
-    _incumbent record;
-    _gain float8;
-    _se float8;
-    _keep bigint;
-    _settings jsonb;
+    _min float8;
+    _best bigint;
+    _incumbent bigint;
 BEGIN
-    SELECT t.run_id, t.ndcg, t.options -> 'trial' AS trial INTO _best
+    SELECT t.run_id INTO _best
     FROM reco.tune_trials_of(p_tune) t WHERE t.stage = p_stage
     ORDER BY round(t.ndcg::numeric, 6) DESC, t.run_id
     LIMIT 1;
     IF NOT FOUND THEN
-        RETURN NULL;
+        RETURN;
     END IF;
-    SELECT t.run_id, t.ndcg INTO _incumbent
+    SELECT t.run_id INTO _incumbent
     FROM reco.tune_trials_of(p_tune) t
     WHERE t.stage = 'baseline' OR coalesce((t.options ->> 'kept')::boolean, false)
     ORDER BY t.run_id DESC
     LIMIT 1;
     IF p_stage = 'seen' THEN
-        -- measured with seen features allowed: the incumbent is this stage's trial of the seen
-        -- handling in force (and the chain of kept trials goes on from the one before)
-        SELECT t.run_id, t.ndcg INTO _incumbent
+        SELECT t.run_id INTO _incumbent
         FROM reco.tune_trials_of(p_tune) t
         WHERE t.stage = 'seen' AND t.options -> 'trial' -> 'seen_factor'
-              = (SELECT r.settings -> 'seen_factor' FROM reco.evaluation_runs r WHERE r.run_id = _incumbent.run_id)
+              = (SELECT r.settings -> 'seen_factor' FROM reco.evaluation_runs r WHERE r.run_id = _incumbent)
         LIMIT 1;
     END IF;
-    SELECT g.gain, g.se INTO _gain, _se FROM reco._tune_gain(_incumbent.run_id, _best.run_id) AS g;
-    _keep := CASE WHEN coalesce(_gain > _min * _se, false) THEN _best.run_id ELSE _incumbent.run_id END;
+    _min := reco.setting('tune_min_gain', (SELECT t.tenant_id FROM reco.tenants t JOIN reco.evaluation_runs r
+                                           ON r.tenant = t.slug WHERE r.run_id = _best));
+    RETURN QUERY
+    SELECT _incumbent, _best, g.gain, g.se,
+           p_stage <> 'seen' AND _best <> _incumbent AND g.gain > 0 AND NOT coalesce(g.gain > _min * g.se, false)
+    FROM reco._tune_gain(_incumbent, _best) AS g;
+END $$;
+
+-- Close a stage of tune p_tune: its best trial replaces the incumbent (reco._tune_pending) only when
+-- it beats it by more than tune_min_gain standard errors of the paired per-user difference — on the
+-- first fold, or pooled with a second fold when p_confirm gives the incumbent's and the best's runs
+-- there (the caller ran them because the first fold was inconclusive: a gain of about one standard
+-- error is a coin toss on a few hundred users). A coordinate search that moved on every noisy maximum
+-- would drift (MovieLens-100K: moving on every stage's maximum picked weights and MMR that lost 0.003
+-- NDCG@10 on the test split). The kept trial is marked (options.kept, and options.confirmed when the
+-- second fold decided) and its settings of this stage made the scope's again (rebuilding what they
+-- change) unless they need numpy, which the Python caller does. Returns them.
+DROP FUNCTION IF EXISTS reco._tune_keep_best(int, text, text);
+CREATE OR REPLACE FUNCTION reco._tune_keep_best(p_scope int, p_tune text, p_stage text,
+                                                p_confirm bigint[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    _min float8 := reco.setting('tune_min_gain', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope));
+    _p record;
+    _gain float8;
+    _se float8;
+    _keep bigint;
+    _settings jsonb;
+BEGIN
+    SELECT * INTO _p FROM reco._tune_pending(p_tune, p_stage);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    _gain := _p.gain;
+    _se := _p.se;
+    IF p_confirm IS NOT NULL THEN
+        SELECT g.gain, g.se INTO _gain, _se
+        FROM reco._tune_gain(ARRAY[_p.incumbent, p_confirm[1]], ARRAY[_p.best, p_confirm[2]]) AS g;
+        UPDATE reco.evaluation_runs
+        SET options = options || jsonb_build_object('fold_gain', _gain, 'fold_se', _se)
+        WHERE run_id = _p.best;
+    END IF;
+    _keep := CASE WHEN coalesce(_gain > _min * _se, false) THEN _p.best ELSE _p.incumbent END;
     IF p_stage <> 'seen' THEN
-        UPDATE reco.evaluation_runs SET options = options || jsonb_build_object('kept', true) WHERE run_id = _keep;
+        UPDATE reco.evaluation_runs
+        SET options = options || jsonb_build_object('kept', true)
+                              || CASE WHEN p_confirm IS NOT NULL AND _keep = _p.best
+                                      THEN jsonb_build_object('confirmed', true) ELSE '{}' END
+        WHERE run_id = _keep;
     END IF;
     -- the kept trial's values of the settings this stage varies
     SELECT jsonb_object_agg(k.key, r.settings -> k.key) INTO _settings
@@ -303,6 +366,7 @@ BEGIN
         'best_ndcg', _best.ndcg, 'best_run', _best.run_id, 'gain', _gain, 'se', _se, 'users', _n,
         'min_gain_se', _min, 'applied', _apply, 'settings', _settings,
         'trials', (SELECT count(*) FROM reco.evaluation_runs WHERE kind = 'tune' AND options ->> 'tune' = p_tune),
+        'confirmations', (SELECT count(*) FROM reco.evaluation_runs WHERE kind = 'tune' AND options ->> 'tune' = p_tune || '/fold1'),
         'skipped', to_jsonb(p_skipped));
 END $$;
 
@@ -314,9 +378,12 @@ DECLARE
     _tid int := reco._tenant_id(p_tenant);
     _tune text := format('%s-%s', _tid, to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS'));
     _scope int;
+    _fold int;
     _baseline bigint;
     _stage text;
     _trial jsonb;
+    _pending record;
+    _confirm bigint[];
     _skipped text[] := '{}';
     _result jsonb;
 BEGIN
@@ -346,10 +413,22 @@ BEGIN
             END IF;
             PERFORM reco._tune_trial(_scope, _tune, _stage, _trial);
         END LOOP;
-        PERFORM reco._tune_keep_best(_scope, _tune, _stage);
+        -- inconclusive: the incumbent and the best measured again on the second fold (made once)
+        _confirm := NULL;
+        SELECT * INTO _pending FROM reco._tune_pending(_tune, _stage);
+        IF _pending.confirm THEN
+            _fold := coalesce(_fold, reco._evaluation_scope(_tid, p_users, 'pgreco-tune', '{}', true, 1));
+            _confirm := ARRAY[
+                reco._tune_trial(_fold, _tune || '/fold1', 'confirm', reco._tune_full_settings(_pending.incumbent)),
+                reco._tune_trial(_fold, _tune || '/fold1', 'confirm', reco._tune_full_settings(_pending.best))];
+        END IF;
+        PERFORM reco._tune_keep_best(_scope, _tune, _stage, _confirm);
     END LOOP;
     _result := reco._tune_decide(_tid, _scope, _tune, _baseline, p_apply, _skipped);
     PERFORM reco.drop_tenant((SELECT slug FROM reco.tenants WHERE tenant_id = _scope));
+    IF _fold IS NOT NULL THEN
+        PERFORM reco.drop_tenant((SELECT slug FROM reco.tenants WHERE tenant_id = _fold));
+    END IF;
     RETURN _result;
 END $$;
 COMMENT ON FUNCTION reco.tune(text, int, boolean) IS
@@ -357,7 +436,9 @@ $c$search the tenant's settings on a time-based holdout of its own data (an eval
 recently adopted feature held out): the neighbour model and K, the decay τ, the component weights, the seen
 handling and MMR λ, one group at a time, each trial recorded in reco.evaluation_runs (kind 'tune'; view
 reco.tune_trials). The best is applied when its NDCG@10 gain over the current settings exceeds tune_min_gain
-standard errors of the per-user paired difference (p_apply false: never). EASE trials need numpy and are skipped
+standard errors of the per-user paired difference (p_apply false: never); a stage whose best gains by less is
+measured again on a second fold (each user's adoption before the latest) and decided on the gain pooled over both.
+EASE trials need numpy and are skipped
 here (listed under "skipped"); `reco tune` runs them. A tenant that serves EASE is refused (feature_not_supported):
 its baseline needs numpy too. Returns a summary. Run the jobs afterwards.
 Example: SELECT reco.tune();$c$;

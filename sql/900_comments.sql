@@ -94,7 +94,9 @@ COMMENT ON COLUMN reco.tenants.evaluation_of IS
     'set for an evaluation scope: the tenant whose leave-one-out copy it holds (made and dropped by reco.evaluate)';
 COMMENT ON COLUMN reco.jobs.in_all IS 'whether run_job(''all'') runs this job (the refresh jobs do; evaluate does not)';
 COMMENT ON TABLE reco.evaluation_holdouts IS
-    'per evaluation scope and held-out user: the feature held out (the one first used most recently) and when';
+    'per evaluation scope and held-out user: the feature held out (the one first used most recently; in a second fold the one before it) and when';
+COMMENT ON COLUMN reco.evaluation_holdouts.masked_key IS
+    'second fold only: the user''s most recent adoption, left out of the scope with all its events (NULL in the first fold)';
 COMMENT ON TABLE reco.evaluation_ranks IS
     'per evaluation scope, model and held-out user: the top K recommended (items) and the held-out feature''s rank (hit_rank, NULL = missed); unlogged, transient';
 COMMENT ON TABLE reco.evaluation_runs IS

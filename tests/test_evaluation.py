@@ -109,6 +109,28 @@ def test_the_split_holds_out_the_last_adoption(tiny):
     tiny.execute("SELECT reco.drop_tenant(slug) FROM reco.tenants WHERE tenant_id = %s", (scope,))
 
 
+def test_the_second_fold_holds_out_the_adoption_before_the_latest(conn):
+    features(conn, ["a", "b", "c", "d"])
+    # U1 adopted a, b, c (c last, used twice); U2 only a and d: too few for the second fold
+    ingest(conn, [("U1", "a", day(1)), ("U1", "b", day(2)), ("U1", "c", day(3)), ("U1", "c", day(4)),
+                  ("U1", "a", day(5)), ("U2", "a", day(1)), ("U2", "d", day(2))])
+    tid = conn.execute("SELECT tenant_id FROM reco.tenants WHERE slug = 'default'").fetchone()["tenant_id"]
+    scope = conn.execute("SELECT reco._evaluation_scope(%s, 0, 'seed', '{}', true, 1) AS id", (tid,)).fetchone()["id"]
+    held = conn.execute("""
+        SELECT u.user_id, f.feature_id, m.feature_id AS masked FROM reco.evaluation_holdouts h
+        JOIN reco.users u USING (tenant_id, user_key) JOIN reco.features f USING (tenant_id, feature_key)
+        JOIN reco.features m ON m.tenant_id = h.tenant_id AND m.feature_key = h.masked_key
+        WHERE h.tenant_id = %s""", (scope,)).fetchall()
+    assert [(r["user_id"], r["feature_id"], r["masked"]) for r in held] == [("U1", "b", "c")]
+    # the scope's U1 keeps a only (both of its events); c is gone with its events, b is held out
+    rows = conn.execute("""SELECT u.user_id, f.feature_id, i.uses FROM reco.interactions i
+                           JOIN reco.users u USING (tenant_id, user_key) JOIN reco.features f USING (tenant_id, feature_key)
+                           WHERE i.tenant_id = %s ORDER BY 1, 2""", (scope,)).fetchall()
+    assert [(r["user_id"], r["feature_id"], r["uses"]) for r in rows] == [("U1", "a", 2), ("U2", "a", 1), ("U2", "d", 1)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="fold must be 0 or 1"):
+        conn.execute("SELECT reco._evaluation_scope(%s, 0, 'seed', '{}', true, 2)", (tid,))
+
+
 def test_evaluation_finds_nothing_it_could_only_get_by_peeking(conn):
     """Every use of 'secret' is a held-out event: each of its users adopted it last. A model that
     saw a held-out event would rank it first (it always comes with a, b, c); without a leak no

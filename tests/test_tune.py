@@ -141,3 +141,43 @@ def test_a_tenant_on_ease_is_tuned_from_its_real_baseline(db_url, conn):
     trials = _trials(conn)
     same = [t for t in trials if t["trial"] == {"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}]
     assert trials[0]["stage"] == "baseline" and len(same) == 1 and same[0]["ndcg"] == trials[0]["ndcg"]
+
+
+def test_an_inconclusive_stage_is_measured_again_on_a_second_fold(conn):
+    """With a bar no gain can pass (tune_min_gain 1000), every stage whose best gains is
+    inconclusive: the incumbent and the best are ranked again on the second fold, the decision is
+    taken on the gain pooled per user over both folds (recorded on the best trial), and the fold's
+    scope is dropped at the end."""
+    _crafted(conn)
+    conn.execute("SELECT reco.set_setting('tune_min_gain', '1000')")
+    result = conn.execute("SELECT reco.tune() AS r").fetchone()["r"]
+    assert not result["applied"] and result["confirmations"] >= 2
+    confirms = [t for t in _trials(conn) if t["stage"] == "confirm"]
+    assert len(confirms) == result["confirmations"] and len(confirms) % 2 == 0
+    assert all(t["tune"] == result["tune"] + "/fold1" for t in confirms)
+    # every user adopted three features: the second fold holds out the one before the latest of all
+    # of them (a student's A_k, a teacher's B_k)
+    assert all(t["users"] == 250 for t in confirms)
+    pooled = conn.execute("""SELECT options FROM reco.evaluation_runs
+                             WHERE options ? 'fold_gain' AND options ->> 'tune' = %s""", (result["tune"],)).fetchall()
+    assert len(pooled) == len(confirms) // 2
+    assert not any(p["options"].get("kept") for p in pooled)
+    assert conn.execute("SELECT count(*) AS n FROM reco.tenants WHERE evaluation_of IS NOT NULL").fetchone()["n"] == 0
+
+
+def test_the_gain_is_pooled_per_user_over_the_folds(conn):
+    conn.execute("SELECT reco._tune_begin()")
+    # fold A: runs 1 -> 2 for users 1, 2, 3; fold B: runs 3 -> 4 for users 1 and 2 only
+    conn.execute("""INSERT INTO _tune_scores (run_id, user_key, ndcg) VALUES
+                    (1, 1, 0.0), (1, 2, 0.5), (1, 3, 0.2), (2, 1, 1.0), (2, 2, 0.5), (2, 3, 0.0),
+                    (3, 1, 0.0), (3, 2, 0.0), (4, 1, 0.0), (4, 2, 0.4)""")
+    one = conn.execute("SELECT * FROM reco._tune_gain(1, 2)").fetchone()
+    diffs = [1.0, 0.0, -0.2]
+    mean = sum(diffs) / 3
+    se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
+    assert one["gain"] == pytest.approx(mean) and one["se"] == pytest.approx(se) and one["users"] == 3
+    both = conn.execute("SELECT * FROM reco._tune_gain('{1,3}'::bigint[], '{2,4}'::bigint[])").fetchone()
+    diffs = [(1.0 + 0.0) / 2, (0.0 + 0.4) / 2, -0.2]  # each user's mean over the folds that hold them
+    mean = sum(diffs) / 3
+    se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
+    assert both["gain"] == pytest.approx(mean) and both["se"] == pytest.approx(se) and both["users"] == 3
