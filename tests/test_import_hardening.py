@@ -113,14 +113,19 @@ def test_stale_staging_of_a_dead_import_is_dropped_live_one_kept(conn, db_url, t
     dead_stage = dead.execute("SELECT reco.create_import_stage(ARRAY['user_id', 'email'])").fetchone()[0]
     dead.execute(f"INSERT INTO reco.{dead_stage} (user_id, email) VALUES ('U1', 'u1@example.com')")
     live = psycopg.connect(db_url, autocommit=True)
+    live_pid = live.info.backend_pid
+
+    def gone(pid: int) -> None:  # a closed client's backend ends (and drops its locks) a moment later
+        for _ in range(100):
+            if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                return
+            time.sleep(0.05)
+
     try:
         live_stage = live.execute("SELECT reco.create_import_stage(ARRAY['user_id'])").fetchone()[0]
         dead_pid = dead.info.backend_pid
         dead.close()  # the import's client died: the server ends its session, and its lock
-        for _ in range(100):
-            if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (dead_pid,)).fetchone():
-                break
-            time.sleep(0.05)
+        gone(dead_pid)
         assert _stages(conn) == sorted([dead_stage, live_stage])
 
         users = tmp_path / "users.csv"
@@ -132,6 +137,7 @@ def test_stale_staging_of_a_dead_import_is_dropped_live_one_kept(conn, db_url, t
         assert _stages(conn) == [live_stage]
     finally:
         live.close()
+    gone(live_pid)
     assert conn.execute("SELECT reco.drop_stale_import_stages() AS n").fetchone()["n"] == 1
     assert _stages(conn) == []
 
