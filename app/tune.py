@@ -23,9 +23,6 @@ from jobs.svd import DIM
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
-#: the settings of the neighbour model (reco._tune_restore rebuilds the neighbours when one changes)
-MODEL_KEYS = ("neighbor_model", "neighbors_k", "neighbor_shrinkage", "rp3_alpha", "rp3_beta", "ease_lambda")
-
 
 @dataclass
 class TuneResult:
@@ -63,7 +60,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
             steps = ["svd"] if big else []
             mark_fresh(conn, steps)  # the trials that rebuild user vectors use the scope's SVD factors
             name = f"{tid}-py-{int(time.time() * 1e6)}"
-            fold: list = []  # the second fold's scope, made when a stage is inconclusive
+            fold = None  # the second fold's scope, made when a stage is inconclusive
             baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
             skipped: list[str] = []
             for stage in _scalar(conn, "SELECT reco._tune_stages()"):
@@ -79,16 +76,17 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                     # the table and its indexes (which the tenant's requests read) 25 times their size
                     conn.execute("VACUUM (SKIP_LOCKED) reco.feature_neighbors, reco.feature_embeddings")
                 confirm = None
-                pending = conn.execute("SELECT * FROM reco._tune_pending(%s, %s)", (name, stage)).fetchone()
+                pending = conn.execute("SELECT * FROM reco._tune_pending(%s, %s, %s)",
+                                       (scope, name, stage)).fetchone()
                 if pending and pending["confirm"]:
                     # inconclusive on the first fold: the incumbent and the best again on the second
                     # (made once: each user's adoption before the latest held out, the latest left out)
-                    if not fold:
-                        fold.append(folds.enter_context(evaluation_scope(url, tenant, users, seed="pgreco-tune",
-                                                                         fold=1)))
-                    confirm = [_fold_trial(conn, fold[0].tenant_id, fold[0].slug, name, run, steps)
+                    if fold is None:
+                        fold = folds.enter_context(evaluation_scope(url, tenant, users, seed="pgreco-tune", fold=1))
+                    confirm = [_fold_trial(conn, fold.tenant_id, fold.slug, name, run, steps)
                                for run in (pending["incumbent"], pending["best"])]
-                best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s, %s::bigint[])", (scope, name, stage, confirm))
+                best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s, %s::bigint[])",
+                               (scope, name, stage, confirm))
                 if best and _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(best),)):
                     _ease(conn, scope, slug, best, steps)  # the SQL side cannot restore an EASE best
             summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
@@ -98,8 +96,9 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
     verdict = (f"applied {settings}" if summary.get("applied") else f"would apply {settings}" if settings
                else "kept the settings (no trial beat them by more than the noise)")
     confirmed = (f" (+{summary['confirmations']} on a second fold)" if summary.get("confirmations") else "")
-    message = (f"{summary.get('trials')} trials{confirmed}; baseline NDCG@10 {summary.get('baseline_ndcg', 0):.4f}, best "
-               f"{summary.get('best_ndcg', 0):.4f} (gain {gain:+.4f}, standard error {se:.4f}, "
+    message = (f"{summary.get('trials')} trials{confirmed}; baseline NDCG@10 "
+               f"{summary.get('baseline_ndcg', 0):.4f}, best {summary.get('best_ndcg', 0):.4f} "
+               f"(gain {gain:+.4f}, standard error {se:.4f}, "
                f"{summary.get('users')} users); {verdict}")
     return TuneResult(bool(summary.get("applied")), settings, int(summary.get("trials") or 0),
                       time.perf_counter() - started, message, summary)
@@ -126,10 +125,12 @@ def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run:
     an EASE model's weights from numpy first. Returns the fold's run id."""
     full = _scalar(conn, "SELECT reco._tune_full_settings(%s)", (run,))
     if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(full),)):
-        model = {k: v for k, v in full.items() if k in MODEL_KEYS}
+        # the rest first (a τ rebuilds the interactions), then the model stage's settings by numpy
+        model_keys = {r["k"] for r in conn.execute(
+            "SELECT DISTINCT jsonb_object_keys(c) AS k FROM reco._tune_plan('model') AS c")}
         conn.execute("SELECT reco._tune_restore(%s, %s)",
-                     (scope, Jsonb({k: v for k, v in full.items() if k not in MODEL_KEYS})))
-        _ease(conn, scope, slug, model, steps)
+                     (scope, Jsonb({k: v for k, v in full.items() if k not in model_keys})))
+        _ease(conn, scope, slug, {k: v for k, v in full.items() if k in model_keys}, steps)
     return _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'confirm', %s)", (scope, f"{name}/fold1", Jsonb(full)))
 
 

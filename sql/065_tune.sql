@@ -206,12 +206,14 @@ $$;
 -- the simpler), the incumbent — the trial kept by the stages before, at first the baseline; for the
 -- seen stage, measured with seen features allowed, its own trial of the seen handling in force —,
 -- the paired gain and its standard error, and whether to confirm on a second fold: the best gains
--- but not by more than tune_min_gain standard errors (inconclusive; not for the seen stage).
-CREATE OR REPLACE FUNCTION reco._tune_pending(p_tune text, p_stage text)
-RETURNS TABLE (incumbent bigint, best bigint, gain float8, se float8, confirm boolean)
+-- but not by more than tune_min_gain standard errors (inconclusive; not for the seen stage), and
+-- that bar (the tenant's tune_min_gain; p_scope is the tune's evaluation scope).
+DROP FUNCTION IF EXISTS reco._tune_pending(text, text);
+CREATE OR REPLACE FUNCTION reco._tune_pending(p_scope int, p_tune text, p_stage text)
+RETURNS TABLE (incumbent bigint, best bigint, gain float8, se float8, confirm boolean, min_gain float8)
 LANGUAGE plpgsql AS $$
 DECLARE
-    _min float8;
+    _min float8 := reco.setting('tune_min_gain', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope));
     _best bigint;
     _incumbent bigint;
 BEGIN
@@ -234,11 +236,10 @@ BEGIN
               = (SELECT r.settings -> 'seen_factor' FROM reco.evaluation_runs r WHERE r.run_id = _incumbent)
         LIMIT 1;
     END IF;
-    _min := reco.setting('tune_min_gain', (SELECT t.tenant_id FROM reco.tenants t JOIN reco.evaluation_runs r
-                                           ON r.tenant = t.slug WHERE r.run_id = _best));
     RETURN QUERY
     SELECT _incumbent, _best, g.gain, g.se,
-           p_stage <> 'seen' AND _best <> _incumbent AND g.gain > 0 AND NOT coalesce(g.gain > _min * g.se, false)
+           p_stage <> 'seen' AND _best <> _incumbent AND g.gain > 0 AND NOT coalesce(g.gain > _min * g.se, false),
+           _min
     FROM reco._tune_gain(_incumbent, _best) AS g;
 END $$;
 
@@ -257,14 +258,13 @@ CREATE OR REPLACE FUNCTION reco._tune_keep_best(p_scope int, p_tune text, p_stag
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    _min float8 := reco.setting('tune_min_gain', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope));
     _p record;
     _gain float8;
     _se float8;
     _keep bigint;
     _settings jsonb;
 BEGIN
-    SELECT * INTO _p FROM reco._tune_pending(p_tune, p_stage);
+    SELECT * INTO _p FROM reco._tune_pending(p_scope, p_tune, p_stage);
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -277,7 +277,7 @@ BEGIN
         SET options = options || jsonb_build_object('fold_gain', _gain, 'fold_se', _se)
         WHERE run_id = _p.best;
     END IF;
-    _keep := CASE WHEN coalesce(_gain > _min * _se, false) THEN _p.best ELSE _p.incumbent END;
+    _keep := CASE WHEN coalesce(_gain > _p.min_gain * _se, false) THEN _p.best ELSE _p.incumbent END;
     IF p_stage <> 'seen' THEN
         UPDATE reco.evaluation_runs
         SET options = options || jsonb_build_object('kept', true)
@@ -415,7 +415,7 @@ BEGIN
         END LOOP;
         -- inconclusive: the incumbent and the best measured again on the second fold (made once)
         _confirm := NULL;
-        SELECT * INTO _pending FROM reco._tune_pending(_tune, _stage);
+        SELECT * INTO _pending FROM reco._tune_pending(_scope, _tune, _stage);
         IF _pending.confirm THEN
             _fold := coalesce(_fold, reco._evaluation_scope(_tid, p_users, 'pgreco-tune', '{}', true, 1));
             _confirm := ARRAY[

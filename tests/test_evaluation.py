@@ -124,9 +124,11 @@ def test_the_second_fold_holds_out_the_adoption_before_the_latest(conn):
     assert [(r["user_id"], r["feature_id"], r["masked"]) for r in held] == [("U1", "b", "c")]
     # the scope's U1 keeps a only (both of its events); c is gone with its events, b is held out
     rows = conn.execute("""SELECT u.user_id, f.feature_id, i.uses FROM reco.interactions i
-                           JOIN reco.users u USING (tenant_id, user_key) JOIN reco.features f USING (tenant_id, feature_key)
+                           JOIN reco.users u USING (tenant_id, user_key)
+                           JOIN reco.features f USING (tenant_id, feature_key)
                            WHERE i.tenant_id = %s ORDER BY 1, 2""", (scope,)).fetchall()
-    assert [(r["user_id"], r["feature_id"], r["uses"]) for r in rows] == [("U1", "a", 2), ("U2", "a", 1), ("U2", "d", 1)]
+    assert [(r["user_id"], r["feature_id"], r["uses"]) for r in rows] == [
+        ("U1", "a", 2), ("U2", "a", 1), ("U2", "d", 1)]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="fold must be 0 or 1"):
         conn.execute("SELECT reco._evaluation_scope(%s, 0, 'seed', '{}', true, 2)", (tid,))
 
