@@ -330,6 +330,9 @@ def test_serving_reads_no_events_or_interactions_by_seq_scan(world):
     text = "\n".join(plans)
     assert "Index Scan using user_vectors_" in text and "Index Scan using interactions_pkey" in text
     assert "Index Scan using usercf_scores_" in text
+    # ItemCF's neighbour rows and the "because" reasons' sources come from the covering indexes alone
+    assert "Index Only Scan using feature_neighbors_rank_covering_idx" in text, text
+    assert "Index Only Scan using feature_neighbors_neighbor_covering_idx" in text, text
     for table in ("events", "interactions", "users", "user_vectors", "usercf_scores", "feature_neighbors",
                   "feature_stats", "cohort_priors", "bandit_arms", "features", "feature_factors", "plans"):
         assert f"Seq Scan on {table}" not in text, text
