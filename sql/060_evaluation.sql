@@ -130,6 +130,10 @@ BEGIN
     SELECT _eval, feature_key, feature_id, name, category, requires_paid, tags, description, active,
            embedding, created_at, updated_at
     FROM reco.features WHERE tenant_id = p_source;
+    -- the jobs below plan their reads of these rows: without statistics for them a new tenant looks
+    -- empty (the content neighbours then sort every feature per little-used feature instead of an
+    -- HNSW search)
+    ANALYZE reco.users, reco.features;
 
     -- held out: per eligible user (two features or more; the last one still recommendable), the
     -- feature whose first use is the most recent, with all the user's events on it (fold 1: the one
