@@ -577,9 +577,9 @@ BEGIN
     WHERE x.r <= least(5 * _k, greatest(100, 2 * _k));
     GET DIAGNOSTICS _n = ROW_COUNT;
     DELETE FROM reco.neighbor_weights WHERE tenant_id = p_tenant_id;
-    -- read below (content neighbours' anti-join): planned without the statistics of the rows just
-    -- written, a new tenant's (an evaluation scope's) looked empty and a lookup per pair scanned all
-    -- of them (minutes for MovieLens-100K's second tune fold, instead of a second)
+    -- read below (the content neighbours count and exclude each feature's rows): planned without
+    -- statistics for the rows just written (a new tenant's, e.g. an evaluation scope's), that query
+    -- took minutes on MovieLens-100K's second tune fold instead of seconds
     ANALYZE reco.feature_neighbors;
 
     -- content embeddings: the client's vector if given, else category, tags, paid flag, description
