@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from app.evaluate import scope as evaluation_scope
-from jobs import mark_fresh
+from jobs import mark_fresh, vacuum_rewritten
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM
 
@@ -74,7 +74,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                     conn.execute("SELECT reco._tune_trial(%s, %s, %s, %s)", (scope, name, stage, Jsonb(trial)))
                     # each trial rewrites the scope's neighbours: vacuumed, so 25 trials do not leave
                     # the table and its indexes (which the tenant's requests read) 25 times their size
-                    conn.execute("VACUUM (SKIP_LOCKED) reco.feature_neighbors, reco.feature_embeddings")
+                    vacuum_rewritten(conn, "feature_neighbors")
                 confirm = None
                 pending = conn.execute("SELECT * FROM reco._tune_pending(%s, %s, %s)",
                                        (scope, name, stage)).fetchone()

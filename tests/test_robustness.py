@@ -291,7 +291,8 @@ def test_csv_import_analyzes_what_it_wrote(db_url, conn, tmp_path):
 def test_the_runner_vacuums_the_tables_a_job_rewrote(conn, db_url):
     """A job deletes and re-inserts a tenant's serving rows; the runner vacuums those tables right
     after it, so requests do not read through the dead rows until autovacuum comes."""
-    from jobs.runner import REWRITES, run_job
+    from jobs import REWRITES
+    from jobs.runner import run_job
 
     conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([{"feature_id": f} for f in "abc"]),))
     conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
