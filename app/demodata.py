@@ -173,12 +173,19 @@ def _setup(out_dir: Path, days: int, seed: int, end: datetime | None) -> tuple[P
 
 def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int = 90,
              seed: int = 42, end: datetime | None = None,
-             progress: Callable[[int], None] | None = None, shape: str = "saas") -> dict[str, int]:
+             progress: Callable[[int], None] | None = None, shape: str = "saas",
+             ceiling: list[np.ndarray] | None = None) -> dict[str, int]:
     """Write users.csv, features.csv, plans.csv and events.csv to ``out_dir``; return row counts.
-    ``shape``: "saas" (a SaaS product, tens of features) or "long-tail" (see generate_long_tail)."""
+    ``shape``: "saas" (a SaaS product, tens of features) or "long-tail" (see generate_long_tail).
+    ``ceiling`` (saas shape): a list that receives, per chunk of users, the rank (0 = first) of
+    each user's last adoption in the generator's own ranking of that step (its choice rule without
+    the random draw, knowing the user's hidden taste), for the users with two adoptions or more:
+    the best any recommender can do on ``reco evaluate``'s holdout (see ceiling_metrics)."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
     if shape == "long-tail":
+        if ceiling is not None:
+            raise ValueError("the ceiling is known for the saas shape only")
         return generate_long_tail(out_dir, users=users, features=features, days=days, seed=seed, end=end,
                                   progress=progress)
     if features < 5:
@@ -226,7 +233,7 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
             hi = min(users, lo + chunk)
             n = _write_event_chunk(
                 fh, rng, lo, hi, n_events, industry, band, paid, signup, start_s, end_s,
-                base_pop, cat_of, cat_link, partner, paid_only, active, success_p, feats)
+                base_pop, cat_of, cat_link, partner, paid_only, active, success_p, feats, ceiling)
             n_events += n
             if progress:
                 progress(n)
@@ -235,7 +242,7 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
 
 def _write_event_chunk(fh, rng, lo, hi, first_id, industry, band, paid, signup, start_s, end_s,
                        base_pop, cat_of, cat_link, partner, paid_only, active, success_p,
-                       feats) -> int:
+                       feats, ceiling: list[np.ndarray] | None = None) -> int:
     m, nfeat = hi - lo, len(base_pop)
     ncat = cat_link.shape[0]
     # taste: affinity of the industry times noise, sharpened so 1-3 categories dominate
@@ -256,6 +263,10 @@ def _write_event_chunk(fh, rng, lo, hi, first_id, industry, band, paid, signup, 
         score = np.where(allowed & ~adopted, score, -np.inf)
         pick = np.argmax(score + rng.gumbel(size=score.shape), axis=1)
         live = step < n_adopt
+        if ceiling is not None and step >= 1:  # no random draw: the output stays the same
+            last = np.flatnonzero(n_adopt == step + 1)
+            s = score[last]
+            ceiling.append((s > s[np.arange(len(last)), pick[last]][:, None]).sum(axis=1))
         r, f = rows[live], pick[live]
         order[r, step] = f
         adopted[r, f] = True
@@ -332,6 +343,14 @@ def _write_users(path: Path, industry, size, band, paid, signup) -> None:
                                                       band.tolist(), ts, strict=True))))
 
 
+def ceiling_metrics(ranks: list[np.ndarray], k: int = 10) -> dict[str, float]:
+    """NDCG@k, HitRate@k and MRR@k of the ranks collected by ``generate(..., ceiling=ranks)``."""
+    r = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+    if not len(r):
+        return {"users": 0, "ndcg": 0.0, "hit_rate": 0.0, "mrr": 0.0}
+    hit = r < k
+    return {"users": int(len(r)), "ndcg": float(np.where(hit, 1.0 / np.log2(r + 2.0), 0.0).mean()),
+            "hit_rate": float(hit.mean()), "mrr": float(np.where(hit, 1.0 / (r + 1.0), 0.0).mean())}
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from app.demodata import generate
+from app.demodata import ceiling_metrics, generate
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 FILES = ("users.csv", "features.csv", "plans.csv", "events.csv")
@@ -86,6 +87,43 @@ def test_taste_gives_collaborative_signal(world):
     assert lifts and sorted(lifts)[len(lifts) // 2] > 1.5
     # popularity is not everything: the most used feature reaches well under all users
     assert rate.most_common(1)[0][1] / n < 0.7
+
+
+def test_ceiling_metrics_hand_computed():
+    m = ceiling_metrics([np.array([0, 1]), np.array([10])])
+    assert m["users"] == 3
+    assert m["ndcg"] == pytest.approx((1 + 1 / np.log2(3)) / 3)
+    assert m["hit_rate"] == pytest.approx(2 / 3) and m["mrr"] == pytest.approx((1 + 1 / 2) / 3)
+    assert ceiling_metrics([])["users"] == 0
+
+
+def test_ceiling_ranks_each_users_last_adoption_and_changes_no_byte(tmp_path):
+    """The generator's ranking of the held-out adoption: one rank per user with two features or more
+    (reco evaluate's eligible users), the files the same as without it, and far above what the
+    most popular features overall score on the same holdout."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    ranks: list[np.ndarray] = []
+    generate(a, users=2000, features=16, days=30, seed=4, end=END, ceiling=ranks)
+    generate(b, users=2000, features=16, days=30, seed=4, end=END)
+    assert _digest(a) == _digest(b)
+    first: dict[str, dict[str, str]] = defaultdict(dict)
+    for e in _rows(a / "events.csv"):  # in time order per user: the first use is the adoption
+        first[e["user_id"]].setdefault(e["feature_id"], e["occurred_at"])
+    held = {u: max(f, key=f.get) for u, f in first.items() if len(f) >= 2}
+    r = np.concatenate(ranks)
+    assert len(r) == len(held) > 1000 and r.min() >= 0 and r.max() < 16
+    # the popularity baseline on the same holdout (the held-out adoptions left out of the counts)
+    pop = Counter(f for u, fs in first.items() for f in fs if held.get(u) != f)
+    order = [f for f, _ in pop.most_common()]
+
+    def pop_ndcg(u: str, h: str) -> float:
+        if h not in order:
+            return 0.0
+        rank = [f for f in order if f not in first[u] or f == h].index(h)
+        return 1 / np.log2(rank + 2) if rank < 10 else 0.0
+
+    ndcg_pop = np.mean([pop_ndcg(u, h) for u, h in held.items()])
+    assert ceiling_metrics(ranks)["ndcg"] > 1.2 * ndcg_pop
 
 
 # ---------------------------------------------------------------------------------------------
