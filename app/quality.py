@@ -456,6 +456,7 @@ class Tuned:
     message: str
     jobs_seconds: float = 0.0
     measured: Measured | None = None
+    in_database: Timed | None = None  # as MovieLensResult.in_database, with the tuned settings
 
 
 @dataclass
@@ -502,7 +503,8 @@ class MovieLensResult:
                             "seconds": round(t.seconds, 2), "message": t.message,
                             "jobs_seconds": round(t.jobs_seconds, 2),
                             "scores": {m: s.as_json() for m, s in t.measured.scores.items()} if t.measured else None,
-                            "recommend_client_side": t.measured.latency() if t.measured else None}
+                            "recommend_client_side": t.measured.latency() if t.measured else None,
+                            "recommend_in_database": t.in_database.as_json() if t.in_database else None}
         return out
 
 
@@ -552,6 +554,9 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
         if tr.applied:
             tuned.jobs_seconds, _ = run_jobs(url, TENANT, log)
             tuned.measured = measure(url, split, log=log)
+            log(f"recommend_features(u, 10) timed in the database, tuned settings: {IN_DATABASE_CALLS:,} calls")
+            tuned.in_database = time_recommend_floor(url, IN_DATABASE_CALLS, k=10, tenant=TENANT,
+                                                     users=sorted(split.test))
         result.tuned = tuned
     return result
 
@@ -707,9 +712,10 @@ def movielens_lines(r: MovieLensResult) -> list[str]:
     lines.append(timing)
     lines.append(f"recommend_features(u, 11): {lat['calls']:,} calls, median {lat['median_ms']:.2f} ms, "
                  f"p99 {lat['p99_ms']:.2f} ms per call (client-side, one connection, incl. the round trip)")
-    if r.in_database is not None:
-        lines.append(f"recommend_features(u, 10) in the database, {len(r.in_database.ms):,} calls of random test "
-                     f"users: {r.in_database.line()}")
+    for label, timed in (("defaults", r.in_database), ("tuned", t.in_database if t else None)):
+        if timed is not None:
+            lines.append(f"recommend_features(u, 10) in the database, {label}, {len(timed.ms):,} calls of random "
+                         f"test users: {timed.line()}")
     return lines
 
 
