@@ -508,6 +508,11 @@ class MovieLensResult:
         return out
 
 
+def _time_in_database(url: str, split: Split, settings: str, log: Log) -> Timed:
+    log(f"recommend_features(u, 10) timed in the database, {settings}: {IN_DATABASE_CALLS:,} calls")
+    return time_recommend_floor(url, IN_DATABASE_CALLS, k=10, tenant=TENANT, users=sorted(split.test))
+
+
 def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log: Log = _quiet) -> MovieLensResult:
     t0 = time.perf_counter()
     wheel, downloaded = fetch_wheel(cache_dir())
@@ -533,8 +538,7 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
     log("jobs")
     jobs_seconds, _ = run_jobs(url, TENANT, log)
     defaults = measure(url, split, log=log)
-    log(f"recommend_features(u, 10) timed in the database: {IN_DATABASE_CALLS:,} calls")
-    in_database = time_recommend_floor(url, IN_DATABASE_CALLS, k=10, tenant=TENANT, users=sorted(split.test))
+    in_database = _time_in_database(url, split, "defaults", log)
     result = MovieLensResult(str(wheel), downloaded, fetch_seconds, split.sizes(), popularity, stats,
                              stats is None, jobs_seconds, defaults, reset=reset, in_database=in_database)
     if tune:
@@ -554,9 +558,7 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
         if tr.applied:
             tuned.jobs_seconds, _ = run_jobs(url, TENANT, log)
             tuned.measured = measure(url, split, log=log)
-            log(f"recommend_features(u, 10) timed in the database, tuned settings: {IN_DATABASE_CALLS:,} calls")
-            tuned.in_database = time_recommend_floor(url, IN_DATABASE_CALLS, k=10, tenant=TENANT,
-                                                     users=sorted(split.test))
+            tuned.in_database = _time_in_database(url, split, "tuned", log)
         result.tuned = tuned
     return result
 
@@ -626,10 +628,10 @@ def run_generated(base_url: str, *, reuse: bool = False, fresh_database: bool = 
         log(f"generating {out}")
         generate(out, **GENERATED, ceiling=ranks)
         made = True
-        (out / "ceiling.json").write_text(json.dumps(ceiling_metrics(ranks)))
     elif not (out / "ceiling.json").is_file():  # files from before the ceiling: the same draws again
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp), **GENERATED, ceiling=ranks)
+    if ranks:
         (out / "ceiling.json").write_text(json.dumps(ceiling_metrics(ranks)))
     ceiling = json.loads((out / "ceiling.json").read_text())
     url = quality_database(base_url, reuse=reuse or not fresh_database)

@@ -19,7 +19,6 @@ def vacuum_rewritten(conn, job: str) -> None:
         conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(REWRITES[job])}")
 
 
-
 def mark_fresh(conn, steps: list[str] | tuple[str, ...]) -> None:
     """Tell the SQL job bodies of this session which numpy steps were just computed (the session
     setting reco.python_steps, read by reco._python_step); pg_cron's sessions never set it."""

@@ -254,7 +254,7 @@ BEGIN
     ), strong AS MATERIALIZED (
         -- the strongest history_limit carry ItemCF, so a user with thousands of rows costs what one
         -- with history_limit costs (strength = sqrt of the weight relative to the user's largest,
-        -- which is among them); a top-N sort, not a full one (5 % less time for heavy users)
+        -- which is among them); a top-N sort, not a full one (4-8 % less time on MovieLens-100K)
         SELECT t.fk, sqrt(t.weight / nullif(max(t.weight) OVER (), 0)) AS strength
         FROM (SELECT m.fk, m.weight FROM mine m ORDER BY m.weight DESC, m.fk LIMIT _history) AS t
     ), itemcf AS (
