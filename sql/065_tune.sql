@@ -56,6 +56,8 @@ LANGUAGE sql IMMUTABLE AS $$
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 50, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 1.0, "rp3_beta": 0.3}'),
         ('model', '{"neighbor_model": "rp3beta", "neighbors_k": 100, "rp3_alpha": 0.5, "rp3_beta": 0.5}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 20, "ease_lambda": 250}'),
+        ('model', '{"neighbor_model": "ease", "neighbors_k": 20, "ease_lambda": 500}'),
         ('model', '{"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}'),
         ('model', '{"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 500}'),
         ('model', '{"neighbor_model": "ease", "neighbors_k": 100, "ease_lambda": 250}'),

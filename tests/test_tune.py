@@ -80,7 +80,9 @@ def test_tune_from_python_tries_ease_and_only_reports_without_apply(db_url, conn
     assert not result.applied and result.settings.get("decay_tau_days") in (3, 14)
     assert conn.execute("SELECT reco.setting('decay_tau_days', 1) AS v").fetchone()["v"] == 365
     trials = _trials(conn)
-    assert sum(t["trial"].get("neighbor_model") == "ease" for t in trials) == 4
+    planned = conn.execute("SELECT count(*) AS n FROM reco._tune_plan('model') AS c "
+                           "WHERE c ->> 'neighbor_model' = 'ease'").fetchone()["n"]
+    assert planned == 6 and sum(t["trial"].get("neighbor_model") == "ease" for t in trials) == planned
     assert result.trials == len(trials) and result.summary["skipped"] == []
     assert "would apply" in result.message
 
