@@ -120,6 +120,10 @@ def test_readyz_says_why_in_words(seeded, db_url, empty_db):
     with client_for(empty_db) as c:
         body = c.get("/readyz").json()
         assert body["status"] == "not migrated" and body["reason"] == "schema not migrated: run `reco migrate`"
+        # a request on that database: 503 with the fix, not an opaque 500
+        r = c.get("/v1/users/U1/recommendations", headers={"Authorization": "Bearer pgr_x"})
+        err = r.json()["error"]
+        assert r.status_code == 503 and err["code"] == "not_migrated" and "reco migrate" in err["hint"], r.text
     with client_for(db_url, api_timeout_ms=100) as c, psycopg.connect(db_url) as locker:
         locker.execute("LOCK TABLE reco.sql_files IN ACCESS EXCLUSIVE MODE")
         body = c.get("/readyz").json()

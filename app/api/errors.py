@@ -33,6 +33,12 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "40001": (503, "retry"),                 # serialization_failure
     "40P01": (503, "retry"),                 # deadlock_detected
 }
+#: SQLSTATEs of a schema that is not what this code calls: the API's functions, tables or grants
+#: are missing (a database not migrated, or migrated by an older release) -> 503 with the fix
+NOT_MIGRATED = {"3F000",   # invalid_schema_name
+                "42P01",   # undefined_table
+                "42883",   # undefined_function
+                "42501"}   # insufficient_privilege: reco_api's grants come with the migrations
 #: SQLSTATE classes -> (HTTP status, code)
 CLASSES: dict[str, tuple[int, str]] = {
     "22": (422, "invalid_data"),
@@ -70,6 +76,10 @@ def from_db(exc: psycopg.Error) -> ApiError:
         # refused by the driver before it reached the server: a value PostgreSQL cannot hold (NUL in
         # text), i.e. the request's data
         return ApiError(422, "invalid_data", str(exc) or "a value the database cannot store")
+    if state in NOT_MIGRATED:
+        return ApiError(503, "not_migrated", "the database's schema is not the one this API needs",
+                        hint="Run `reco migrate` against the API's database; GET /readyz says what is pending.",
+                        sqlstate=state)
     status, code = SQLSTATES.get(state) or CLASSES.get(state[:2]) or (
         (503, "database_unavailable") if isinstance(exc, psycopg.OperationalError) else (500, "database_error"))
     diag = exc.diag
