@@ -160,9 +160,10 @@ BEGIN
     PERFORM reco._progress('evaluate', p_source, 'interactions from the remaining events');
     PERFORM reco._interactions_from_events(p_source, _eval);
     -- exposures: a use that was held out is no use
-    INSERT INTO reco.exposures (tenant_id, request_id, user_key, feature_keys, segment, variant, shown_at,
+    -- (those of ids not yet users keep their user_id)
+    INSERT INTO reco.exposures (tenant_id, request_id, user_key, user_id, feature_keys, segment, variant, shown_at,
                                 used_keys)
-    SELECT _eval, x.request_id, x.user_key, x.feature_keys, x.segment, x.variant, x.shown_at,
+    SELECT _eval, x.request_id, x.user_key, x.user_id, x.feature_keys, x.segment, x.variant, x.shown_at,
            CASE WHEN h.user_key IS NULL THEN x.used_keys
                 ELSE array_remove(array_remove(x.used_keys, h.feature_key), h.masked_key) END
     FROM reco.exposures x

@@ -206,6 +206,16 @@ def test_evaluate_job_runs_alone(tiny):
     assert last == {"job": "evaluate", "status": "succeeded", "rows_written": 2}
 
 
+def test_exposures_of_ids_not_yet_users_go_into_the_scope(tiny):
+    """An exposure served to an id that is not a user yet has a user_id and no user_key: the
+    evaluation's copy of the exposures keeps it (it failed the table's check before)."""
+    tid = tiny.execute("SELECT reco._tenant_id(NULL) AS t").fetchone()["t"]
+    tiny.execute("SELECT reco._log_exposures(%s, NULL, 'stranger', '*=*', 'r-stranger', '{}', NULL)", (tid,))
+    assert [r["model"] for r in tiny.execute("SELECT * FROM reco.evaluate(3, 0)")]
+    copied = tiny.execute("SELECT count(*) AS n FROM reco.exposures WHERE user_id = 'stranger'").fetchone()["n"]
+    assert copied == 1  # the source's; the scope's copy was dropped with the scope
+
+
 def test_bad_input(tiny):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
         tiny.execute("SELECT * FROM reco.evaluate(0)")
