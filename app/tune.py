@@ -7,6 +7,7 @@ reco.tune uses; this module only adds the numpy steps between them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -67,6 +68,8 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                 for trial in [r["c"] for r in conn.execute("SELECT reco._tune_plan(%s) AS c", (stage,))]:
                     if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(trial),)):
                         full = _scalar(conn, "SELECT reco._tune_settings(%s, %s, %s)", (name, stage, Jsonb(trial)))
+                        if progress:  # the SQL trial names itself after the numpy steps
+                            progress(f"{stage}: {json.dumps(trial)}: EASE weights (numpy)", 0, 0)
                         reason = _ease(conn, scope, slug, full, steps)
                         if reason:
                             skipped.append(f"{stage} {trial}: {reason}")

@@ -151,9 +151,10 @@ BEGIN
         RAISE EXCEPTION 'tenant % is not an evaluation scope', p_scope
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Create one with reco._evaluation_scope.';
     END IF;
-    PERFORM reco._tune_restore(p_scope, reco._tune_settings(p_tune, p_stage, p_settings));
+    -- the trial's name first, then the steps that rebuild the scope for it
     PERFORM reco._progress('tune', (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_scope),
                            format('%s: %s', p_stage, p_settings));
+    PERFORM reco._tune_restore(p_scope, reco._tune_settings(p_tune, p_stage, p_settings));
     PERFORM reco._evaluation_rank(p_scope, 'hybrid', 10, NULL, NULL,
                                   CASE WHEN p_stage = 'seen' THEN '{"exclude_seen": false}'::jsonb ELSE '{}' END);
     _run := reco._evaluation_record(p_scope, 'tune', 10,
