@@ -126,7 +126,10 @@ def request_id(request: Request) -> str:
 
 
 async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
-    if exc.status >= 500 and exc.status != 503:
+    if exc.code == "not_migrated":  # the operator's to fix, and every request will say so
+        log.warning("%s %s answered 503 not_migrated (request_id=%s): %s", request.method, request.url.path,
+                    request_id(request), exc.__cause__ or exc)
+    elif exc.status >= 500 and exc.status != 503:
         cause = exc.__cause__ or exc
         log.error("%s %s answered %d %s (request_id=%s): %s", request.method, request.url.path, exc.status,
                   exc.code, request_id(request), cause, exc_info=cause)
