@@ -211,9 +211,11 @@ def test_exposures_of_ids_not_yet_users_go_into_the_scope(tiny):
     evaluation's copy of the exposures keeps it (it failed the table's check before)."""
     tid = tiny.execute("SELECT reco._tenant_id(NULL) AS t").fetchone()["t"]
     tiny.execute("SELECT reco._log_exposures(%s, NULL, 'stranger', '*=*', 'r-stranger', '{}', NULL)", (tid,))
-    assert [r["model"] for r in tiny.execute("SELECT * FROM reco.evaluate(3, 0)")]
-    copied = tiny.execute("SELECT count(*) AS n FROM reco.exposures WHERE user_id = 'stranger'").fetchone()["n"]
-    assert copied == 1  # the source's; the scope's copy was dropped with the scope
+    scope = tiny.execute("SELECT reco._evaluation_scope(%s, 0, 'seed') AS id", (tid,)).fetchone()["id"]
+    copied = tiny.execute("SELECT user_key, request_id FROM reco.exposures "
+                          "WHERE tenant_id = %s AND user_id = 'stranger'", (scope,)).fetchall()
+    assert copied == [{"user_key": None, "request_id": "r-stranger"}]
+    assert [r["model"] for r in tiny.execute("SELECT * FROM reco.evaluate(3, 0)")]  # and the evaluation runs
 
 
 def test_bad_input(tiny):
