@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from pydantic import AfterValidator, BaseModel, ValidationError
 
 from app.api.deps import Key, State
-from app.api.errors import invalid, reason
+from app.api.errors import NOT_MIGRATED_DOC, invalid, reason
 from app.api.limits import MAX_BATCH, MAX_ID, event_problem, event_row, no_nul
 from app.api.metrics import INGESTED
 from app.api.models import (
@@ -37,7 +37,8 @@ ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API 
           413: {"model": Error, "description": "the body is larger than RECO_API_MAX_BODY_BYTES"},
           422: {"model": Error, "description": "the body is malformed (field and reason)"},
           429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
-          503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"}}
+          503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"
+                                          + NOT_MIGRATED_DOC}}
 
 UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]
 FeatureId = Annotated[str, Path(min_length=1, max_length=MAX_ID), AfterValidator(no_nul)]

@@ -39,6 +39,8 @@ NOT_MIGRATED = {"3F000",   # invalid_schema_name
                 "42P01",   # undefined_table
                 "42883",   # undefined_function
                 "42501"}   # insufficient_privilege: reco_api's grants come with the migrations
+#: the 503 responses' documentation (OpenAPI) adds this to what else a route's 503 means
+NOT_MIGRATED_DOC = "; or not_migrated: its schema is older than the code (run reco migrate)"
 #: SQLSTATE classes -> (HTTP status, code)
 CLASSES: dict[str, tuple[int, str]] = {
     "22": (422, "invalid_data"),

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.deps import Key, State
+from app.api.errors import NOT_MIGRATED_DOC
 from app.api.limits import value_problem
 from app.api.models import Error
 
@@ -22,7 +23,7 @@ ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API 
           409: {"model": Error, "description": "the name exists"},
           422: {"model": Error, "description": "a field is malformed (field and reason)"},
           429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
-          503: {"model": Error, "description": "the database is unreachable or too slow"}}
+          503: {"model": Error, "description": "the database is unreachable or too slow" + NOT_MIGRATED_DOC}}
 
 Name = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 Overrides = Annotated[dict[str, float | int], Field(max_length=20, description="serving settings: value")]

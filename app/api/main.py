@@ -38,7 +38,8 @@ unknown routes (404), wrong methods (405), bodies that are not JSON or too large
 A batch is checked row by row: the good rows are stored, the bad ones reported by index, field and
 reason. A key over its rate limit gets 429 with `Retry-After` (whole seconds). When the database
 is slow or unreachable, recommendations, starter sets and similar features answer with the
-last-known popular list and `"degraded": true`; writes answer 503. Every answer carries
+last-known popular list and `"degraded": true`; writes answer 503. A database whose schema is older
+than the code answers 503 `not_migrated` (run `reco migrate`). Every answer carries
 `X-Request-ID` (yours, or a new one).
 """
 

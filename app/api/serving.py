@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from app.api.deps import checked_key
-from app.api.errors import ApiError, api_error_handler, db_error_handler, from_db, unavailable
+from app.api.errors import NOT_MIGRATED_DOC, ApiError, api_error_handler, db_error_handler, from_db, unavailable
 from app.api.models import Error, Plans, Recommendations, Similar
 from app.api.params import Param, openapi, parse
 from app.api.state import ApiState, unreachable
@@ -31,7 +31,8 @@ router = APIRouter(prefix="/v1")
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
           422: {"model": Error, "description": "a parameter is out of range or malformed (field and reason)"},
           429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
-          503: {"model": Error, "description": "the database is unreachable and the key was never seen working"}}
+          503: {"model": Error, "description": "the database is unreachable and the key was never seen working"
+                                          + NOT_MIGRATED_DOC}}
 
 USER = Param("user_id", "path", str, "your id of the user", max_length=200)
 FEATURE = Param("feature_id", "path", str, "your id of the feature", max_length=200)
