@@ -1157,9 +1157,13 @@ def tune(
         bar.update(task, total=1, completed=1, description="tune done")
     if as_json:
         _print_json({"applied": result.applied, "settings": result.settings, "trials": result.trials,
-                     "seconds": round(result.seconds, 1), "summary": result.summary})
+                     "seconds": round(result.seconds, 1), "summary": result.summary,
+                     "ease": {"inverses": result.ease_inverses, "seconds": round(result.ease_seconds, 1)}})
     else:
         console.print(f"{result.message}; {result.seconds:.0f} s")
+        if result.ease_inverses:
+            console.print(f"EASE: {result.ease_inverses} matrix inverse(s), one per λ and holdout, "
+                          f"{result.ease_seconds:.1f} s of the tune")
         console.print("every trial: SELECT * FROM reco.tune_trials ORDER BY run_id DESC;")
     if result.applied and jobs_:
         run_jobs("all", tenant, url=url)

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from app.evaluate import scope as evaluation_scope
 from jobs import mark_fresh, vacuum_rewritten
-from jobs.ease import write_ease_weights
+from jobs.ease import EaseCache, write_ease_weights
 from jobs.svd import DIM
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -33,6 +33,8 @@ class TuneResult:
     seconds: float
     message: str
     summary: dict = field(default_factory=dict)  # what reco._tune_decide returned
+    ease_inverses: int = 0  # EASE inverses computed (one per λ and scope, whatever the number of K tried)
+    ease_seconds: float = 0.0  # spent on them and their top K
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()):
@@ -62,6 +64,11 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
             mark_fresh(conn, steps)  # the trials that rebuild user vectors use the scope's SVD factors
             name = f"{tid}-py-{int(time.time() * 1e6)}"
             fold = None  # the second fold's scope, made when a stage is inconclusive
+            # one EASE inverse per λ and scope: the trials at other K (and the stage's best, restored)
+            # take their columns' top K from it
+            cache = EaseCache(k_max=_scalar(conn, """SELECT coalesce(max((c ->> 'neighbors_k')::int), 0)
+                                                    FROM reco._tune_plan('model') AS c
+                                                    WHERE c ->> 'neighbor_model' = 'ease'"""))
             baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
             skipped: list[str] = []
             for stage in _scalar(conn, "SELECT reco._tune_stages()"):
@@ -70,7 +77,7 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                         full = _scalar(conn, "SELECT reco._tune_settings(%s, %s, %s)", (name, stage, Jsonb(trial)))
                         if progress:  # the SQL trial names itself after the numpy steps
                             progress(f"{stage}: {json.dumps(trial)}: EASE weights (numpy)", 0, 0)
-                        reason = _ease(conn, scope, slug, full, steps)
+                        reason = _ease(conn, scope, slug, full, steps, cache)
                         if reason:
                             skipped.append(f"{stage} {trial}: {reason}")
                             continue
@@ -86,12 +93,12 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                     # (made once: each user's adoption before the latest held out, the latest left out)
                     if fold is None:
                         fold = folds.enter_context(evaluation_scope(url, tenant, users, seed="pgreco-tune", fold=1))
-                    confirm = [_fold_trial(conn, fold.tenant_id, fold.slug, name, run, steps)
+                    confirm = [_fold_trial(conn, fold.tenant_id, fold.slug, name, run, steps, cache)
                                for run in (pending["incumbent"], pending["best"])]
                 best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s, %s::bigint[])",
                                (scope, name, stage, confirm))
                 if best and _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(best),)):
-                    _ease(conn, scope, slug, best, steps)  # the SQL side cannot restore an EASE best
+                    _ease(conn, scope, slug, best, steps, cache)  # the SQL side cannot restore an EASE best
             summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
                               (tid, scope, name, baseline, apply, skipped))
     settings = summary.get("settings") or {}
@@ -104,16 +111,18 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                f"(gain {gain:+.4f}, standard error {se:.4f}, "
                f"{summary.get('users')} users); {verdict}")
     return TuneResult(bool(summary.get("applied")), settings, int(summary.get("trials") or 0),
-                      time.perf_counter() - started, message, summary)
+                      time.perf_counter() - started, message, summary, cache.inverses,
+                      cache.seconds)
 
 
-def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: list[str]) -> str | None:
+def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: list[str],
+          cache: EaseCache | None = None) -> str | None:
     """Set an EASE trial's settings in the scope and rebuild its neighbours with numpy; a reason
     when it cannot run (catalog above ease_max_features)."""
     for key, value in trial.items():
         conn.execute("SELECT reco.set_setting(%s, %s, %s)", (key, Jsonb(value), slug))
     try:
-        write_ease_weights(conn, slug)
+        write_ease_weights(conn, slug, cache)
     except ValueError as exc:  # jobs.ease.EaseTooLarge
         conn.execute("SELECT reco.reset_setting('neighbor_model', %s)", (slug,))
         conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (scope,))
@@ -123,7 +132,8 @@ def _ease(conn: psycopg.Connection, scope: int, slug: str, trial: dict, steps: l
     return None
 
 
-def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run: int, steps: list[str]) -> int:
+def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run: int, steps: list[str],
+                cache: EaseCache | None = None) -> int:
     """Measure trial ``run``'s settings (every setting the tune searches) on the second fold's scope;
     an EASE model's weights from numpy first. Returns the fold's run id."""
     full = _scalar(conn, "SELECT reco._tune_full_settings(%s)", (run,))
@@ -133,7 +143,7 @@ def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run:
             "SELECT DISTINCT jsonb_object_keys(c) AS k FROM reco._tune_plan('model') AS c")}
         conn.execute("SELECT reco._tune_restore(%s, %s)",
                      (scope, Jsonb({k: v for k, v in full.items() if k not in model_keys})))
-        _ease(conn, scope, slug, {k: v for k, v in full.items() if k in model_keys}, steps)
+        _ease(conn, scope, slug, {k: v for k, v in full.items() if k in model_keys}, steps, cache)
     return _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'confirm', %s)", (scope, f"{name}/fold1", Jsonb(full)))
 
 

@@ -286,3 +286,29 @@ def test_ease_above_the_feature_limit_fails_with_a_clear_message(conn, db_url):
     assert "EASE over 5 features" in run["message"] and "ease_max_features = 4" in run["message"]
     assert "cosine or rp3beta" in run["message"]
     assert stored(conn) == {}
+
+
+def test_ease_cache_computes_one_inverse_per_lambda_and_truncates_it_per_k(conn):
+    """The tune's EASE cache: K 2 and then K 4 at one λ, a single inverse; each K's rows are the
+    hand-computed top K, as the job writes them without the cache; a second λ, a second inverse."""
+    from jobs.ease import EaseCache, write_ease_weights
+
+    settings, compute = MODELS["ease"]
+    load(conn, settings)
+    weights = lambda: {(r["j"], r["i"]): r["score"] for r in conn.execute(  # noqa: E731
+        """SELECT f.feature_id AS j, g.feature_id AS i, w.score FROM reco.neighbor_weights w
+           JOIN reco.features f ON f.tenant_id = w.tenant_id AND f.feature_key = w.feature_key
+           JOIN reco.features g ON g.tenant_id = w.tenant_id AND g.feature_key = w.neighbor_key""")}
+    cache = EaseCache(k_max=4)
+    for k in (2, 4, 2):
+        conn.execute("SELECT reco.set_setting('neighbors_k', %s)", (Jsonb(k),))
+        write_ease_weights(conn, "default", cache)
+        cached = weights()
+        write_ease_weights(conn, "default")
+        assert_rows(cached, weights(), REL["ease"])
+        assert_rows(cached, expected_rows(compute(matrix()), k), REL["ease"])
+    assert cache.inverses == 1
+    conn.execute("SELECT reco.set_setting('ease_lambda', %s)", (Jsonb(3.0),))
+    write_ease_weights(conn, "default", cache)
+    assert_rows(weights(), expected_rows(ease(matrix(), 3.0), 2), REL["ease"])
+    assert cache.inverses == 2

@@ -83,6 +83,9 @@ def test_tune_from_python_tries_ease_and_only_reports_without_apply(db_url, conn
     planned = conn.execute("SELECT count(*) AS n FROM reco._tune_plan('model') AS c "
                            "WHERE c ->> 'neighbor_model' = 'ease'").fetchone()["n"]
     assert planned == 6 and sum(t["trial"].get("neighbor_model") == "ease" for t in trials) == planned
+    # one inverse per λ (250, 500) on the holdout, whatever the K; a close call measured again on the
+    # second fold adds that fold's (at most two more), where each trial used to compute its own
+    assert 2 <= result.ease_inverses <= 4
     assert result.trials == len(trials) and result.summary["skipped"] == []
     assert "would apply" in result.message
 
