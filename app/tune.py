@@ -156,6 +156,8 @@ def tune_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
     notes = []
     for slug in slugs:
         result = tune(url, slug)
-        notes.append(f"[{slug}] {result.message}")
+        ease = (f"; EASE: {result.ease_inverses} inverse(s), {result.ease_seconds:.1f} s"
+                if result.ease_inverses else "")
+        notes.append(f"[{slug}] {result.message}{ease}")
     conn.execute("SELECT set_config('reco.tune_message', %s, false)", ("; ".join(notes),))
     return len(slugs)

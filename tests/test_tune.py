@@ -186,3 +186,22 @@ def test_the_gain_is_pooled_per_user_over_the_folds(conn):
     mean = sum(diffs) / 3
     se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
     assert both["gain"] == pytest.approx(mean) and both["se"] == pytest.approx(se) and both["users"] == 3
+
+
+def test_the_loop_runs_the_queued_tune_with_ease_and_logs_its_inverses(db_url, conn):
+    """The search pg_cron leaves for Python: `reco jobs loop` runs it, EASE trials included, and the
+    job's log says what EASE cost (one inverse per λ and holdout, not one per trial)."""
+    from jobs.runner import loop
+
+    _crafted(conn)
+    conn.execute("CALL reco.run_job('tune')")
+    assert conn.execute("SELECT job FROM reco.job_queue").fetchall() == [{"job": "tune"}]
+    mark = conn.execute("SELECT max(run_id) AS id FROM reco.job_runs").fetchone()["id"]
+    loop(db_url, stop_after=5, log=lambda line: None)
+    run = conn.execute("SELECT status, message FROM reco.job_runs WHERE job = 'tune' AND run_id > %s",
+                       (mark,)).fetchone()
+    assert run is not None and run["status"] == "succeeded", run
+    assert "EASE: " in run["message"] and " inverse(s)" in run["message"], run["message"]
+    assert conn.execute("SELECT count(*) AS n FROM reco.job_queue").fetchone()["n"] == 0
+    trials = _trials(conn)
+    assert sum(t["trial"].get("neighbor_model") == "ease" for t in trials) == 6
