@@ -15,7 +15,7 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('mmr_lambda', '1', 'MMR λ: relevance vs. category diversity (1 = no diversity, the default: diversity costs accuracy; the starter set always keeps distinct categories)'),
     ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
     ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
-    ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals (at least 2·k), plus this many from the top of the segment''s popularity and of each prior'),
+    ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals, plus the top of the segment''s popularity and of each prior: this many of each list, at least 2·k (with exclude_seen, features the user has are not taken)'),
     ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
     ('itemcf_rows', '3000', 'ItemCF reads about this many neighbour rows at most: each of the user''s strongest history_limit features gives its strongest itemcf_rows / (their number) rows (all of them for a user with few features): bounds the work of a call for heavy users and large K'),
     ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
@@ -284,8 +284,9 @@ BEGIN
         FROM collab c WHERE NOT (c.seen AND _exclude)
     ), shortlist AS MATERIALIZED (
         -- the candidates ranked in full: the top by the collaborative part of the score, and the
-        -- top of the segment's popularity list and of each of its prior lists (indexed top-N),
-        -- as one sorted array: the lookups below read each table once for all of them (one
+        -- top of the segment's popularity list and of each of its prior lists (indexed top-N; with
+        -- exclude_seen, of the features the user does not have: a heavy user's slots are not spent
+        -- on what cannot be served), at least 2·k of each, as one sorted array: the lookups below read each table once for all of them (one
         -- index scan per table with feature_key = ANY (array), not one descent per candidate,
         -- nor the tenant's whole range as a generic plan would merge-join it)
         SELECT array_agg(DISTINCT y.fk ORDER BY y.fk) AS keys FROM (
@@ -299,14 +300,16 @@ BEGIN
             UNION ALL
             (SELECT st.feature_key FROM reco.feature_stats st
              WHERE st.tenant_id = _tid AND st.attribute = _pop_attr AND st.value = _pop_value
-             ORDER BY st.popularity DESC LIMIT _candidates)
+               AND NOT (_exclude AND st.feature_key IN (SELECT m.fk FROM mine m))
+             ORDER BY st.popularity DESC LIMIT _shortlist)
             UNION ALL
             SELECT p.feature_key
             FROM unnest(_seg_attr, _seg_value) AS s(attribute, value)
             CROSS JOIN LATERAL (
                 SELECT cp.feature_key FROM reco.cohort_priors cp
                 WHERE cp.tenant_id = _tid AND cp.attribute = s.attribute AND cp.value = s.value
-                ORDER BY cp.prob DESC LIMIT _candidates) AS p
+                  AND NOT (_exclude AND cp.feature_key IN (SELECT m.fk FROM mine m))
+                ORDER BY cp.prob DESC LIMIT _shortlist) AS p
         ) AS y
     ), feats AS MATERIALIZED (
         SELECT f.feature_key AS fk, f.feature_id, f.category

@@ -142,3 +142,44 @@ def test_revoking_with_a_short_prefix(conn):
         conn.execute("SELECT reco.revoke_api_key(%s)", (keys[1][:10],))
     assert exc.value.diag.message_hint
     assert conn.execute("SELECT reco.revoke_api_key(%s) AS n", (keys[1],)).fetchone()["n"] == 1  # the whole key
+
+
+def _catalog(conn) -> None:
+    """L1..L30 (created first: the lowest keys, little used) and P1..P40 (P1 most used, each less than
+    the one before); user U has used P1..P25."""
+    features = [{"feature_id": f"L{i}", "category": "l"} for i in range(1, 31)]
+    features += [{"feature_id": f"P{i}", "category": "p"} for i in range(1, 41)]
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(features),))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    events = []
+    for n in range(1, 51):  # B_n used P1..P_ceil(0.8 n): P_i has 50 - ceil(1.25 i) + 1 users
+        events += [{"user_id": f"B{n}", "feature_id": f"P{i}", "occurred_at": (at + timedelta(hours=i)).isoformat()}
+                   for i in range(1, -(-4 * n // 5) + 1)]
+        events.append({"user_id": f"B{n}", "feature_id": f"L{n % 30 + 1}", "occurred_at": at.isoformat()})
+    events += [{"user_id": "U", "feature_id": f"P{i}", "occurred_at": at.isoformat()} for i in range(1, 26)]
+    assert conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(events),)).fetchone()["r"]["rejected"] == []
+    conn.execute("CALL reco.run_job('all')")
+
+
+POPULARITY_ONLY = {"itemcf": 0, "usercf": 0, "prior": 0, "popularity": 1, "explore": 0}
+
+
+def test_excluded_seen_features_do_not_take_the_popularity_candidates(conn):
+    """With exclude_seen, the popular features the user already has are not candidates: ranked by
+    popularity alone, U (who has P1..P25) gets P26..P35, not the little-used features that reach the
+    candidates through co-usage."""
+    _catalog(conn)
+    got = [r["feature_id"] for r in conn.execute(
+        "SELECT feature_id FROM reco.recommend_features('U', 10, %s)",
+        (Jsonb({"exclude_seen": True, "explore": False, "weights": POPULARITY_ONLY}),))]
+    assert got == [f"P{i}" for i in range(26, 36)]
+
+
+def test_a_new_user_gets_k_features_when_k_exceeds_the_candidates_setting(conn):
+    """The popularity and prior candidate lists hold at least 2·k features (setting candidates is 20):
+    a cold-start request for 50 gets 50 (of 70), not 20."""
+    _catalog(conn)
+    rows = conn.execute("""SELECT feature_id FROM reco.recommend_features('newcomer', 50, '{"explore": false}')"""
+                        ).fetchall()
+    assert len(rows) == 50 and len({r["feature_id"] for r in rows}) == 50
+    assert [r["feature_id"] for r in rows[:3]] == ["P1", "P2", "P3"]
