@@ -285,9 +285,10 @@ BEGIN
     ), shortlist AS MATERIALIZED (
         -- the candidates ranked in full: the top by the collaborative part of the score, and the
         -- top of the segment's popularity list and of each of its prior lists (indexed top-N; with
-        -- exclude_seen, of the features the user does not have: a heavy user's slots are not spent
-        -- on what cannot be served), at least 2·k of each, as one sorted array: the lookups below read each table once for all of them (one
-        -- index scan per table with feature_key = ANY (array), not one descent per candidate,
+        -- exclude_seen, of the features the user does not have, through a hashed subplan over the
+        -- rows read above: a heavy user's slots are not spent on what cannot be served), at least
+        -- 2·k of each, as one sorted array: the lookups below read each table once for all of them
+        -- (one index scan per table with feature_key = ANY (array), not one descent per candidate,
         -- nor the tenant's whole range as a generic plan would merge-join it)
         SELECT array_agg(DISTINCT y.fk ORDER BY y.fk) AS keys FROM (
             (SELECT c.fk FROM collab c CROSS JOIN cmax m
