@@ -1161,9 +1161,8 @@ def tune(
                      "ease": {"inverses": result.ease_inverses, "seconds": round(result.ease_seconds, 1)}})
     else:
         console.print(f"{result.message}; {result.seconds:.0f} s")
-        if result.ease_inverses:
-            console.print(f"EASE: {result.ease_inverses} matrix inverse(s), one per λ and holdout, "
-                          f"{result.ease_seconds:.1f} s of the tune")
+        if result.ease_note:
+            console.print(f"{result.ease_note} (one per λ and holdout)")
         console.print("every trial: SELECT * FROM reco.tune_trials ORDER BY run_id DESC;")
     if result.applied and jobs_:
         run_jobs("all", tenant, url=url)

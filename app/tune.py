@@ -36,6 +36,11 @@ class TuneResult:
     ease_inverses: int = 0  # EASE inverses computed (one per λ and scope, whatever the number of K tried)
     ease_seconds: float = 0.0  # spent on them and their top K
 
+    @property
+    def ease_note(self) -> str:
+        """What EASE cost the tune, for `reco tune` and the job's log ('' when it computed none)."""
+        return f"EASE: {self.ease_inverses} inverse(s), {self.ease_seconds:.1f} s" if self.ease_inverses else ""
+
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()):
     return next(iter(conn.execute(query, params).fetchone().values()))
@@ -156,8 +161,6 @@ def tune_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
     notes = []
     for slug in slugs:
         result = tune(url, slug)
-        ease = (f"; EASE: {result.ease_inverses} inverse(s), {result.ease_seconds:.1f} s"
-                if result.ease_inverses else "")
-        notes.append(f"[{slug}] {result.message}{ease}")
+        notes.append(f"[{slug}] {result.message}" + (f"; {result.ease_note}" if result.ease_note else ""))
     conn.execute("SELECT set_config('reco.tune_message', %s, false)", ("; ".join(notes),))
     return len(slugs)
