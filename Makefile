@@ -56,10 +56,11 @@ lint: $(VENV)/.installed-test
 # the documentation site in site/: the reference pages (SQL from a migrated database's COMMENTs: the
 # embedded server in .reco/docs, started and stopped here, or RECO_DATABASE_URL; REST from the OpenAPI
 # document; CLI; environment) are generated first, then mkdocs builds offline and fails on a broken
-# link or anchor. Open site/index.html in a browser.
+# link or anchor (not --quiet: it hides the warnings that --strict counts, and the build passes).
+# Open site/index.html in a browser.
 docs: $(VENV)/.installed-docs
 	$(BIN)/python docs/gen/build.py
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	@echo "docs: site/index.html"
 
 bench: $(VENV)/.installed
