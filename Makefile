@@ -51,7 +51,7 @@ test-pg-cron: $(VENV)/.installed-test
 	url=$$(.ci/pg-cron-server start) && RECO_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check app jobs tests migrations
+	$(BIN)/ruff check app jobs tests migrations docs/gen
 
 # the documentation site in site/: the reference pages (SQL from a migrated database's COMMENTs: the
 # embedded server in .reco/docs, started and stopped here, or RECO_DATABASE_URL; REST from the OpenAPI

@@ -18,7 +18,7 @@ A second shape, "long-tail" (`generate_long_tail`, `reco generate --shape long-t
 of thousands of items with Zipf-like popularity, clusters of co-used items and ~135 items per user.
 
 Output is byte-for-byte deterministic for the same arguments (seed and end instant).
-Files: users.csv, features.csv, plans.csv, events.csv (see README, "CSV formats").
+Files: users.csv, features.csv, plans.csv, events.csv (their columns: docs/guides/import.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bounded input: the request body's size (enforced while it is read) and the limits of each field,
 in one place. The pydantic models (app.api.models) and the batch endpoints (app.api.catalog) use
-these; the README lists them.
+these; docs/guides/rest.md ("Limits") lists them.
 
 Strings must not hold NUL (PostgreSQL text cannot), numbers must be finite (JSON has no NaN or
 Infinity, though Python's parser reads them), free-form JSON (props, attributes) is bounded in
