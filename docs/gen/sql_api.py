@@ -123,6 +123,25 @@ def _comment_block(comment: str | None) -> list[str]:
     return out
 
 
+def _arguments(arguments: str) -> str:
+    """The argument list, one per line when it is long (split at top-level commas only)."""
+    if len(arguments) <= 80:
+        return arguments
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(arguments):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == ",":
+            parts.append(arguments[start:i].strip())
+            start = i + 1
+    parts.append(arguments[start:].strip())
+    return "\n    " + ",\n    ".join(parts) + "\n"
+
+
 def _anchor(name: str, identity: str, seen: set[str]) -> str:
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     anchor, n = base, 1
@@ -186,7 +205,7 @@ def generate(conn: psycopg.Connection) -> tuple[str, list[str]]:
             anchor = _anchor(r["name"], r["identity"], seen)
             kind = KINDS[r["kind"]]
             lines += [f"### reco.{r['name']} {{#{anchor}}}", ""]
-            sig = f"reco.{r['name']}({r['arguments']})"
+            sig = f"reco.{r['name']}({_arguments(r['arguments'])})"
             if r["kind"] == "f":
                 sig += f"\n    RETURNS {r['result']}"
             lines += [f"```sql\n{'CALL ' if r['kind'] == 'p' else ''}{sig}\n```", ""]
