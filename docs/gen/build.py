@@ -76,6 +76,17 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
 
     with database(args.data_dir) as url, psycopg.connect(url, row_factory=dict_row) as conn:
+        from app.migrate import is_current
+
+        if conn.execute("SELECT to_regnamespace('reco') AS s").fetchone()["s"] is None:
+            print("docs: error: the database has no schema reco: run `reco migrate` on it, or unset "
+                  "RECO_DATABASE_URL to use a throw-away embedded server", file=sys.stderr)
+            return 1
+        with psycopg.connect(url) as plain:
+            current = is_current(plain)
+        if not current:
+            print("docs: warning: the database is not migrated to this checkout (run `reco migrate`): "
+                  "the SQL reference shows what it holds, not what the code defines", file=sys.stderr)
         page, warnings = sql_api.generate(conn)
     (OUT / "sql.md").write_text(page)
 
