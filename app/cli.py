@@ -1075,8 +1075,8 @@ def keys_list(tenant: TenantOpt = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its first 12 characters")],
                 tenant: TenantOpt = None) -> None:
-    """Revoke a key: its next request gets 401. With --tenant (or RECO_TENANT), only a key of that
-    tenant: a key of another tenant is refused."""
+    """Revoke a key: its next request gets 401 and the console sessions it opened end. With --tenant
+    (or RECO_TENANT), only a key of that tenant: a key of another tenant is refused."""
     with db.connect() as conn:
         if tenant is not None:
             other = conn.execute(
@@ -1087,8 +1087,11 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its firs
                 err.print(f"error: key {prefix[:12]} belongs to tenant {other['slug']}, not {tenant}; "
                           "nothing revoked", markup=False, highlight=False)
                 raise typer.Exit(1)
+        notices: list[str] = []  # reco.revoke_api_key says how many console sessions it ended
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         n = conn.execute("SELECT reco.revoke_api_key(%s) AS n", (prefix,)).fetchone()["n"]
-    console.print(f"revoked {n} key{'s' if n != 1 else ''}")
+    ended = "".join(f"; {m}" for m in notices if "console session" in m)
+    console.print(f"revoked {n} key{'s' if n != 1 else ''}{ended}")
     if not n:
         raise typer.Exit(1)
 

@@ -14,7 +14,6 @@ real ones do: the pre-period is the CUPED covariate. Then both reports are print
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ def simulate(url: str, users: int, *, effect: float, base_rate: float, seed: int
     rng = np.random.default_rng(seed)
     with db.connect(url, autocommit=True) as conn:
         key = conn.execute("SELECT reco.create_api_key(NULL, 'simulator') AS k").fetchone()["k"]
-        key_hash = hashlib.sha256(key.encode()).digest()
         rows = conn.execute(
             "SELECT u.user_id, coalesce(sum(i.uses), 0) AS uses FROM reco.users u"
             " LEFT JOIN reco.interactions i ON i.tenant_id = u.tenant_id AND i.user_key = u.user_key"
@@ -85,7 +83,7 @@ def simulate(url: str, users: int, *, effect: float, base_rate: float, seed: int
                     " jsonb_build_object('scenario', %s::text),"
                     " 'sim-' || %s || '-' || %s || '-' || u.id, true, false)::jsonb AS body"
                     " FROM unnest(%s::text[]) WITH ORDINALITY AS u(id, o) ORDER BY u.o",
-                    (key_hash, scenario, scenario, visit, group)).fetchall()
+                    (key, scenario, scenario, visit, group)).fetchall()
                 serve_s += time.perf_counter() - t
                 visits += len(served)
                 events = []

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     api_rate_limit: float = Field(100.0, ge=0)
     #: Requests a key may make at once after a quiet spell (the bucket's size).
     api_rate_burst: int = Field(200, ge=1)
+    #: Hours a console login lasts at most (the server ends the session then, whatever its use).
+    console_session_hours: float = Field(12.0, ge=1 / 60, le=720)
+    #: Minutes a console session may stay unused before the server ends it.
+    console_idle_minutes: float = Field(30.0, ge=1, le=43_200)
     #: Level of the API's log (pgreco.*): info logs one line per request; warning keeps the
     #: server errors (5xx) and failures (database errors, unexpected exceptions).
     log_level: str = "info"

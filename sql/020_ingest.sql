@@ -216,6 +216,19 @@ BEGIN
         RETURN reco._report(0, 0, _rejected);
     END IF;
 
+    -- a partition for each month that holds data (not the gaps between)
+    PERFORM reco.ensure_event_partitions(m.month, m.month)
+    FROM (SELECT DISTINCT date_trunc('month', occurred_at) AS month
+          FROM unnest(_valid_rows)) AS m;
+
+    -- Erasure (reco.erase_user) holds this lock exclusively until it commits; the bandit job too
+    -- (see reco.job_bandit). It is taken before any user is resolved: an event for a user being
+    -- erased waits for the erasure, then creates the user anew. Resolved before the lock, the
+    -- user was gone by the time the event was stored: its id was kept in event_ids, the event
+    -- was not stored, and every retry was reported a duplicate (issue 24). After the partitions,
+    -- as reco.job_maintenance orders them (partitions, then this lock).
+    PERFORM pg_advisory_xact_lock_shared(7281201, p_tenant_id);
+
     -- users seen for the first time become cold users
     INSERT INTO reco.users (tenant_id, user_id)
     SELECT DISTINCT p_tenant_id, r.user_id
@@ -229,11 +242,6 @@ BEGIN
         -- what they were shown before they existed (reads do not create users)
         PERFORM reco._attach_exposures(p_tenant_id, ARRAY(SELECT DISTINCT r.user_id FROM reco._batch(_valid_rows) AS r));
     END IF;
-
-    -- a partition for each month that holds data (not the gaps between)
-    PERFORM reco.ensure_event_partitions(m.month, m.month)
-    FROM (SELECT DISTINCT date_trunc('month', occurred_at) AS month
-          FROM unnest(_valid_rows)) AS m;
 
     -- Decay epoch t0: a batch far ahead of it (the tenant's first event was an outlier, or the
     -- maintenance job has not run for long) rebases it first, before any weight is computed:
@@ -252,8 +260,6 @@ BEGIN
         RETURNING extract(epoch FROM decay_epoch) INTO _t0;
     END IF;
 
-    -- not while the bandit job counts (see reco.job_bandit)
-    PERFORM pg_advisory_xact_lock_shared(7281201, p_tenant_id);
     WITH fresh AS (
         -- in event_id order: two batches holding the same ids in another order take their
         -- index locks in the same order, so they wait for each other instead of deadlocking

@@ -7,12 +7,15 @@
 --                 imports, `reco jobs`, pg_cron's jobs. As the tables' owner it bypasses row-level
 --                 security (no FORCE), so the serving path costs nothing extra.
 --   reco_api      LOGIN, no table access. The REST API. It may execute the reco.api_* functions whose
---                 first parameter is p_key_hash (the SHA-256 of the bearer key), and two key-less ones
---                 for /readyz and /metrics (api_readiness, api_job_health). They are SECURITY DEFINER:
---                 each finds the key's tenant itself (reco._api_key), and none takes a tenant slug, so
---                 a key reaches its own tenant only. The tenant functions the REST layer calls
---                 (upsert_users(..., p_tenant) and the like) are reached through generated wrappers
---                 reco.api_<name>(p_key_hash, <the same parameters but p_tenant>).
+--                 first parameter is p_key (the bearer key itself, hashed in the database: a copy of
+--                 api_keys.key_hash opens nothing), p_auth (the console's: a console session token or
+--                 a key) or p_session (a console session token), and two credential-less ones for
+--                 /readyz and /metrics (api_readiness, api_job_health). They are SECURITY DEFINER:
+--                 each finds the tenant itself (reco._api_key, reco._console_auth), and none takes a
+--                 tenant slug, so a key reaches its own tenant only. The tenant functions the REST
+--                 layer calls (upsert_users(..., p_tenant) and the like) are reached through generated
+--                 wrappers reco.api_<name>(p_key, <the same parameters but p_tenant>), the console's
+--                 pages through reco.api_console_<page>(p_auth, ...).
 --   reco_analyst  NOLOGIN group. SELECT on the documented tables and views (not api_keys, not
 --                 analyst_tenants), EXECUTE on the functions that run with the caller's rights;
 --                 row-level security shows a member the rows of the tenants mapped to it, or to a
@@ -172,48 +175,48 @@ COMMENT ON FUNCTION reco.analyst_grants() IS
 -- generated below): each authenticates the key first.
 -- ---------------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION reco.api_embedding_dimensions(p_key_hash bytea)
+CREATE OR REPLACE FUNCTION reco.api_embedding_dimensions(p_key text)
 RETURNS int
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    _tid int := (reco._api_key(p_key_hash)).tenant_id;
+    _tid int := (reco._api_key(p_key)).tenant_id;
 BEGIN
     RETURN (SELECT cardinality(f.embedding) FROM reco.features f
             WHERE f.tenant_id = _tid AND f.embedding IS NOT NULL LIMIT 1);
 END $$;
-COMMENT ON FUNCTION reco.api_embedding_dimensions(bytea) IS
+COMMENT ON FUNCTION reco.api_embedding_dimensions(text) IS
     'the length of the client vectors of the key''s tenant (the first one stored sets it), NULL before any';
 
-CREATE OR REPLACE FUNCTION reco.api_popular(p_key_hash bytea, p_k int DEFAULT 100)
+CREATE OR REPLACE FUNCTION reco.api_popular(p_key text, p_k int DEFAULT 100)
 RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT reco.api_popular((reco._api_key(p_key_hash)).slug, p_k)
+    SELECT reco.popular_fallback((reco._api_key(p_key)).slug, p_k)
 $$;
-COMMENT ON FUNCTION reco.api_popular(bytea, int) IS
-    'reco.api_popular for the key''s tenant: the list the API serves, degraded, when the database is slow or down';
+COMMENT ON FUNCTION reco.api_popular(text, int) IS
+    'reco.popular_fallback for the key''s tenant: the list the API serves, degraded, when the database is slow or down';
 
-CREATE OR REPLACE FUNCTION reco.api_experiments(p_key_hash bytea)
+CREATE OR REPLACE FUNCTION reco.api_experiments(p_key text)
 RETURNS json
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    _slug text := (reco._api_key(p_key_hash)).slug;
+    _slug text := (reco._api_key(p_key)).slug;
 BEGIN
     RETURN (SELECT coalesce(json_agg(row_to_json(e) ORDER BY e.name), '[]')
             FROM reco.experiment_list e WHERE e.tenant = _slug);
 END $$;
-COMMENT ON FUNCTION reco.api_experiments(bytea) IS
+COMMENT ON FUNCTION reco.api_experiments(text) IS
     'the key''s tenant''s experiments: the rows of reco.experiment_list as a JSON array (GET /v1/experiments)';
 
-CREATE OR REPLACE FUNCTION reco.api_experiment(p_key_hash bytea, p_name text)
+CREATE OR REPLACE FUNCTION reco.api_experiment(p_key text, p_name text)
 RETURNS json
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    _slug text := (reco._api_key(p_key_hash)).slug;
+    _slug text := (reco._api_key(p_key)).slug;
 BEGIN
     PERFORM reco._experiment(p_name, _slug);  -- unknown: no_data_found
     RETURN (SELECT row_to_json(e) FROM reco.experiment_list e WHERE e.tenant = _slug AND e.name = p_name);
 END $$;
-COMMENT ON FUNCTION reco.api_experiment(bytea, text) IS
+COMMENT ON FUNCTION reco.api_experiment(text, text) IS
     'one experiment of the key''s tenant: its row of reco.experiment_list as JSON; unknown: no_data_found (GET /v1/experiments/{name})';
 
 CREATE OR REPLACE FUNCTION reco.api_readiness()
@@ -257,10 +260,12 @@ $c$per job and tenant that ran it in the last 30 days: the end of the last succe
 failed runs in the last 24 hours, whether the last finished run failed (/metrics)$c$;
 
 -- ---------------------------------------------------------------------------------------
--- Generated entry points: reco.api_<name>(p_key_hash bytea, <the parameters of reco.<name> but
--- its last, p_tenant>) calls reco.<name>(..., the key's tenant). <name>: the tenant functions the
--- REST layer calls (listed) and the console's pages (console_*). A wrapper whose function is gone
--- or changed is dropped; the others are replaced in place.
+-- Generated entry points: reco.api_<name>(p_key text, <the parameters of reco.<name> but its
+-- last, p_tenant>) calls reco.<name>(..., the key's tenant). <name>: the tenant functions the REST
+-- layer calls (listed) and the console's pages (console_*, whose wrappers take p_auth: a console
+-- session token or a key, reco._console_auth). A wrapper whose function is gone or changed is
+-- dropped; the others are replaced in place. List them:
+--   SELECT oid::regprocedure FROM pg_proc WHERE obj_description(oid, 'pg_proc') LIKE '%(generated by sql/095_security.sql)';
 -- ---------------------------------------------------------------------------------------
 
 DO $gen$
@@ -276,6 +281,7 @@ DECLARE
     _call text;
     _w regprocedure;
     _made oid[] := '{}';
+    _console boolean;
 BEGIN
     FOR _f IN
         SELECT p.oid, p.proname, p.pronargs, p.proargtypes, p.proargnames, p.provolatile, p.prorettype,
@@ -290,6 +296,7 @@ BEGIN
         ORDER BY p.proname, p.oid
     LOOP
         _n := _f.pronargs - 1;  -- the parameters but p_tenant
+        _console := _f.proname LIKE 'console\_%';
         SELECT coalesce(string_agg(format('%I %s', _f.proargnames[i], format_type(_f.proargtypes[i - 1], NULL))
                                    || coalesce(' DEFAULT ' || pg_get_function_arg_default(_f.oid, i), ''),
                                    ', ' ORDER BY i), ''),
@@ -297,9 +304,11 @@ BEGIN
                coalesce(string_agg('$' || (i + 1) || ', ', '' ORDER BY i), '')
         INTO _args, _types, _call
         FROM generate_series(1, _n) AS i;
-        _args := 'p_key_hash bytea' || CASE WHEN _args <> '' THEN ', ' || _args ELSE '' END;
-        _call := format('reco.%I(%s(reco._api_key($1)).slug)', _f.proname, _call);
-        _w := to_regprocedure(format('reco.%I(bytea%s)', 'api_' || _f.proname, _types));
+        _args := CASE WHEN _console THEN 'p_auth text' ELSE 'p_key text' END
+                 || CASE WHEN _args <> '' THEN ', ' || _args ELSE '' END;
+        _call := format('reco.%I(%s(reco.%s($1)).slug)', _f.proname, _call,
+                        CASE WHEN _console THEN '_console_auth' ELSE '_api_key' END);
+        _w := to_regprocedure(format('reco.%I(text%s)', 'api_' || _f.proname, _types));
         IF _w IS NOT NULL AND (pg_get_function_result(_w) <> _f.result OR pg_get_function_arguments(_w) <> _args) THEN
             EXECUTE format('DROP FUNCTION %s', _w);  -- CREATE OR REPLACE cannot change these
         END IF;
@@ -308,10 +317,12 @@ BEGIN
                        CASE _f.provolatile WHEN 'i' THEN 'STABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
                        CASE WHEN _f.prorettype = 'void'::regtype THEN 'SELECT ' || _call
                             ELSE 'SELECT * FROM ' || _call END);
-        _w := to_regprocedure(format('reco.%I(bytea%s)', 'api_' || _f.proname, _types));
+        _w := to_regprocedure(format('reco.%I(text%s)', 'api_' || _f.proname, _types));
         EXECUTE format('COMMENT ON FUNCTION %s IS %L', _w,
-                       format('reco.%s for the tenant of the API key whose SHA-256 is p_key_hash: what the REST API '
-                              '(role reco_api) calls instead %s', _f.proname, _mark));
+                       format('reco.%s for the tenant of %s: what the %s (role reco_api) calls instead %s',
+                              _f.proname,
+                              CASE WHEN _console THEN 'the console session (or API key) p_auth' ELSE 'the API key p_key' END,
+                              CASE WHEN _console THEN 'console' ELSE 'REST API' END, _mark));
         _made := _made || _w::oid;
     END LOOP;
     FOR _w IN
@@ -344,9 +355,9 @@ BEGIN
     FOR _f IN
         SELECT p.oid::regprocedure AS fn, p.prokind, p.prosecdef,
                CASE
-                   -- the REST API: a key first, or the two operations functions
-                   WHEN p.proname LIKE 'api\_%' AND p.pronargs >= 1 AND p.proargtypes[0] = 'bytea'::regtype
-                        AND p.proargnames[1] = 'p_key_hash' THEN 'api'
+                   -- the REST API and the console: a credential first, or the two operations functions
+                   WHEN p.proname LIKE 'api\_%' AND p.pronargs >= 1 AND p.proargtypes[0] = 'text'::regtype
+                        AND p.proargnames[1] IN ('p_key', 'p_auth', 'p_session') THEN 'api'
                    WHEN p.proname IN ('api_readiness', 'api_job_health') AND p.pronargs = 0 THEN 'api'
                    -- the jobs: their bodies (reco.jobs.procedure) and what run_job calls with the owner's rights
                    WHEN 'reco.' || p.proname IN (SELECT j.procedure FROM reco.jobs j)
@@ -395,7 +406,7 @@ END $priv$;
 DO $rls$
 DECLARE
     _global text[] := '{jobs,setting_definitions,sql_files}';  -- no tenant in them: readable whole
-    _secret text[] := '{api_keys,analyst_tenants}';            -- not for analysts
+    _secret text[] := '{api_keys,analyst_tenants,console_sessions}';  -- not for analysts
     _t record;
     _using text;
     _p record;

@@ -120,7 +120,7 @@ def test_routing_errors_have_the_documented_shape(api):
 
 def test_server_errors_have_the_documented_shape_and_are_logged(seeded, db_url, caplog):
     caplog.set_level(logging.INFO, logger="pgreco")
-    seeded.execute("ALTER FUNCTION reco.api_plan(bytea, text, text) RENAME TO api_plan_gone")
+    seeded.execute("ALTER FUNCTION reco.api_plan(text, text, text) RENAME TO api_plan_gone")
     app = create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))
 
     @app.get("/boom", include_in_schema=False)
@@ -136,9 +136,9 @@ def test_server_errors_have_the_documented_shape_and_are_logged(seeded, db_url, 
         body = error(r, 503, "not_migrated")
         assert body["sqlstate"] == "42883" and "reco migrate" in body["hint"]
         # a function failing in a way the mapping does not know: 500, no internals in the answer
-        seeded.execute("""CREATE FUNCTION reco.api_plan(bytea, text, text) RETURNS text LANGUAGE plpgsql AS $$
+        seeded.execute("""CREATE FUNCTION reco.api_plan(text, text, text) RETURNS text LANGUAGE plpgsql AS $$
                           BEGIN RAISE EXCEPTION 'api_plan broke'; END $$""")
-        seeded.execute("GRANT EXECUTE ON FUNCTION reco.api_plan(bytea, text, text) TO reco_api")
+        seeded.execute("GRANT EXECUTE ON FUNCTION reco.api_plan(text, text, text) TO reco_api")
         r = c.get("/v1/users/U1/plan", headers={"X-Request-ID": "plan-1"})
         body = error(r, 500, "database_error")
         assert body["message"] == "unexpected database error" and body["sqlstate"] == "P0001"

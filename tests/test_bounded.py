@@ -3,7 +3,6 @@ jobs ran, a stray old event does not move the decay epoch, /plan reads bounded r
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -13,12 +12,11 @@ from psycopg.types.json import Jsonb
 from tests.test_engine import world  # noqa: F401  (the fixture)
 
 
-def _key(conn) -> bytes:
-    key = conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    return hashlib.sha256(key.encode()).digest()
+def _key(conn) -> str:
+    return conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
 
 
-def _serve(conn, key: bytes, user: str, rid: str) -> dict:
+def _serve(conn, key: str, user: str, rid: str) -> dict:
     return conn.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{}', %s, true, false)::jsonb AS b",
                         (key, user, rid)).fetchone()["b"]
 

@@ -86,6 +86,18 @@ def test_reco_tenant_is_honoured(cli_env, monkeypatch):
     assert res.exit_code == 0 and "revoked 1 key" in res.stdout
 
 
+def test_keys_revoke_ends_the_keys_console_sessions(cli_env):
+    key = runner.invoke(app, ["keys", "create", "--name", "console"]).stdout.strip()
+    other = runner.invoke(app, ["keys", "create", "--name", "kept"]).stdout.strip()
+    for k in (key, key, other):
+        _sql(cli_env, "SELECT reco.api_console_login(%s, '1 hour', '10 minutes')", (k,))
+    res = runner.invoke(app, ["keys", "revoke", key[:12]])
+    assert res.exit_code == 0 and "revoked 1 key; 2 console session(s) ended" in res.stdout, res.output
+    rows = _sql(cli_env, """SELECT k.name, s.ended_why FROM reco.console_sessions s JOIN reco.api_keys k USING (key_id)
+                            ORDER BY s.session_id""")
+    assert rows == [("console", "revoked"), ("console", "revoked"), ("kept", None)]
+
+
 def test_tenants_create_list_drop(cli_env):
     res = runner.invoke(app, ["tenants", "create", "acme"])
     assert res.exit_code == 0 and "tenant acme created" in res.stdout, res.output

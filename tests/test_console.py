@@ -61,7 +61,6 @@ def seed_experiment(url: str, key: str, users: int = 200) -> None:
     """An A/B test in scenario home (users served through reco.api_serve, clicks on shown features
     ingested, more in the treatment) and a draft experiment."""
     rng = random.Random(5)
-    digest = hashlib.sha256(key.encode()).digest()
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute("SELECT reco.upsert_scenario('home', '{}', 'the home page')")
         conn.execute("SELECT reco.create_experiment('usercf-boost', %s, %s)", (
@@ -77,7 +76,7 @@ def seed_experiment(url: str, key: str, users: int = 200) -> None:
             "SELECT user_id FROM reco.users ORDER BY user_key LIMIT %s", (users,)).fetchall()]
         bodies = conn.execute(
             "SELECT reco.api_serve(%s, 'recommendations', u.id, 5, '{\"scenario\": \"home\"}', 'console-' || u.id,"
-            " true, false)::jsonb AS body FROM unnest(%s::text[]) AS u(id)", (digest, ids)).fetchall()
+            " true, false)::jsonb AS body FROM unnest(%s::text[]) AS u(id)", (key, ids)).fetchall()
         # after the exposures (recorded at clock_timestamp(), which the seconds of an ISO time would precede)
         now = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         clicks = [{"event_id": f"click-{b['body']['user_id']}", "user_id": b["body"]["user_id"],
@@ -141,9 +140,27 @@ def anon(world) -> Iterator[TestClient]:
         yield client
 
 
+def form_token(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    m = re.search(r'name="csrf" value="([0-9a-f]*)"', html)
+    assert m, "no CSRF token in the form"
+    return m.group(1)
+
+
+def post_login(client: TestClient, data: dict, headers: dict | None = None):
+    """The login form as a browser sends it: fetched first (its token and cookie), then posted."""
+    token = form_token(client.get("/console/login").text)
+    return client.post("/console/login", data={"csrf": token, **data}, headers=headers)
+
+
 def login(client: TestClient, key: str, next_url: str = "/console") -> None:
-    r = client.post("/console/login", data={"key": key, "next": next_url})
+    r = post_login(client, {"key": key, "next": next_url})
     assert r.status_code == 303, r.text
+
+
+def sessions(url: str) -> list[dict]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT * FROM reco.console_sessions ORDER BY session_id").fetchall()
 
 
 @pytest.fixture
@@ -171,7 +188,10 @@ PAGES = ["/console", "/console/users", "/console/user?id=U1", "/console/features
 def test_without_a_valid_key_every_page_is_the_login_page_and_no_data(world, anon):
     for path in PAGES:
         for headers, cookies in (({}, {}), ({"Authorization": "Bearer nope"}, {}),
-                                 ({}, {routes.COOKIE: "0" * 64}), ({}, {routes.COOKIE: "not-hex"})):
+                                 ({}, {routes.COOKIE: "0" * 64}), ({}, {routes.COOKIE: "not-hex"}),
+                                 ({}, {routes.COOKIE: "pgs_" + "0" * 64}),
+                                 # the key's SHA-256 (what api_keys stores) was the session cookie until issue 24
+                                 ({}, {routes.COOKIE: hashlib.sha256(world["key"].encode()).hexdigest()})):
             anon.cookies.clear()
             for k, v in cookies.items():
                 anon.cookies.set(k, v, path="/console")
@@ -185,33 +205,87 @@ def test_without_a_valid_key_every_page_is_the_login_page_and_no_data(world, ano
     assert "tenant <b>" not in r.text and "Recommendations" not in r.text
 
 
-def test_login_keeps_the_keys_hash_in_a_session_cookie(world, anon):
-    r = anon.post("/console/login", data={"key": "wrong", "next": "/console/features"})
-    assert r.status_code == 401 and "not valid" in r.text and routes.COOKIE not in r.headers.get("set-cookie", "")
-    r = anon.post("/console/login", data={"key": world["key"], "next": "/console/features?search=cut"})
+def test_login_opens_a_server_side_session_that_logout_ends(world, anon):
+    r = post_login(anon, {"key": "wrong", "next": "/console/features"})
+    assert r.status_code == 401 and "not valid" in r.text and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    before = len(sessions(world["url"]))
+    r = post_login(anon, {"key": world["key"], "next": "/console/features?search=cut"})
     assert r.status_code == 303 and r.headers["location"] == "/console/features?search=cut"
     cookie = r.headers["set-cookie"]
-    digest = hashlib.sha256(world["key"].encode()).hexdigest()
-    assert cookie.startswith(f"{routes.COOKIE}={digest};") and world["key"] not in cookie
+    token = anon.cookies.get(routes.COOKIE)
+    # a random token: neither the key nor anything computed from it
+    assert re.fullmatch(r"pgs_[0-9a-f]{64}", token) and cookie.startswith(f"{routes.COOKIE}={token};")
+    assert world["key"] not in cookie and hashlib.sha256(world["key"].encode()).hexdigest() not in cookie
     low = cookie.lower()
     assert "httponly" in low and "samesite=lax" in low and "path=/console" in low
     assert "max-age" not in low and "expires" not in low  # a session cookie: gone with the browser
-    assert anon.get("/console").status_code == 200
+    # the server keeps the token's hash, an expiry and an idle timeout (the settings' defaults)
+    rows = sessions(world["url"])
+    assert len(rows) == before + 1
+    row = rows[-1]
+    assert bytes(row["token_hash"]) == hashlib.sha256(token.encode()).digest()
+    assert row["expires_at"] - row["created_at"] == timedelta(hours=12)
+    assert row["idle_timeout"] == timedelta(minutes=30) and row["ended_at"] is None
+    page = anon.get("/console")
+    assert page.status_code == 200
     # the console cookie opens no REST API
     assert anon.get("/v1/ping").status_code == 401
+    assert anon.get("/v1/ping", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # logout needs the page's CSRF token: a form posted without it (another site's) ends nothing
     r = anon.post("/console/logout")
+    assert r.status_code == 403 and anon.get("/console").status_code == 200
+    r = anon.post("/console/logout", data={"csrf": "0" * 64})
+    assert r.status_code == 403 and anon.get("/console").status_code == 200
+    r = anon.post("/console/logout", data={"csrf": form_token(page.text)})
     assert r.status_code == 303 and anon.get("/console").status_code == 303
+    assert sessions(world["url"])[-1]["ended_why"] == "logout"
+    # the same cookie, kept (copied before the logout), opens nothing any more
+    anon.cookies.set(routes.COOKIE, token, path="/console")
+    r = anon.get("/console")
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+
+
+def test_a_session_ends_at_its_expiry_and_when_idle(world):
+    """The clock is moved in the database (not waited for): past the expiry, or past the idle
+    timeout since the last page, the cookie sends to the login page; each page restarts the idle clock."""
+    with TestClient(console_app(world["url"]), follow_redirects=False) as c:
+        for column, value in (("expires_at", "now() - interval '1 second'"),
+                              ("last_seen_at", "now() - interval '31 minutes'")):
+            login(c, world["key"])
+            token = c.cookies.get(routes.COOKIE)
+            digest = hashlib.sha256(token.encode()).digest()
+            with psycopg.connect(world["url"], autocommit=True) as conn:
+                conn.execute("UPDATE reco.console_sessions SET last_seen_at = now() - interval '29 minutes'"
+                             " WHERE token_hash = %s", (digest,))
+                assert c.get("/console/users").status_code == 200  # 29 minutes idle: still live
+                seen = conn.execute("SELECT last_seen_at > now() - interval '1 minute' FROM reco.console_sessions"
+                                    " WHERE token_hash = %s", (digest,)).fetchone()[0]
+                assert seen  # the page restarted the idle clock
+                conn.execute(f"UPDATE reco.console_sessions SET {column} = {value} WHERE token_hash = %s", (digest,))
+            r = c.get("/console/users")
+            assert r.status_code == 303 and "why=ended" in r.headers["location"], column
+            assert "max-age=0" in r.headers["set-cookie"].lower() or f'{routes.COOKIE}=""' in r.headers["set-cookie"]
+
+
+def test_the_login_form_needs_its_own_token(world, anon):
+    """Login CSRF: a form posted from elsewhere (no token, or not the login cookie's) logs nobody in."""
+    r = anon.post("/console/login", data={"key": world["key"]})
+    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    token = form_token(anon.get("/console/login").text)
+    r = anon.post("/console/login", data={"key": world["key"], "csrf": "f" * 64})
+    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert anon.post("/console/login", data={"key": world["key"], "csrf": token}).status_code == 303
 
 
 def test_login_refuses_other_sites_and_redirects_only_inside_the_console(world, anon):
-    r = anon.post("/console/login", data={"key": world["key"]}, headers={"Origin": "https://evil.example"})
-    assert r.status_code == 403 and routes.COOKIE not in r.headers.get("set-cookie", "")
+    r = post_login(anon, {"key": world["key"]}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
     for target in ("https://evil.example/", "//evil.example/console", "/v1/ping", "/consolex", "/console\\x"):
         anon.cookies.clear()
-        r = anon.post("/console/login", data={"key": world["key"], "next": target})
+        r = post_login(anon, {"key": world["key"], "next": target})
         assert r.status_code == 303 and r.headers["location"] == "/console", target
     anon.cookies.clear()
-    r = anon.post("/console/login", data={"key": world["key"]}, headers={"Origin": "http://testserver"})
+    r = post_login(anon, {"key": world["key"]}, headers={"Origin": "http://testserver"})
     assert r.status_code == 303
 
 
@@ -222,10 +296,14 @@ def test_a_bearer_header_works_too_and_a_revoked_key_logs_out(world):
         assert c.get("/console", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         login(c, key)
         assert c.get("/console/users").status_code == 200
+        token = c.cookies.get(routes.COOKIE)
         with psycopg.connect(world["url"], autocommit=True) as conn:
             conn.execute("SELECT reco.revoke_api_key(%s)", (key[:12],))
+            # the revocation ended the key's sessions in the table, not only at their next check
+            assert conn.execute("SELECT ended_why FROM reco.console_sessions WHERE token_hash = %s",
+                                (hashlib.sha256(token.encode()).digest(),)).fetchone()[0] == "revoked"
         r = c.get("/console/users")
-        assert r.status_code == 303 and "why=revoked" in r.headers["location"]
+        assert r.status_code == 303 and "why=ended" in r.headers["location"]
         assert f'{routes.COOKIE}=""' in r.headers["set-cookie"] or "max-age=0" in r.headers["set-cookie"].lower()
         assert "no longer valid" in c.get(r.headers["location"]).text
 
@@ -403,8 +481,8 @@ def test_database_unavailable_is_a_page_not_a_crash(world, monkeypatch):
     monkeypatch.setattr(routes, "POOL_WAIT", 0.3)
     url = "postgresql://nobody@/reco?host=/nonexistent-socket-dir"
     with TestClient(console_app(url), follow_redirects=False) as c:
-        c.cookies.set(routes.COOKIE, hashlib.sha256(world["key"].encode()).hexdigest(), path="/console")
+        c.cookies.set(routes.COOKIE, "pgs_" + "0" * 64, path="/console")
         r = c.get("/console")
         assert r.status_code == 503 and "Database unavailable" in r.text
-        r = c.post("/console/login", data={"key": "whatever"})
+        r = post_login(c, {"key": "whatever"})
         assert r.status_code == 503

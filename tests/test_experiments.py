@@ -3,7 +3,6 @@ per-user outcomes, the report, REST and the CLI — on a real database."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 import psycopg
@@ -147,13 +146,12 @@ def test_variant_overrides_are_what_the_user_is_served(world):  # noqa: F811
 
 def test_exposures_record_scenario_experiment_and_variant(world):  # noqa: F811
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    key_hash = hashlib.sha256(key.encode()).digest()
     world.execute("SELECT reco.upsert_scenario('home', '{}')")
     create(world, "e", [{"name": "control"}, {"name": "pop", "overrides": POP_ONLY}], scenario="home")
     world.execute("SELECT reco.start_experiment('e')")
     for user in ("U1", "U2", "U3"):
         body = world.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{\"scenario\": \"home\"}',"
-                             " %s, true, false)::jsonb AS b", (key_hash, user, "r-" + user)).fetchone()["b"]
+                             " %s, true, false)::jsonb AS b", (key, user, "r-" + user)).fetchone()["b"]
         variant = world.execute("SELECT variant FROM reco.assignment(%s, 'home')", (user,)).fetchone()["variant"]
         assert body["variant"] == variant
         row = world.execute("SELECT x.scenario, x.variant, e.name FROM reco.exposures x"
@@ -162,7 +160,7 @@ def test_exposures_record_scenario_experiment_and_variant(world):  # noqa: F811
         assert row == {"scenario": "home", "variant": variant, "name": "e"}
     # outside any experiment: no variant, the scenario recorded
     body = world.execute("SELECT reco.api_serve(%s, 'recommendations', 'U1', 3, '{}', 'r-plain', true, false)::jsonb"
-                         " AS b", (key_hash,)).fetchone()["b"]
+                         " AS b", (key,)).fetchone()["b"]
     assert body["variant"] is None
     assert world.execute("SELECT scenario, experiment_id, variant FROM reco.exposures WHERE request_id = 'r-plain'"
                          ).fetchone() == {"scenario": "default", "experiment_id": None, "variant": None}
@@ -170,7 +168,6 @@ def test_exposures_record_scenario_experiment_and_variant(world):  # noqa: F811
 
 def test_interleaving_is_a_team_draft_of_both_lists(world):  # noqa: F811
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    key_hash = hashlib.sha256(key.encode()).digest()
     create(world, "il", [{"name": "cf"}, {"name": "pop", "overrides": POP_ONLY}], kind="interleave")
     world.execute("SELECT reco.start_experiment('il')")
     for i, user in enumerate(("U1", "U2", "U3", "U4", "U6")):
@@ -187,7 +184,7 @@ def test_interleaving_is_a_team_draft_of_both_lists(world):  # noqa: F811
         assert own == [f for f in a if f in own]
         assert all(r["variant"] == ("cf" if r["side"] == 0 else "pop") for r in rows)
         body = world.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 4, '{}', %s, true, true)::jsonb AS b",
-                             (key_hash, user, f"il-{i}")).fetchone()["b"]
+                             (key, user, f"il-{i}")).fetchone()["b"]
         assert body["variant"] == "interleaved" and all(it["side"] in (0, 1) for it in body["items"])
         x = world.execute("SELECT variant, sides, cardinality(feature_keys) AS n FROM reco.exposures"
                           " WHERE request_id = %s", (f"il-{i}",)).fetchone()
@@ -198,7 +195,6 @@ def test_interleaving_is_a_team_draft_of_both_lists(world):  # noqa: F811
 
 def test_user_metrics_come_from_exposures_and_events(world):  # noqa: F811
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    key_hash = hashlib.sha256(key.encode()).digest()
     create(world, "m", [{"name": "a"}, {"name": "b"}], pre_period="60 days")
     world.execute("SELECT reco.create_metric('exports', 'export', 'count')")
     world.execute("SELECT reco.create_metric('export_seconds', 'export', 'mean', 'seconds')")
@@ -206,7 +202,7 @@ def test_user_metrics_come_from_exposures_and_events(world):  # noqa: F811
     for user in ("U1", "U3"):
         for r in range(2):
             world.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{}', %s, true, false)",
-                          (key_hash, user, f"{user}-{r}"))
+                          (key, user, f"{user}-{r}"))
     shown = world.execute("SELECT f.feature_id FROM reco.exposures x JOIN reco.features f ON f.tenant_id = x.tenant_id"
                           " AND f.feature_key = x.feature_keys[1] WHERE x.request_id = 'U1-0'").fetchone()["feature_id"]
     now = datetime.now(UTC).isoformat()
@@ -237,7 +233,7 @@ def test_user_metrics_come_from_exposures_and_events(world):  # noqa: F811
 def _simulate(conn, name: str, rates: dict[str, float], users: int = 3000, seed: float = 0.3) -> None:
     """Serve every user once in the experiment's scenario, then a use of a shown feature with the
     variant's probability (drawn in SQL, seeded)."""
-    key = hashlib.sha256(conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"].encode()).digest()
+    key = conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
     conn.execute("SELECT reco.upsert_users(jsonb_agg(jsonb_build_object('user_id', 'sim-' || g)))"
                  " FROM generate_series(1, %s::int) g", (users,))
     # a third of them used a feature three days before (the pre-period of CUPED)
@@ -287,7 +283,7 @@ def test_report_finds_a_planted_lift_and_not_a_null_one(world):  # noqa: F811
     world.execute("SELECT reco.upsert_scenario('other', '{}')")
     create(world, "aa", [{"name": "a1"}, {"name": "a2"}], scenario="other")
     world.execute("SELECT reco.start_experiment('aa')")
-    key = hashlib.sha256(world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"].encode()).digest()
+    key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
     for g in range(1, 401):
         world.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, '{\"scenario\": \"other\"}', %s,"
                       " true, false)", (key, f"sim-{g}", f"aa-{g}"))

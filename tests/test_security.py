@@ -28,6 +28,7 @@ A, B = "acme", "globex"
 
 
 def sha(key: str) -> bytes:
+    """What reco.api_keys stores of a key (and what the functions took until issue 24)."""
     return hashlib.sha256(key.encode()).digest()
 
 
@@ -64,7 +65,7 @@ def after_jobs(conn, slug: str, key: str) -> None:
     p = slug[0]
     for u in range(6):
         conn.execute("SELECT reco.api_serve(%s, 'recommendations', %s, 3, %s, %s, true, false)",
-                     (sha(key), f"{p}-U{u}", Jsonb({"scenario": "home"} if u % 2 else {}), f"{p}-r{u}"))
+                     (key, f"{p}-U{u}", Jsonb({"scenario": "home"} if u % 2 else {}), f"{p}-r{u}"))
     conn.execute("INSERT INTO reco.job_queue (tenant_id, job, reason) VALUES (reco._tenant_id(%s), 'tune', 'test')",
                  (slug,))
     pairs = """SELECT DISTINCT ON (i.user_key) i.tenant_id, i.user_key, i.feature_key, i.first_at
@@ -138,7 +139,7 @@ def relations(conn, kinds: str = "rpv") -> list[dict]:
 
 
 GLOBAL = {"jobs", "setting_definitions", "sql_files"}
-SECRET = {"api_keys", "analyst_tenants"}
+SECRET = {"api_keys", "analyst_tenants", "console_sessions"}
 
 
 # --- the catalog ------------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def test_an_analyst_writes_nothing(two, db_url, roles):
                 c.execute(statement)
         # and reaches no function that runs with the owner's rights
         for fn in ["reco.api_tenant(%s)", "reco.job_bandit(1)", "reco.tune('acme')"]:
-            assert denied(c, f"SELECT {fn}", (sha(two.keys[A]),) if "%s" in fn else None), fn
+            assert denied(c, f"SELECT {fn}", (two.keys[A],) if "%s" in fn else None), fn
     assert two.execute("SELECT count(*) AS n FROM reco.users WHERE user_id = 'x'").fetchone()["n"] == 0
 
 
@@ -359,13 +360,36 @@ def test_reco_api_may_call_only_functions_that_take_a_key(two):
         if f["proname"] in ("api_readiness", "api_job_health"):
             assert f["pronargs"] == 0
             continue
-        assert f["proname"].startswith("api_") and f["first"] == "bytea", f["fn"]
-        assert f["proargnames"][0] == "p_key_hash", f["fn"]
+        # the credential itself, hashed in the database (a key, or the console's session token)
+        assert f["proname"].startswith("api_") and f["first"] == "text", f["fn"]
+        assert f["proargnames"][0] in ("p_key", "p_auth", "p_session"), f["fn"]
         assert "p_tenant" not in f["proargnames"], f["fn"]
 
 
+def test_a_leaked_key_hash_opens_nothing(two, db_url):
+    """Issue 24: api_keys.key_hash (a dump, a backup) was all the API functions asked for. Now they
+    take the key and hash it themselves: the stored hash, in any spelling, is refused."""
+    stored = bytes(two.execute("SELECT key_hash FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)"
+                               " WHERE t.slug = %s", (A,)).fetchone()["key_hash"])
+    assert stored == sha(two.keys[A])
+    calls = ["SELECT reco.api_tenant(%s)", "SELECT reco.api_popular(%s)", "SELECT reco.api_experiments(%s)",
+             "SELECT reco.api_serve(%s, 'recommendations', 'a-U1', 5, '{}', 'r', false, false)",
+             "SELECT reco.api_plan(%s, 'a-U1', 'r')", "SELECT reco.api_upsert_users(%s, '[{\"user_id\": \"h\"}]')",
+             "SELECT reco.api_console_overview(%s)", "SELECT reco.api_console_session(%s)",
+             "SELECT reco.api_console_login(%s, '1 hour', '10 minutes')"]
+    with connect_as(db_url, API_ROLE) as c:
+        for sql_ in calls:
+            assert c.execute(sql_.replace("%s", "%s::text", 1), (two.keys[A],)).fetchone() is not None, sql_
+            for leaked in (stored.hex(), "\\x" + stored.hex(), stored.hex().upper()):
+                with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
+                    c.execute(sql_, (leaked,))
+            with pytest.raises(psycopg.errors.UndefinedFunction):  # no function takes a hash any more
+                c.execute(sql_, (stored,))
+    assert two.execute("SELECT count(*) AS n FROM reco.users WHERE user_id = 'h'").fetchone()["n"] == 1  # the key's
+
+
 def test_reco_api_reaches_its_keys_tenant_only(two, db_url):
-    key_a, key_b = sha(two.keys[A]), sha(two.keys[B])
+    key_a, key_b = two.keys[A], two.keys[B]
     before_b = two.execute("SELECT count(*) AS n FROM reco.users WHERE tenant_id = reco._tenant_id(%s)", (B,)
                            ).fetchone()["n"]
     with connect_as(db_url, API_ROLE) as c:
@@ -404,7 +428,7 @@ def test_reco_api_reaches_its_keys_tenant_only(two, db_url):
         assert overview["tenant"] == A
         # a tenant slug is no way in: the functions that take one are not the API's
         for statement, params in [("SELECT reco.upsert_users('[]', %s)", (B,)),
-                                  ("SELECT reco.api_popular(%s)", (B,)),
+                                  ("SELECT reco.popular_fallback(%s)", (B,)),
                                   ("SELECT reco.erase_user('g-U1', %s)", (B,)),
                                   ("SELECT reco.recommend_features('g-U1', 5, '{}', %s)", (B,)),
                                   ("SELECT reco.console_overview(%s)", (B,)),
@@ -412,7 +436,7 @@ def test_reco_api_reaches_its_keys_tenant_only(two, db_url):
             assert denied(c, statement, params), statement
         # invalid key: 28000 before anything is read or written
         with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
-            c.execute("SELECT reco.api_upsert_users(%s, '[{\"user_id\": \"zz\"}]')", (sha("pgr_nope"),))
+            c.execute("SELECT reco.api_upsert_users(%s, '[{\"user_id\": \"zz\"}]')", ("pgr_nope",))
         assert c.execute("SELECT reco.api_readiness()->>'schema' AS s").fetchone()["s"]
         assert c.execute("SELECT count(*) AS n FROM reco.api_job_health()").fetchone()["n"] > 0
     # B untouched: its g-U1 still unpaid, the user that A "created" is A's
@@ -436,7 +460,7 @@ def test_reco_jobs_runs_jobs_but_reads_no_tenant_data(two, db_url, roles):
         c.execute("CALL reco.run_job('bandit', %s)", (A,))
         assert denied(c, "SELECT 1 FROM reco.users LIMIT 1")
         assert denied(c, "SELECT 1 FROM reco.api_keys LIMIT 1")
-        assert denied(c, "SELECT reco.api_tenant(%s)", (sha(two.keys[A]),))
+        assert denied(c, "SELECT reco.api_tenant(%s)", (two.keys[A],))
     runs = two.execute("SELECT job, tenant, status FROM reco.job_runs WHERE run_id > %s ORDER BY run_id", (before,)
                        ).fetchall()
     assert {(r["job"], r["tenant"]) for r in runs} >= {("feature_stats", A), ("feature_stats", B), ("bandit", A)}
@@ -448,7 +472,7 @@ def test_a_role_granted_nothing_gets_nothing(two, db_url, roles):
     with connect_as(db_url, mallory) as c:
         for statement, params in [("SELECT 1 FROM reco.users LIMIT 1", None),
                                   ("SELECT 1 FROM reco.experiment_list LIMIT 1", None),
-                                  ("SELECT reco.api_tenant(%s)", (sha(two.keys[A]),)),
+                                  ("SELECT reco.api_tenant(%s)", (two.keys[A],)),
                                   ("SELECT reco.recommend_features('a-U1', 5)", None),
                                   ("CALL reco.run_job('bandit')", None)]:
             assert denied(c, statement, params), statement

@@ -137,10 +137,12 @@ class ApiState:
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
     limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
-    tenants: dict[bytes, str] = field(default_factory=dict)      # key hash -> tenant slug
+    # the keys seen working, for degraded answers: kept as sent (the database hashes a key to check
+    # it, and the periodic re-check needs the key), in this process's memory only
+    tenants: dict[str, str] = field(default_factory=dict)      # key -> tenant slug
     popular: dict[str, list[str]] = field(default_factory=dict)  # tenant slug -> feature ids
-    verified_at: dict[bytes, float] = field(default_factory=dict)  # key hash -> last confirmed (monotonic)
-    used_at: dict[bytes, float] = field(default_factory=dict)      # key hash -> last request that worked
+    verified_at: dict[str, float] = field(default_factory=dict)  # key -> last confirmed (monotonic)
+    used_at: dict[str, float] = field(default_factory=dict)      # key -> last request that worked
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -218,7 +220,8 @@ class ApiState:
                 RETRIES.labels(exc.sqlstate or "").inc()
                 await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
             except psycopg.errors.InvalidAuthorizationSpecification:
-                self.forget(params)
+                if isinstance(params, tuple | list) and params and isinstance(params[0], str):
+                    self.forget(params[0])  # every reco.api_* function takes the key first
                 raise
 
     async def read(self, sql: str, params: tuple) -> str:
@@ -247,7 +250,7 @@ class ApiState:
 
     # --- degraded answers ------------------------------------------------------------------
 
-    def seen(self, key: bytes) -> None:
+    def seen(self, key: str) -> None:
         """A key that just worked (the database checked it): learn its tenant (once) for degraded
         answers, and note when it was confirmed."""
         now = time.monotonic()
@@ -256,15 +259,13 @@ class ApiState:
             self.tenants[key] = ""  # looked up once
             self._spawn(self._learn(key))
 
-    def forget(self, params) -> None:
+    def forget(self, key: str) -> None:
         """The database refused a key (invalid or revoked): no degraded answers for it either."""
-        for p in params if isinstance(params, tuple | list) else ():
-            if isinstance(p, bytes):
-                self.tenants.pop(p, None)
-                self.verified_at.pop(p, None)
-                self.used_at.pop(p, None)
+        self.tenants.pop(key, None)
+        self.verified_at.pop(key, None)
+        self.used_at.pop(key, None)
 
-    async def _learn(self, key: bytes) -> None:
+    async def _learn(self, key: str) -> None:
         with contextlib.suppress(psycopg.Error, PoolTimeout):
             slug = await self.read("SELECT reco.api_tenant(%s)", (key,))
             if key in self.tenants:  # not forgotten meanwhile
@@ -281,7 +282,7 @@ class ApiState:
         ttl, every = self.settings.api_key_ttl, self.settings.api_popular_refresh
         for key in list(self.tenants):
             if now - self.used_at.get(key, 0.0) > ttl:
-                self.forget((key,))
+                self.forget(key)
             elif now - self.verified_at.get(key, 0.0) >= every:
                 try:
                     await self.read("SELECT reco.api_tenant(%s)", (key,))
@@ -292,11 +293,11 @@ class ApiState:
                 else:
                     self.verified_at[key] = time.monotonic()
 
-    def trusted(self, key: bytes) -> bool:
+    def trusted(self, key: str) -> bool:
         """A key may get degraded answers: the database confirmed it within api_key_ttl."""
         return time.monotonic() - self.verified_at.get(key, float("-inf")) <= self.settings.api_key_ttl
 
-    async def _refresh(self, slug: str, key: bytes) -> None:
+    async def _refresh(self, slug: str, key: str) -> None:
         """The tenant's popular list, read with one of its keys (reco_api names no tenant itself)."""
         with contextlib.suppress(psycopg.Error, PoolTimeout):
             self.popular[slug] = json.loads(await self.read("SELECT reco.api_popular(%s)", (key,)))
@@ -317,7 +318,7 @@ class ApiState:
                 POOL.labels(name, "waiting").set(stats.get("requests_waiting", 0))
             await asyncio.sleep(2.0)
 
-    def degraded(self, route: str, key: bytes, body: dict, k: int, exclude: str | None = None) -> dict:
+    def degraded(self, route: str, key: str, body: dict, k: int, exclude: str | None = None) -> dict:
         """The last-known popular list for the key's tenant, or 503 when the key was not seen
         working within api_key_ttl (it cannot be checked now, and an unchecked key gets no data)."""
         slug = self.tenants.get(key)

@@ -1,13 +1,20 @@
 """The console's routes: a login form, then one page per reco.console_* SQL function.
 
-Auth: the API key, checked by the database (reco.api_tenant). The login form keeps its SHA-256 in a
-session cookie (HttpOnly, SameSite=Lax, path /console, gone when the browser closes): the key
-itself is not stored, so a leaked console cookie cannot call the REST API. Every page is one SQL
-call, ``reco.api_console_<page>(<hash>, ...)`` (reco.console_<page> for the key's tenant: the API's
-role, reco_api, cannot name a tenant): the key's tenant only, and a key
-revoked since the login fails on the next page. A request without a valid key is sent to the login
+Auth: a server-side session (sql/072_console_sessions.sql, docs/security.md). The login form sends
+an API key; the database checks it and opens a session (reco.api_console_login): a random token that
+the browser keeps in a cookie (HttpOnly, SameSite=Lax, path /console, gone when the browser closes)
+and the database keeps hashed, with an expiry (console_session_hours) and an idle timeout
+(console_idle_minutes). Nothing in the cookie derives from the key: it opens neither the REST API
+nor, once ended (logout, expiry, idleness, the key revoked), the console. Each page is checked and
+its idle clock restarted (reco.api_console_session, on the write pool), then is one read-only SQL
+call, ``reco.api_console_<page>(<token>, ...)`` (reco.console_<page> for the session's tenant: the
+API's role, reco_api, cannot name a tenant). A request without a live session is sent to the login
 page (303), never given data; the form brings it back where it was. ``Authorization: Bearer <key>``
-works too (curl, scripts).
+works too (curl, scripts), without a session.
+
+Forms: every POST carries a CSRF token, and must come from this origin. The logout form's token is an
+HMAC of the session token (a page of another site can read neither); the login form's is a random
+value also set in a cookie of its own (double submit).
 
 Each call runs in a read-only transaction with its own statement timeout (the read pool's is the
 serving one, tens of milliseconds), and at most SLOTS of them at a time per process, so the
@@ -22,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PREFIX = "/console"
 COOKIE = "pgreco_console"
+#: the login form's CSRF cookie (double submit: the form carries the same value)
+LOGIN_COOKIE = "pgreco_console_login"
 #: statement timeout of a console query (ms): pages aggregate, unlike the serving reads
 TIMEOUT_MS = 15_000
 #: console queries at a time per process (each holds a read connection while it runs)
@@ -152,6 +163,7 @@ def _base(request: Request) -> str:
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("tenant", None)
+    context.setdefault("csrf", getattr(request.state, "csrf", ""))  # the logout form's (page_data sets it)
     html = env.get_template(template).render(base=_base(request), page=template.removesuffix(".html"), **context)
     return HTMLResponse(html, status_code=status, headers={
         "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
@@ -160,18 +172,40 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 # --- auth ------------------------------------------------------------------------------------
 
-_HEX = re.compile(r"[0-9a-f]{64}")
+_SESSION = re.compile(r"pgs_[0-9a-f]{64}")
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+_CSRF_LABEL = b"pgreco console csrf v1"
 
 
-def key_hash(request: Request) -> bytes | None:
-    """The SHA-256 of the caller's key: from the session cookie, else from a bearer header."""
+def session_token(request: Request) -> str | None:
+    """The console session token of the cookie, if it has the shape of one."""
     cookie = request.cookies.get(COOKIE, "")
-    if _HEX.fullmatch(cookie):
-        return bytes.fromhex(cookie)
+    return cookie if _SESSION.fullmatch(cookie) else None
+
+
+def credential(request: Request) -> str | None:
+    """What the database checks (reco._console_auth): the session token, else a bearer key."""
+    session = session_token(request)
+    if session:
+        return session
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return hashlib.sha256(token.strip().encode()).digest()
+        return token.strip()
     return None
+
+
+def csrf_for(session: str) -> str:
+    """The CSRF token of a session's forms: an HMAC of its token (which only this browser's HttpOnly
+    cookie and the server see), so nothing is stored and another site cannot compute it."""
+    return hmac.new(session.encode(), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def _form_token(form: dict[str, list[str]]) -> str:
+    return (form.get("csrf") or [""])[0]
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    return parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
 
 
 def _here(request: Request) -> str:
@@ -189,13 +223,23 @@ def _safe_next(base: str, value: str | None) -> str:
     return value
 
 
-REASONS = {"revoked": "Your key is no longer valid (revoked?). Log in again."}
+REASONS = {"ended": "Your session has ended or your key is no longer valid (logged out, expired, idle too "
+                      "long, or the key revoked). Log in again."}
 
 
 def login_page(request: Request, message: str | None = None, status: int = 200,
                next_url: str | None = None) -> HTMLResponse:
-    return render(request, "login.html", status=status, message=message,
-                  next=_safe_next(_base(request), next_url))
+    """The login form, with its CSRF token: the login cookie's value, or a new one set with it."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    fresh = not _TOKEN.fullmatch(token)
+    if fresh:
+        token = secrets.token_hex(32)
+    resp = render(request, "login.html", status=status, message=message,
+                  next=_safe_next(_base(request), next_url), csrf=token)
+    if fresh:
+        resp.set_cookie(LOGIN_COOKIE, token, path=_base(request), httponly=True, samesite="strict",
+                        secure=_https(request))
+    return resp
 
 
 def to_login(request: Request, why: str | None = None, forget: bool = False) -> RedirectResponse:
@@ -220,25 +264,33 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
+def _login_token_ok(request: Request, form: dict[str, list[str]]) -> bool:
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(_TOKEN.fullmatch(cookie)) and hmac.compare_digest(cookie, _form_token(form))
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
-    if not _same_origin(request):
-        return login_page(request, "The login form must be sent from this console.", status=403)
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    form = await _form(request)
+    if not _same_origin(request) or not _login_token_ok(request, form):
+        return login_page(request, "The login form must be sent from this console (reload it and log in again).",
+                          status=403)
     key = (form.get("key") or [""])[0].strip()
     next_url = _safe_next(_base(request), (form.get("next") or [None])[0])
     if not key or len(key) > 500:
         return login_page(request, "Paste an API key.", status=401, next_url=next_url)
-    digest = hashlib.sha256(key.encode()).digest()
+    settings = request.app.state.reco.settings
+    lifetime = settings.console_session_hours * 3600
+    idle = min(settings.console_idle_minutes * 60, lifetime)
     try:
-        await query(request, "SELECT reco.api_tenant(%s)", (digest,))
+        session = await query(request, "SELECT reco.api_console_login(%s, make_interval(secs => %s),"
+                                       " make_interval(secs => %s))", (key, lifetime, idle), write=True)
     except psycopg.errors.InvalidAuthorizationSpecification:
         return login_page(request, "That key is not valid (unknown or revoked).", status=401, next_url=next_url)
     except Unavailable as exc:
         return render(request, "error.html", status=503, title="Database unavailable", message=str(exc))
     resp = RedirectResponse(next_url, status_code=303)
-    resp.set_cookie(COOKIE, digest.hex(), path=_base(request), httponly=True, samesite="lax",
-                    secure=_https(request))
+    resp.set_cookie(COOKIE, session, path=_base(request), httponly=True, samesite="lax", secure=_https(request))
     return resp
 
 
@@ -248,9 +300,21 @@ def _https(request: Request) -> bool:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    """Ends the session on the server (its token then opens nothing), then forgets the cookie."""
+    session = session_token(request)
+    form = await _form(request)
+    if session is None:
+        return RedirectResponse(f"{_base(request)}/login", status_code=303)
+    if not _same_origin(request) or not hmac.compare_digest(_form_token(form), csrf_for(session)):
+        return render(request, "error.html", status=403, title="Not logged out",
+                      message="The logout form must be sent from this console's own pages.")
+    try:
+        await query(request, "SELECT reco.api_console_logout(%s)", (session,), write=True)
+    except Unavailable as exc:
+        return render(request, "error.html", status=503, title="Database unavailable",
+                      message=f"The session could not be ended on the server: {exc} Log out again later.")
     resp = RedirectResponse(f"{_base(request)}/login", status_code=303)
-    if _same_origin(request):
-        resp.delete_cookie(COOKIE, path=_base(request))
+    resp.delete_cookie(COOKIE, path=_base(request))
     return resp
 
 
@@ -268,22 +332,25 @@ def _slots(request: Request) -> asyncio.Semaphore:
 
 
 @contextlib.asynccontextmanager
-async def _connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+async def _connection(request: Request, write: bool) -> AsyncIterator[psycopg.AsyncConnection]:
     state = request.app.state.reco
+    pool = state.writes if write else state.reads
     if hasattr(state, "connection"):
-        async with state.connection(state.reads, timeout=POOL_WAIT) as conn:
+        async with state.connection(pool, timeout=POOL_WAIT) as conn:
             yield conn
     else:  # pragma: no cover - an ApiState without the checked connections
-        async with state.reads.connection(timeout=POOL_WAIT) as conn:
+        async with pool.connection(timeout=POOL_WAIT) as conn:
             yield conn
 
 
-async def query(request: Request, sql: str, params: tuple) -> Any:
-    """One console statement: read-only transaction, TIMEOUT_MS, at most SLOTS at a time; the first
-    column of its row. Unavailable when the database cannot answer."""
+async def query(request: Request, sql: str, params: tuple, write: bool = False) -> Any:
+    """One console statement: a read-only transaction on the read pool (``write``: the sessions'
+    statements, on the write pool), TIMEOUT_MS, at most SLOTS at a time; the first column of its
+    row. Unavailable when the database cannot answer."""
+    access = "READ WRITE" if write else "READ ONLY"
     try:
-        async with _slots(request), _connection(request) as conn, conn.transaction():
-            await conn.execute(f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
+        async with _slots(request), _connection(request, write) as conn, conn.transaction():
+            await conn.execute(f"SET TRANSACTION {access}; SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
             cur = await conn.execute(sql, params)
             row = await cur.fetchone()
             return row[0] if row else None
@@ -301,28 +368,31 @@ async def query(request: Request, sql: str, params: tuple) -> Any:
 
 async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[Any, Response | None]:
     """Run a page's SQL function as the caller's tenant: ``call`` is its reco.api_console_* wrapper,
-    the key's placeholder first, e.g. ``reco.api_console_user(%s, %s)`` (key, user id). Returns
-    ({tenant, page}, None), or (None, the response to send instead: the login page or an error page)."""
-    digest = key_hash(request)
-    if digest is None:
+    the credential's placeholder first, e.g. ``reco.api_console_user(%s, %s)`` (session, user id).
+    The session is checked (and its idle clock restarted) first. Returns ({tenant, page}, None), or
+    (None, the response to send instead: the login page or an error page)."""
+    auth = credential(request)
+    if auth is None:
         return None, to_login(request)
-    sql = f"SELECT json_build_object('tenant', reco.api_tenant(%s), 'page', {call})"
     try:
-        data = await query(request, sql, (digest, digest, *params))
+        tenant = await query(request, "SELECT reco.api_console_session(%s)", (auth,), write=True)
+        page = await query(request, f"SELECT {call}", (auth, *params))
     except psycopg.errors.InvalidAuthorizationSpecification:
         state = getattr(request.app.state, "reco", None)
-        if state is not None and hasattr(state, "forget"):
-            state.forget((digest,))
-        return None, to_login(request, "revoked", forget=True)
+        if state is not None and hasattr(state, "forget") and auth != session_token(request):
+            state.forget(auth)  # a bearer key the database refused: no degraded REST answers either
+        return None, to_login(request, "ended", forget=True)
     except Unavailable as exc:
         return None, render(request, "error.html", status=503, title="Database unavailable", message=str(exc))
     except psycopg.Error as exc:
         diag = exc.diag
         return None, render(request, "error.html", status=500, title="The database refused the page",
                             message=diag.message_primary or str(exc), hint=diag.message_hint)
-    if isinstance(data, str):
-        data = json.loads(data)
-    return data, None
+    if isinstance(page, str):
+        page = json.loads(page)
+    if auth == session_token(request):
+        request.state.csrf = csrf_for(auth)
+    return {"tenant": tenant, "page": page}, None
 
 
 def _clip(value: str | None, limit: int = MAX_ID) -> str | None:
