@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from app.db import with_dbname
 from app.migrate import migrate
-from tests.helpers import DAY, ROOT, client_for, ingest
+from tests.helpers import DAY, GENEROUS, PATIENT, ROOT, client_for, ingest
 
 PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
 
@@ -146,6 +146,16 @@ def cron_db(server_url: str):
         c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
         for row in schedules:
             c.execute("UPDATE reco.jobs SET schedule = %(schedule)s WHERE name = %(name)s", row)
+
+
+@pytest.fixture
+def patient_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's own waits (a pooled connection, a page's statement) as generous as the API's
+    under test (tests.helpers.GENEROUS): a busy machine makes a page slow, not an error page."""
+    from app.console import routes
+
+    monkeypatch.setattr(routes, "POOL_WAIT", PATIENT)
+    monkeypatch.setattr(routes, "TIMEOUT_MS", GENEROUS["api_timeout_ms"])
 
 
 # --- data the API and engine tests share -----------------------------------------------------------

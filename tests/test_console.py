@@ -33,6 +33,8 @@ from tests.helpers import (  # noqa: E402
     seed_experiment,
 )
 
+pytestmark = pytest.mark.usefixtures("patient_console")
+
 
 @pytest.fixture(scope="module")
 def world(server_url, template_db, tmp_path_factory) -> Iterator[dict]:

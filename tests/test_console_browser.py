@@ -27,8 +27,9 @@ from psycopg.types.json import Jsonb
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on PATH: `apt-get install chromium` (make test installs it when root)")
+pytestmark = [pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on PATH: `apt-get install chromium` (make test installs it when root)"),
+    pytest.mark.usefixtures("patient_console")]
 
 from tests.helpers import PATIENT, XSS_NAME, console_app, database, seed_demo, seed_experiment, wait_for  # noqa: E402
 
