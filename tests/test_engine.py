@@ -252,18 +252,12 @@ def test_pg_cron_schedule(cron_db):
 
 def test_pg_cron_runs_a_job(cron_db):
     """pg_cron really runs CALL reco.run_job(...) (a procedure that commits) on its schedule."""
-    import time
-
     last = cron_db.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
     cron_db.execute("UPDATE reco.jobs SET schedule = '* * * * *' WHERE name = 'feature_stats'")
     cron_db.execute("SELECT * FROM reco.schedule_jobs()")
-    deadline = time.monotonic() + 75  # the next minute, and some
-    run = None
-    while time.monotonic() < deadline and run is None:
-        time.sleep(2)
-        run = cron_db.execute(
-            "SELECT status FROM reco.job_runs WHERE job = 'feature_stats' AND status <> 'running' AND run_id > %s",
-            (last,)).fetchone()
+    run = wait_for(lambda: cron_db.execute(  # the next minute, and the run
+        "SELECT status FROM reco.job_runs WHERE job = 'feature_stats' AND status <> 'running' AND run_id > %s",
+        (last,)).fetchone(), what="pg_cron to run the job")
     details = cron_db.execute(
         """SELECT d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
            WHERE j.jobname = 'pgreco-feature_stats' ORDER BY d.runid DESC LIMIT 1""").fetchone()
