@@ -7,6 +7,9 @@
 
 A migrated template database is built once per session; each test gets a fresh clone
 (``CREATE DATABASE ... TEMPLATE``), as procrastinate's test suite does.
+
+The fixtures several modules use (``seeded``, ``api``, ``world``, ``flaky``) are here too; plain
+helpers are in tests/helpers.py. A test module never imports another test module.
 """
 
 from __future__ import annotations
@@ -15,18 +18,18 @@ import itertools
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import psycopg.sql
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from app.db import with_dbname
 from app.migrate import migrate
+from tests.helpers import DAY, GENEROUS, PATIENT, ROOT, client_for, ingest
 
-ROOT = Path(__file__).resolve().parent.parent
 PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
 
 
@@ -143,3 +146,97 @@ def cron_db(server_url: str):
         c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgreco-%'")
         for row in schedules:
             c.execute("UPDATE reco.jobs SET schedule = %(schedule)s WHERE name = %(name)s", row)
+
+
+@pytest.fixture
+def patient_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's own waits (a pooled connection, a page's statement) as generous as the API's
+    under test (tests.helpers.GENEROUS): a busy machine makes a page slow, not an error page."""
+    from app.console import routes
+
+    monkeypatch.setattr(routes, "POOL_WAIT", PATIENT)
+    monkeypatch.setattr(routes, "TIMEOUT_MS", GENEROUS["api_timeout_ms"])
+
+
+# --- data the API and engine tests share -----------------------------------------------------------
+
+@pytest.fixture
+def seeded(conn):
+    """a, b, c (category x), d (y), p paid-only; a few users with events; jobs run; a key."""
+    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([
+        {"feature_id": "a", "category": "x"}, {"feature_id": "b", "category": "x"},
+        {"feature_id": "c", "category": "x"}, {"feature_id": "d", "category": "y"},
+        {"feature_id": "p", "category": "z", "requires_paid": True}]),))
+    conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
+        [{"user_id": f"U{u}", "feature_id": f, "occurred_at": DAY}
+         for u, fs in enumerate(["ab", "abc", "a", "d", "ad", "bc", "ab"]) for f in fs]),))
+    conn.execute("SELECT reco.upsert_plans(%s)", (Jsonb([
+        {"plan_id": "free", "price": 0, "quota": 100}, {"plan_id": "pro", "price": 20}]),))
+    conn.execute("CALL reco.run_job('all')")
+    conn.key = conn.execute("SELECT reco.create_api_key('default', 'tests') AS k").fetchone()["k"]
+    return conn
+
+
+@pytest.fixture
+def api(seeded, db_url):
+    """The API (tests.helpers.client_for: generous timeouts) on the seeded database, with its key."""
+    with client_for(db_url) as client:
+        client.headers["Authorization"] = f"Bearer {seeded.key}"
+        yield client
+
+
+@pytest.fixture
+def flaky(seeded):
+    """reco.users refuses its next inserts with a serialization failure, then a deadlock (as
+    many as the sequence says), the way concurrent batches fail."""
+    seeded.execute("""
+        CREATE SEQUENCE public.flaky_calls;
+        CREATE TABLE public.flaky_plan (n int);
+        CREATE FUNCTION public.flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE n bigint := nextval('public.flaky_calls');
+        BEGIN
+            IF n <= (SELECT coalesce(max(p.n), 0) FROM public.flaky_plan p) THEN
+                IF n % 2 = 1 THEN
+                    RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure';
+                END IF;
+                RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER flaky BEFORE INSERT ON reco.users FOR EACH ROW EXECUTE FUNCTION public.flaky();""")
+
+    def fail_next(n: int) -> None:
+        seeded.execute("SELECT setval('public.flaky_calls', 1, false)")
+        seeded.execute("DELETE FROM public.flaky_plan")
+        seeded.execute("INSERT INTO public.flaky_plan VALUES (%s)", (n,))
+
+    return fail_next
+
+
+@pytest.fixture
+def world(conn):
+    """a, b, c in category x; d in y; p paid-only in z; e inactive.
+    U1 (retail): a b; U2 (retail): a b c; U3 (media): a; U4 (media): d; U5 (media, paid): p d."""
+    conn.execute("""SELECT reco.upsert_features(%s)""", (Jsonb([
+        {"feature_id": "a", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "b", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "c", "category": "x", "tags": ["alpha"]},
+        {"feature_id": "d", "category": "y", "tags": ["delta"]},
+        {"feature_id": "p", "category": "z", "requires_paid": True},
+        {"feature_id": "e", "category": "x", "active": False},
+    ]),))
+    conn.execute("SELECT reco.upsert_users(%s)", (Jsonb([
+        {"user_id": "U1", "attributes": {"industry": "retail"}},
+        {"user_id": "U2", "attributes": {"industry": "retail"}},
+        {"user_id": "U3", "attributes": {"industry": "media"}},
+        {"user_id": "U4", "attributes": {"industry": "media"}},
+        {"user_id": "U5", "paid": True, "attributes": {"industry": "media"}},
+        {"user_id": "U6", "attributes": {"industry": "retail"}},  # attributes, no events
+    ]),))
+    ingest(conn, [("U1", "a"), ("U1", "b"), ("U2", "a"), ("U2", "b"), ("U2", "c"), ("U3", "a"),
+                  ("U4", "d"), ("U5", "p"), ("U5", "d")])
+    conn.execute("SELECT reco.set_setting('neighbor_shrinkage', '0')")
+    conn.execute("SELECT reco.set_setting('min_segment_users', '1')")
+    conn.execute("SELECT reco.set_setting('segment_attributes', '[\"industry\"]')")
+    conn.execute("CALL reco.run_job('all')")
+    return conn

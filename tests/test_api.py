@@ -3,59 +3,9 @@ feedback loop, erasure, and degradation (statement timeout, database unreachable
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import socket
-import threading
-import time
-from collections.abc import Iterator
 
-import psycopg
-import pytest
-from fastapi.testclient import TestClient
-from psycopg.types.json import Jsonb
-
-from app.api.main import create_app
-from app.db import as_role
-from app.settings import Settings
-
-DAY = "2026-10-15T00:00:00Z"
-
-
-@pytest.fixture
-def seeded(conn):
-    """a, b, c (category x), d (y), p paid-only; a few users with events; jobs run; a key."""
-    conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([
-        {"feature_id": "a", "category": "x"}, {"feature_id": "b", "category": "x"},
-        {"feature_id": "c", "category": "x"}, {"feature_id": "d", "category": "y"},
-        {"feature_id": "p", "category": "z", "requires_paid": True}]),))
-    conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
-        [{"user_id": f"U{u}", "feature_id": f, "occurred_at": DAY}
-         for u, fs in enumerate(["ab", "abc", "a", "d", "ad", "bc", "ab"]) for f in fs]),))
-    conn.execute("SELECT reco.upsert_plans(%s)", (Jsonb([
-        {"plan_id": "free", "price": 0, "quota": 100}, {"plan_id": "pro", "price": 20}]),))
-    conn.execute("CALL reco.run_job('all')")
-    conn.key = conn.execute("SELECT reco.create_api_key('default', 'tests') AS k").fetchone()["k"]
-    return conn
-
-
-def client_for(url: str, **settings) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url, **settings), url=as_role(url, "reco_api")))
-
-
-@pytest.fixture
-def api(seeded, db_url) -> Iterator[TestClient]:
-    with client_for(db_url) as client:
-        client.headers["Authorization"] = f"Bearer {seeded.key}"
-        yield client
-
-
-def error(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()["error"]
-    assert body["status"] == status and body["code"] == code and body["message"]
-    return body
-
+from tests.helpers import DAY, Proxy, client_for, database_away, error, slow_database, wait_for
 
 # --- auth -------------------------------------------------------------------------------------
 
@@ -259,27 +209,24 @@ def test_probes_metrics_and_docs(api):
 
 # --- degradation ------------------------------------------------------------------------------
 
-def wait_for(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def degraded_count(metrics: str) -> float:
     line = 'reco_degraded_responses_total{route="/v1/users/{user_id}/recommendations"} '
     return next((float(x.removeprefix(line)) for x in metrics.splitlines() if x.startswith(line)), 0.0)
 
 
 def test_slow_database_degrades_then_recovers(seeded, db_url):
-    with client_for(db_url, api_timeout_ms=200, api_write_timeout_ms=200) as c:
+    with client_for(db_url, api_timeout_ms=12_345, api_write_timeout_ms=23_456) as c:
+        # the pools' connections carry the statement timeouts of the settings
+        st = c.app.state.reco
+        assert c.portal.call(st.read, "SELECT current_setting('statement_timeout')", ()) == "12345ms"
+        assert c.portal.call(st.write, "SELECT current_setting('statement_timeout')", (), "a test") == "23456ms"
+    with client_for(db_url) as c:  # generous timeouts: the statements past them are cancelled by slow_database
         c.headers["Authorization"] = f"Bearer {seeded.key}"
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False
         before = degraded_count(c.get("/metrics").text)  # the counter is the process's: other tests add to it
         st = c.app.state.reco
         wait_for(lambda: st.popular.get("default"))  # the popular list is known from then on
-        with psycopg.connect(db_url) as locker:  # past the statement timeout: a table locked
-            locker.execute("LOCK TABLE reco.features IN ACCESS EXCLUSIVE MODE")
+        with slow_database(db_url, "reco.features"):  # past the statement timeout: a table locked
             r = c.get("/v1/users/U1/recommendations", params={"k": 2})
             assert r.status_code == 200
             body = r.json()
@@ -298,62 +245,14 @@ def test_slow_database_degrades_then_recovers(seeded, db_url):
                           " WHERE u.user_id = 'U1'").fetchone()["n"] == 3
 
 
-class Proxy:
-    """A TCP proxy in front of the database, to make it unreachable and reachable again."""
-
-    def __init__(self, db_url: str) -> None:
-        info = psycopg.conninfo.conninfo_to_dict(db_url)
-        host, port = info.get("host") or "localhost", int(info.get("port") or 5432)
-        self.target = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}") if host.startswith("/") else \
-            (socket.AF_INET, (host, port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=self.port)
-        self.up = True
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            client, _ = self.listener.accept()
-            if not self.up:
-                client.close()
-                continue
-            server = socket.socket(self.target[0], socket.SOCK_STREAM)
-            server.connect(self.target[1])
-            self.pairs.append((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := a.recv(65536):
-                b.sendall(data)
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.up = False
-        for a, b in self.pairs:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-        self.pairs.clear()
-
-    def restore(self) -> None:
-        self.up = True
-
-
 def test_unreachable_database_degrades_then_recovers(seeded, db_url):
     proxy = Proxy(db_url)
-    with client_for(proxy.url, api_pool_timeout=0.3) as c:
+    with client_for(proxy.url) as c:
         c.headers["Authorization"] = f"Bearer {seeded.key}"
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False
         st = c.app.state.reco
         wait_for(lambda: st.popular.get("default"))
-        proxy.cut()
+        database_away(c, proxy)
         for _ in range(3):  # broken connections, then no connection at all
             r = c.get("/v1/users/U1/recommendations", params={"k": 3})
             assert r.status_code == 200 and r.json()["degraded"] is True
@@ -363,6 +262,6 @@ def test_unreachable_database_degrades_then_recovers(seeded, db_url):
         error(c.get("/v1/users/U1/recommendations", headers={"Authorization": "Bearer pgr_unknown"}),
               503, "database_unavailable")
         proxy.restore()
-        wait_for(lambda: c.get("/v1/users/U1/recommendations").json()["degraded"] is False, 15)
+        wait_for(lambda: c.get("/v1/users/U1/recommendations").json()["degraded"] is False)
         assert c.get("/readyz").status_code == 200
         assert c.put("/v1/users/U9", json={"paid": True}).json()["stored"] is True

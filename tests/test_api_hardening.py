@@ -10,42 +10,25 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
-import pytest
 from fastapi import FastAPI
 from psycopg import sql
 
 from app.api.limits import MAX_DIMENSIONS, MAX_JSON_BYTES, BodyLimit
-from app.api.main import create_app
-from app.db import as_role
-from app.settings import Settings
-from tests import test_api
-from tests.test_api import DAY, Proxy, client_for, error, wait_for
-
-# the API tests' fixtures, used here too
-seeded = test_api.seeded
-api = test_api.api
-
-
-def warm(client) -> None:
-    """Until the pools have a connection (through the proxy, on a busy machine, the first may take
-    longer than a short pool timeout)."""
-    wait_for(lambda: client.get("/readyz").status_code == 200, 15)
-
-
-def metric(client, name: str, **labels) -> float:
-    """The value of one sample of /metrics (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
-
+from tests.helpers import (
+    DAY,
+    Proxy,
+    app_for,
+    client_for,
+    database_away,
+    error,
+    metric,
+    shifted_api_clock,
+    terminate_api_connections,
+    wait_for,
+)
 
 # --- docs, offline --------------------------------------------------------------------------
 
@@ -78,7 +61,7 @@ def test_root_and_redoc_redirect(api, seeded, db_url):
     assert r.status_code == 307 and r.headers["location"] == "/console"  # the console exists
     r = api.get("/redoc", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/docs"
-    app = create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))
+    app = app_for(db_url)
 
     @app.get("/console", include_in_schema=False)
     async def console() -> dict:
@@ -121,7 +104,7 @@ def test_routing_errors_have_the_documented_shape(api):
 def test_server_errors_have_the_documented_shape_and_are_logged(seeded, db_url, caplog):
     caplog.set_level(logging.INFO, logger="pgreco")
     seeded.execute("ALTER FUNCTION reco.api_plan(text, text, text) RENAME TO api_plan_gone")
-    app = create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))
+    app = app_for(db_url)
 
     @app.get("/boom", include_in_schema=False)
     async def boom() -> dict:
@@ -350,11 +333,6 @@ def test_a_batch_with_only_bad_rows_still_checks_the_key(seeded, db_url):
 
 # --- faults -------------------------------------------------------------------------------------
 
-def _terminate_api_connections(conn) -> int:
-    return conn.execute("""SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
-                           WHERE application_name = 'pgreco-api' AND datname = current_database()""").fetchone()["n"]
-
-
 def test_dead_pooled_connections_cost_no_request(api, seeded):
     """What a database restart does to the pools (every idle connection dies): the next requests
     all succeed, reads not degraded, writes stored: dead connections are replaced before use."""
@@ -362,8 +340,7 @@ def test_dead_pooled_connections_cost_no_request(api, seeded):
         assert api.get("/v1/users/U1/recommendations").json()["degraded"] is False
         assert api.put(f"/v1/users/R{i}", json={"paid": True}).status_code == 200
     stale = metric(api, "reco_db_stale_connections_total", pool="reads")
-    assert _terminate_api_connections(seeded) >= 2
-    time.sleep(0.2)
+    assert terminate_api_connections(seeded) >= 2  # and their backends have exited
     for i in range(5):
         r = api.get("/v1/users/U1/recommendations")
         assert r.status_code == 200 and r.json()["degraded"] is False
@@ -372,34 +349,6 @@ def test_dead_pooled_connections_cost_no_request(api, seeded):
                         ).json()["accepted"] == 1
     assert metric(api, "reco_db_stale_connections_total", pool="reads") > stale
     assert api.get("/readyz").status_code == 200
-
-
-@pytest.fixture
-def flaky(seeded):
-    """reco.users refuses its next inserts with a serialization failure, then a deadlock (as
-    many as the sequence says), the way concurrent batches fail."""
-    seeded.execute("""
-        CREATE SEQUENCE public.flaky_calls;
-        CREATE TABLE public.flaky_plan (n int);
-        CREATE FUNCTION public.flaky() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE n bigint := nextval('public.flaky_calls');
-        BEGIN
-            IF n <= (SELECT coalesce(max(p.n), 0) FROM public.flaky_plan p) THEN
-                IF n % 2 = 1 THEN
-                    RAISE EXCEPTION 'could not serialize access' USING ERRCODE = 'serialization_failure';
-                END IF;
-                RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER flaky BEFORE INSERT ON reco.users FOR EACH ROW EXECUTE FUNCTION public.flaky();""")
-
-    def fail_next(n: int) -> None:
-        seeded.execute("SELECT setval('public.flaky_calls', 1, false)")
-        seeded.execute("DELETE FROM public.flaky_plan")
-        seeded.execute("INSERT INTO public.flaky_plan VALUES (%s)", (n,))
-
-    return fail_next
 
 
 def test_serialization_failures_and_deadlocks_are_retried(api, seeded, flaky):
@@ -418,8 +367,7 @@ def test_serialization_failures_and_deadlocks_are_retried(api, seeded, flaky):
 
 def test_revoked_key_gets_no_degraded_answer(seeded, db_url):
     proxy = Proxy(db_url)
-    with client_for(proxy.url, api_pool_timeout=0.3, api_popular_refresh=3600) as c:
-        warm(c)
+    with client_for(proxy.url, api_popular_refresh=3600) as c:
         c.headers["Authorization"] = f"Bearer {seeded.key}"
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False
         st = c.app.state.reco
@@ -427,7 +375,7 @@ def test_revoked_key_gets_no_degraded_answer(seeded, db_url):
         prefix = seeded.execute("SELECT prefix FROM reco.api_keys").fetchone()["prefix"]
         seeded.execute("SELECT reco.revoke_api_key(%s)", (prefix,))
         error(c.get("/v1/users/U1/recommendations"), 401, "unauthorized")  # the database says so ...
-        proxy.cut()
+        database_away(c, proxy)
         # ... and the API forgot the key: while the database is away it gets nothing
         error(c.get("/v1/users/U1/recommendations"), 503, "database_unavailable")
 
@@ -435,8 +383,7 @@ def test_revoked_key_gets_no_degraded_answer(seeded, db_url):
 def test_revocation_reaches_the_key_cache_without_a_request(seeded, db_url):
     proxy = Proxy(db_url)
     other = seeded.execute("SELECT reco.create_api_key('default', 'other') AS k").fetchone()["k"]
-    with client_for(proxy.url, api_pool_timeout=0.3, api_popular_refresh=0.2) as c:
-        warm(c)
+    with client_for(proxy.url, api_popular_refresh=0.2) as c:
         for key in (seeded.key, other):
             assert c.get("/v1/users/U1/recommendations", headers={"Authorization": f"Bearer {key}"}
                          ).json()["degraded"] is False
@@ -444,28 +391,28 @@ def test_revocation_reaches_the_key_cache_without_a_request(seeded, db_url):
         wait_for(lambda: st.popular.get("default") and len([s for s in st.tenants.values() if s]) == 2)
         seeded.execute("SELECT reco.revoke_api_key(%s)", (seeded.key[:12],))
         wait_for(lambda: len(st.tenants) == 1)  # re-checked by the refresh loop
-        proxy.cut()
+        database_away(c, proxy)
         error(c.get("/v1/users/U1/recommendations", headers={"Authorization": f"Bearer {seeded.key}"}),
               503, "database_unavailable")
         r = c.get("/v1/users/U1/recommendations", headers={"Authorization": f"Bearer {other}"})
         assert r.status_code == 200 and r.json()["degraded"] is True
 
 
-def test_a_key_not_confirmed_recently_gets_no_degraded_answer(seeded, db_url):
+def test_a_key_not_confirmed_recently_gets_no_degraded_answer(seeded, db_url, monkeypatch):
     proxy = Proxy(db_url)
-    with client_for(proxy.url, api_pool_timeout=0.3, api_key_ttl=1.0, api_popular_refresh=3600) as c:
-        warm(c)
+    clock = shifted_api_clock(monkeypatch)  # the key's age moves when the test says so
+    with client_for(proxy.url, api_key_ttl=60.0, api_popular_refresh=3600) as c:
         c.headers["Authorization"] = f"Bearer {seeded.key}"
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False
         st = c.app.state.reco
         wait_for(lambda: st.popular.get("default"))
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False  # confirmed now
-        proxy.cut()
-        assert c.get("/v1/users/U1/recommendations").json()["degraded"] is True  # confirmed < 1 s ago
-        time.sleep(1.1)
-        error(c.get("/v1/users/U1/recommendations"), 503, "database_unavailable")
+        database_away(c, proxy)
+        assert c.get("/v1/users/U1/recommendations").json()["degraded"] is True  # confirmed within the TTL
+        clock.shift(61.0)
+        error(c.get("/v1/users/U1/recommendations"), 503, "database_unavailable")  # not any more
         proxy.restore()
-        wait_for(lambda: c.get("/v1/users/U1/recommendations").status_code == 200, 15)
+        wait_for(lambda: c.get("/v1/users/U1/recommendations").status_code == 200)
 
 
 def test_a_database_restart_costs_no_request_once_it_is_back(tmp_path):

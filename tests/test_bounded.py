@@ -9,8 +9,6 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.test_engine import world  # noqa: F401  (the fixture)
-
 
 def _key(conn) -> str:
     return conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
@@ -25,7 +23,7 @@ def _users(conn) -> int:
     return conn.execute("SELECT count(*) AS n FROM reco.users").fetchone()["n"]
 
 
-def test_reads_never_write_users_and_exposures_wait_for_them(world):  # noqa: F811
+def test_reads_never_write_users_and_exposures_wait_for_them(world):
     key = _key(world)
     before = _users(world)
     for i in range(50):
@@ -77,7 +75,7 @@ def test_erasure_takes_a_users_successes_out_of_the_arms_before_any_bandit_run(c
     assert conn.execute("SELECT coalesce(sum(alpha - 1), 0) AS s FROM reco.bandit_arms").fetchone()["s"] == 0
 
 
-def test_plan_reads_daily_counts_not_raw_events(world):  # noqa: F811
+def test_plan_reads_daily_counts_not_raw_events(world):
     """/plan answered 503 for a user with 10k events in 30 days: it counted them on every call."""
     world.execute("SELECT reco.upsert_plans('[{\"plan_id\": \"free\", \"price\": 0, \"quota\": 100},"
                   " {\"plan_id\": \"pro\", \"price\": 20}]')")
@@ -98,7 +96,7 @@ def test_plan_reads_daily_counts_not_raw_events(world):  # noqa: F811
     assert rows[0]["plan_id"] == "pro"
 
 
-def test_the_same_event_ids_in_another_order_do_not_deadlock(world, db_url):  # noqa: F811
+def test_the_same_event_ids_in_another_order_do_not_deadlock(world, db_url):
     import threading
 
     import psycopg

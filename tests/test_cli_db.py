@@ -26,7 +26,7 @@ def test_embedded_server_lifecycle(server_url, monkeypatch):
     """The embedded server the tests run on: status, url, start is idempotent."""
     if "host=/" not in server_url:
         pytest.skip("tests are not running on the embedded server")
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     data_dir = ROOT / ".reco" / "test"
     server = EmbeddedServer(data_dir, ephemeral=True)

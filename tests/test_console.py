@@ -3,107 +3,37 @@ generated demo data: auth (login form, session cookie, tenant isolation, revocat
 a key), every page's content, escaping of client data, bounds, static files, and the reco.console_*
 SQL functions an analyst runs directly.
 
-The helpers here (seed_demo, seed_experiment, console_app) also feed the browser tests."""
+The data helpers (seed_demo, seed_experiment, console_app) are in tests/helpers.py: the browser tests
+use them too."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app.db import with_dbname
-from app.settings import Settings
-
 pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '.[test]')")
 
-from app import console  # noqa: E402
-from app.api.main import create_app  # noqa: E402
 from app.console import routes  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    XSS_FEATURE,
+    XSS_NAME,
+    XSS_USER,
+    console_app,
+    database,
+    seed_demo,
+    seed_experiment,
+)
 
-XSS_USER = '<script>alert("user")</script>'
-XSS_FEATURE = "x-<img>"
-XSS_NAME = "<img src=x onerror=alert(1)>"
-
-# --- data ------------------------------------------------------------------------------------
-
-def seed_demo(url: str, tmp: Path, *, users: int = 200, days: int = 30, tune_users: int | None = None) -> str:
-    """Generated demo data (app.demodata) imported as `reco import` does, the jobs, an evaluation and
-    optionally the tune job; an API key of tenant default is returned."""
-    from app.demodata import generate
-    from app.importer import import_csv
-    from jobs.runner import run_job
-
-    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
-    generate(tmp, users=users, features=24, days=days, seed=11, end=end)
-    for kind in ("features", "plans", "users", "events"):
-        import_csv(url, kind, tmp / f"{kind}.csv")
-    run_job(url, "all")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT * FROM reco.evaluate(10)")
-        if tune_users:
-            conn.execute("SELECT reco.tune(NULL, %s, false)", (tune_users,))
-        return conn.execute("SELECT reco.create_api_key('default', 'console tests')").fetchone()[0]
-
-
-def seed_experiment(url: str, key: str, users: int = 200) -> None:
-    """An A/B test in scenario home (users served through reco.api_serve, clicks on shown features
-    ingested, more in the treatment) and a draft experiment."""
-    rng = random.Random(5)
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("SELECT reco.upsert_scenario('home', '{}', 'the home page')")
-        conn.execute("SELECT reco.create_experiment('usercf-boost', %s, %s)", (
-            Jsonb([{"name": "control"}, {"name": "boost", "overrides": {"weight_usercf": 0.3}}]),
-            Jsonb({"scenario": "home", "primary_metric": "clicked", "secondary_metrics": ["click_rate"],
-                   "guardrail_metrics": ["uses"], "looks": 4, "planned_users": 2 * users,
-                   "description": "more weight on users like you"})))
-        conn.execute("SELECT reco.start_experiment('usercf-boost')")
-        conn.execute("SELECT reco.create_experiment('next-idea', %s, %s)", (
-            Jsonb([{"name": "control"}, {"name": "mmr", "overrides": {"mmr_lambda": 0.7}}]),
-            Jsonb({"scenario": "home"})))
-        ids = [r["user_id"] for r in conn.execute(
-            "SELECT user_id FROM reco.users ORDER BY user_key LIMIT %s", (users,)).fetchall()]
-        bodies = conn.execute(
-            "SELECT reco.api_serve(%s, 'recommendations', u.id, 5, '{\"scenario\": \"home\"}', 'console-' || u.id,"
-            " true, false)::jsonb AS body FROM unnest(%s::text[]) AS u(id)", (key, ids)).fetchall()
-        # after the exposures (recorded at clock_timestamp(), which the seconds of an ISO time would precede)
-        now = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        clicks = [{"event_id": f"click-{b['body']['user_id']}", "user_id": b["body"]["user_id"],
-                   "feature_id": rng.choice(b["body"]["items"])["feature_id"], "occurred_at": now}
-                  for b in bodies if b["body"]["items"]
-                  and rng.random() < (0.45 if b["body"]["variant"] == "boost" else 0.25)]
-        conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(clicks),))
-
-
-def database(server_url: str, template_db: str) -> Iterator[str]:
-    name = f"reco_console_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
-                                                                       sql.Identifier(template_db)))
-    try:
-        yield with_dbname(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def console_app(url: str, **settings):
-    """The API app with the console (registered here until app.api.main includes it)."""
-    app = create_app(Settings(database_url=url, **settings), url=__import__("app.db").db.as_role(url, "reco_api"))
-    if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
-        app.include_router(console.router)
-    return app
+pytestmark = pytest.mark.usefixtures("patient_console")
 
 
 @pytest.fixture(scope="module")

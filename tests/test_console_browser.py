@@ -27,10 +27,11 @@ from psycopg.types.json import Jsonb
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on PATH: `apt-get install chromium` (make test installs it when root)")
+pytestmark = [pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on PATH: `apt-get install chromium` (make test installs it when root)"),
+    pytest.mark.usefixtures("patient_console")]
 
-from tests.test_console import XSS_NAME, console_app, database, seed_demo, seed_experiment  # noqa: E402
+from tests.helpers import PATIENT, XSS_NAME, console_app, database, seed_demo, seed_experiment, wait_for  # noqa: E402
 
 SHOTS = Path(__file__).resolve().parent.parent / "app" / "console" / "static" / "screenshots"
 XSS_ID = "<img src=x onerror=window.__pwned=1>"
@@ -89,15 +90,13 @@ def server(server_url, template_db, tmp_path_factory) -> Iterator[dict]:
         srv = uvicorn.Server(uvicorn.Config(console_app(url), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=srv.run, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 20
-        while not srv.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda s=srv, t=thread: s.started or not t.is_alive(), what="the API to start")
         assert srv.started, "the API did not start"
         try:
             yield {"base": f"http://127.0.0.1:{port}", "key": key, "hostile": hostile, "url": url, "user": user}
         finally:
             srv.should_exit = True
-            thread.join(10)
+            thread.join(PATIENT)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +113,7 @@ def browser():
 @pytest.fixture
 def page(browser) -> Iterator:
     context = browser.new_context(viewport={"width": 1360, "height": 900}, device_scale_factor=1)
+    context.set_default_timeout(PATIENT * 1000)  # a busy machine renders slowly; only a failure waits that long
     pg = context.new_page()
     pg.problems = []
     pg.on("console", lambda m: m.type in ("error", "warning") and pg.problems.append(f"console.{m.type}: {m.text}"))
@@ -164,7 +164,7 @@ def test_log_in_and_open_every_page(server, page, shots):
         page.goto(base + path.format(user=server["user"]))
         page.wait_for_load_state("load")
         page.wait_for_function("""() => Array.from(document.querySelectorAll('figure.chart'))
-                                        .every(f => f.dataset.rendered)""", timeout=10_000)
+                                        .every(f => f.dataset.rendered)""")
         body = page.inner_text("main")
         for text in texts:
             assert text in body, (name, text)

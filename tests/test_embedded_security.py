@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from app.embedded import POSTGRES_BIN_PATH, SOCKET_PARENT, SYSTEM_USER, EmbeddedServer
+from tests.helpers import PATIENT
 
 OTHER_USER = "nobody"
 
@@ -38,7 +39,7 @@ def _need_other_user() -> None:
 
 def _as_other(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", OTHER_USER, "--", *cmd], capture_output=True, text=True,
-                          timeout=30, cwd="/")
+                          timeout=PATIENT, cwd="/")
 
 
 def _psql_as_other(url: str) -> subprocess.CompletedProcess:

@@ -9,42 +9,7 @@ import psycopg.sql
 import pytest
 from psycopg.types.json import Jsonb
 
-DAY = "2026-10-15T00:00:00Z"  # every event at the same instant: every weight is exactly 1
-
-
-def ingest(conn, rows: list[tuple[str, str]]) -> None:
-    report = conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(
-        [{"user_id": u, "feature_id": f, "occurred_at": DAY} for u, f in rows]),)).fetchone()["r"]
-    assert report["rejected"] == [] and report["accepted"] == len(rows)
-
-
-@pytest.fixture
-def world(conn):
-    """a, b, c in category x; d in y; p paid-only in z; e inactive.
-    U1 (retail): a b; U2 (retail): a b c; U3 (media): a; U4 (media): d; U5 (media, paid): p d."""
-    conn.execute("""SELECT reco.upsert_features(%s)""", (Jsonb([
-        {"feature_id": "a", "category": "x", "tags": ["alpha"]},
-        {"feature_id": "b", "category": "x", "tags": ["alpha"]},
-        {"feature_id": "c", "category": "x", "tags": ["alpha"]},
-        {"feature_id": "d", "category": "y", "tags": ["delta"]},
-        {"feature_id": "p", "category": "z", "requires_paid": True},
-        {"feature_id": "e", "category": "x", "active": False},
-    ]),))
-    conn.execute("SELECT reco.upsert_users(%s)", (Jsonb([
-        {"user_id": "U1", "attributes": {"industry": "retail"}},
-        {"user_id": "U2", "attributes": {"industry": "retail"}},
-        {"user_id": "U3", "attributes": {"industry": "media"}},
-        {"user_id": "U4", "attributes": {"industry": "media"}},
-        {"user_id": "U5", "paid": True, "attributes": {"industry": "media"}},
-        {"user_id": "U6", "attributes": {"industry": "retail"}},  # attributes, no events
-    ]),))
-    ingest(conn, [("U1", "a"), ("U1", "b"), ("U2", "a"), ("U2", "b"), ("U2", "c"), ("U3", "a"),
-                  ("U4", "d"), ("U5", "p"), ("U5", "d")])
-    conn.execute("SELECT reco.set_setting('neighbor_shrinkage', '0')")
-    conn.execute("SELECT reco.set_setting('min_segment_users', '1')")
-    conn.execute("SELECT reco.set_setting('segment_attributes', '[\"industry\"]')")
-    conn.execute("CALL reco.run_job('all')")
-    return conn
+from tests.helpers import DAY, PATIENT, ingest, wait_for
 
 
 def recommend(conn, user: str, k: int = 10, options: dict | None = None) -> list[dict]:
@@ -287,18 +252,12 @@ def test_pg_cron_schedule(cron_db):
 
 def test_pg_cron_runs_a_job(cron_db):
     """pg_cron really runs CALL reco.run_job(...) (a procedure that commits) on its schedule."""
-    import time
-
     last = cron_db.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
     cron_db.execute("UPDATE reco.jobs SET schedule = '* * * * *' WHERE name = 'feature_stats'")
     cron_db.execute("SELECT * FROM reco.schedule_jobs()")
-    deadline = time.monotonic() + 75  # the next minute, and some
-    run = None
-    while time.monotonic() < deadline and run is None:
-        time.sleep(2)
-        run = cron_db.execute(
-            "SELECT status FROM reco.job_runs WHERE job = 'feature_stats' AND status <> 'running' AND run_id > %s",
-            (last,)).fetchone()
+    run = wait_for(lambda: cron_db.execute(  # the next minute, and the run
+        "SELECT status FROM reco.job_runs WHERE job = 'feature_stats' AND status <> 'running' AND run_id > %s",
+        (last,)).fetchone(), what="pg_cron to run the job")
     details = cron_db.execute(
         """SELECT d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
            WHERE j.jobname = 'pgreco-feature_stats' ORDER BY d.runid DESC LIMIT 1""").fetchone()
@@ -425,18 +384,24 @@ def test_bandit_job_waits_for_exposures_in_flight(world, db_url):
     with psycopg.connect(db_url) as writer:  # a transaction, left open
         writer.execute("SELECT reco.log_exposures('slow', 'U6', ARRAY['c'])")
         done = []
+        job_conn = psycopg.connect(db_url, autocommit=True)
 
         def run() -> None:
-            with psycopg.connect(db_url, autocommit=True) as c:
-                done.append(c.execute("SELECT reco.job_bandit(reco._tenant_id())").fetchone()[0])
+            done.append(job_conn.execute("SELECT reco.job_bandit(reco._tenant_id())").fetchone()[0])
 
         job = threading.Thread(target=run)
         job.start()
-        job.join(0.5)
-        assert job.is_alive() and not done  # waiting for the writer
-        writer.commit()
-    job.join(10)
-    assert done == [1]
+        try:
+            # the job's backend waits for the writer's advisory lock (however long it takes to get there)
+            wait_for(lambda: world.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                                           (job_conn.info.backend_pid,)).fetchone()["wait_event"] == "advisory",
+                     what="the bandit job to wait for the exposure writer")
+            assert job.is_alive() and not done
+            writer.commit()
+            job.join(PATIENT)
+        finally:
+            job_conn.close()
+    assert not job.is_alive() and done == [1]
     arm = world.execute("""SELECT b.alpha, b.beta FROM reco.bandit_arms b
                            JOIN reco.features f USING (tenant_id, feature_key)
                            WHERE f.feature_id = 'c' AND b.segment = 'industry=retail'""").fetchone()

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.test_engine import world  # noqa: F401  (the fixture)
+from tests.helpers import client_for
 
 POP_ONLY = {"weight_itemcf": 0, "weight_usercf": 0, "weight_prior": 0, "weight_popularity": 1, "weight_session": 0,
             "weight_explore": 0}
@@ -122,7 +122,7 @@ def _ranking(conn, user: str, options: dict) -> list[str]:
         "SELECT feature_id FROM reco.recommend_features(%s, 5, %s)", (user, Jsonb(options))).fetchall()]
 
 
-def test_variant_overrides_are_what_the_user_is_served(world):  # noqa: F811
+def test_variant_overrides_are_what_the_user_is_served(world):
     world.execute("SELECT reco.upsert_scenario('home', '{}')")
     create(world, "pop", [{"name": "control"}, {"name": "pop", "overrides": POP_ONLY}], scenario="home")
     world.execute("SELECT reco.start_experiment('pop')")
@@ -144,7 +144,7 @@ def test_variant_overrides_are_what_the_user_is_served(world):  # noqa: F811
         _ranking(world, "U1", {"scenario": 3})
 
 
-def test_exposures_record_scenario_experiment_and_variant(world):  # noqa: F811
+def test_exposures_record_scenario_experiment_and_variant(world):
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
     world.execute("SELECT reco.upsert_scenario('home', '{}')")
     create(world, "e", [{"name": "control"}, {"name": "pop", "overrides": POP_ONLY}], scenario="home")
@@ -166,7 +166,7 @@ def test_exposures_record_scenario_experiment_and_variant(world):  # noqa: F811
                          ).fetchone() == {"scenario": "default", "experiment_id": None, "variant": None}
 
 
-def test_interleaving_is_a_team_draft_of_both_lists(world):  # noqa: F811
+def test_interleaving_is_a_team_draft_of_both_lists(world):
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
     create(world, "il", [{"name": "cf"}, {"name": "pop", "overrides": POP_ONLY}], kind="interleave")
     world.execute("SELECT reco.start_experiment('il')")
@@ -193,7 +193,7 @@ def test_interleaving_is_a_team_draft_of_both_lists(world):  # noqa: F811
 
 # --- outcomes -----------------------------------------------------------------------------------
 
-def test_user_metrics_come_from_exposures_and_events(world):  # noqa: F811
+def test_user_metrics_come_from_exposures_and_events(world):
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
     create(world, "m", [{"name": "a"}, {"name": "b"}], pre_period="60 days")
     world.execute("SELECT reco.create_metric('exports', 'export', 'count')")
@@ -256,7 +256,7 @@ def _report(conn, name: str) -> list[dict]:
     return conn.execute("SELECT * FROM reco.experiment_report(%s)", (name,)).fetchall()
 
 
-def test_report_finds_a_planted_lift_and_not_a_null_one(world):  # noqa: F811
+def test_report_finds_a_planted_lift_and_not_a_null_one(world):
     create(world, "ab", [{"name": "control"}, {"name": "b", "overrides": POP_ONLY}],
            secondary_metrics=["click_rate", "uses"], guardrail_metrics=["adoption"], oec={"clicked": 1})
     world.execute("SELECT reco.start_experiment('ab')")
@@ -291,7 +291,7 @@ def test_report_finds_a_planted_lift_and_not_a_null_one(world):  # noqa: F811
     assert aa[0]["n"] == 400 and aa[-1]["decision"] == "keep running"
 
 
-def test_report_flags_a_sample_ratio_mismatch_first(world):  # noqa: F811
+def test_report_flags_a_sample_ratio_mismatch_first(world):
     create(world, "srm", [{"name": "control"}, {"name": "b"}])
     world.execute("SELECT reco.start_experiment('srm')")
     _simulate(world, "srm", {"control": 0.1, "b": 0.1}, users=2000)
@@ -302,7 +302,7 @@ def test_report_flags_a_sample_ratio_mismatch_first(world):  # noqa: F811
     assert rows[-1]["decision"] == "invalid (SRM)"
 
 
-def test_report_of_an_interleaving_experiment(world):  # noqa: F811
+def test_report_of_an_interleaving_experiment(world):
     create(world, "il", [{"name": "cf"}, {"name": "pop", "overrides": POP_ONLY}], kind="interleave")
     world.execute("SELECT reco.start_experiment('il')")
     _simulate(world, "il", {"interleaved": 0.5}, users=300)
@@ -317,19 +317,16 @@ def test_report_of_an_interleaving_experiment(world):  # noqa: F811
     assert 0 < il["n"] <= credited["n"] and 0 <= il["mean"] <= 1 and il["variant"] == "pop"
 
 
-def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):  # noqa: F811
-    from fastapi.testclient import TestClient
+def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):
     from typer.testing import CliRunner
 
-    from app.api.main import create_app
     from app.cli import app as cli
-    from app.settings import Settings, get_settings
+    from app.settings import get_settings
 
     key = world.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    from app.db import as_role
 
     # as the API connects: the reco_api role, which reaches its key's tenant through reco.api_* only
-    with TestClient(create_app(Settings(database_url=db_url), url=as_role(db_url, "reco_api"))) as api:
+    with client_for(db_url) as api:
         api.headers["Authorization"] = f"Bearer {key}"
         assert api.put("/v1/scenarios/home", json={"overrides": {"mmr_lambda": 0.9}}).status_code == 200
         r = api.post("/v1/experiments", json={"name": "rest", "scenario": "home", "variants": [
@@ -369,7 +366,7 @@ def test_experiments_over_rest_and_the_cli(world, db_url, monkeypatch):  # noqa:
         get_settings.cache_clear()
 
 
-def test_an_experiment_in_the_default_scenario_reaches_plain_calls(world):  # noqa: F811
+def test_an_experiment_in_the_default_scenario_reaches_plain_calls(world):
     """recommend_features without options skips the experiment layer only while no experiment runs
     in the default scenario."""
     before = {u: _ranking(world, u, {"seed": 0.3}) for u in ("U1", "U2", "U3", "U6")}

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.importer import MALFORMED, import_csv
 from app.migrate import ROOT
+from tests.helpers import PATIENT, backend_gone, wait_for
 
 runner = CliRunner()
 
@@ -115,17 +115,11 @@ def test_stale_staging_of_a_dead_import_is_dropped_live_one_kept(conn, db_url, t
     live = psycopg.connect(db_url, autocommit=True)
     live_pid = live.info.backend_pid
 
-    def gone(pid: int) -> None:  # a closed client's backend ends (and drops its locks) a moment later
-        for _ in range(100):
-            if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-                return
-            time.sleep(0.05)
-
     try:
         live_stage = live.execute("SELECT reco.create_import_stage(ARRAY['user_id'])").fetchone()[0]
         dead_pid = dead.info.backend_pid
         dead.close()  # the import's client died: the server ends its session, and its lock
-        gone(dead_pid)
+        backend_gone(conn, dead_pid)
         assert _stages(conn) == sorted([dead_stage, live_stage])
 
         users = tmp_path / "users.csv"
@@ -137,7 +131,7 @@ def test_stale_staging_of_a_dead_import_is_dropped_live_one_kept(conn, db_url, t
         assert _stages(conn) == [live_stage]
     finally:
         live.close()
-    gone(live_pid)
+    backend_gone(conn, live_pid)
     assert conn.execute("SELECT reco.drop_stale_import_stages() AS n").fetchone()["n"] == 1
     assert _stages(conn) == []
 
@@ -153,25 +147,22 @@ def test_killed_reco_import_leaves_nothing_behind_after_the_next_import(conn, db
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "import", "events", str(big)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not _stages(conn) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: _stages(conn) or proc.poll() is not None, what="the import to create its staging")
         assert proc.poll() is None, "the import ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.wait(PATIENT)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert len(_stages(conn)) == 1  # what the issue found: the raw rows stay behind
 
+    # the killed session's backend may still finish its statement: until it has ended, its staging is live
+    wait_for(lambda: not conn.execute("""SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                                         AND backend_type = 'client backend' AND pid <> pg_backend_pid()""").fetchone(),
+             what="the killed import's backend to exit")
     small = tmp_path / "users.csv"
     small.write_text("user_id\nU1\n")
-    deadline = time.monotonic() + 30  # the killed session's backend may still finish its statement
-    while True:
-        import_csv(db_url, "users", small)
-        if not _stages(conn) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    import_csv(db_url, "users", small)
     assert _stages(conn) == []
 
 
@@ -186,10 +177,7 @@ def test_erasure_and_drop_tenant_drop_a_dead_imports_staging(conn, db_url):
         dead.execute(f"INSERT INTO reco.{stage} (user_id, email) VALUES ('U1', 'u1@example.com')")
         pid = dead.info.backend_pid
         dead.close()
-        for _ in range(100):
-            if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-                break
-            time.sleep(0.05)
+        backend_gone(conn, pid)
         assert _stages(conn) == [stage]
         if action == "erase":
             conn.execute("SELECT reco.erase_user('U1', 't2')")

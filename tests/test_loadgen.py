@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from app import loadgen
+from tests.helpers import PATIENT
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,11 +50,11 @@ def server():
 
 def test_counts_answers_and_errors(server):
     ok = loadgen.run("127.0.0.1", server, loadgen.get(lambda r: f"/ok/{r.randint(1, 9)}", "k"),
-                     connections=3, seconds=30, limit=60)
+                     connections=3, seconds=PATIENT, limit=60)
     assert 60 <= ok.requests < 63  # each connection stops once the limit is reached
     assert ok.statuses == {200: ok.requests} and ok.errors == 0
     assert len(ok.latencies_ms) == ok.requests and 0 < ok.pct(0.5) <= ok.pct(0.99)
-    bad = loadgen.run("127.0.0.1", server, loadgen.get(lambda r: "/bad", "k"), connections=2, seconds=30, limit=10)
+    bad = loadgen.run("127.0.0.1", server, loadgen.get(lambda r: "/bad", "k"), connections=2, seconds=PATIENT, limit=10)
     assert bad.errors == bad.requests >= 10 and set(bad.statuses) == {500}
 
 
@@ -62,11 +63,12 @@ def test_posts_bodies_intact(server):
     sent = [b'{"n": %d, "pad": "%s"}' % (i, b"x" * 5000) for i in range(20)]
     it = iter(sent)
     res = loadgen.run("127.0.0.1", server, loadgen.post("/events", lambda r: next(it), "k"),
-                      connections=1, seconds=30, limit=20)
+                      connections=1, seconds=PATIENT, limit=20)
     assert res.requests == 20 and res.errors == 0
     assert Handler.bodies == sent
 
 
 def test_a_dropped_connection_is_an_error(server):
-    res = loadgen.run("127.0.0.1", server, loadgen.get(lambda r: "/drop", "k"), connections=2, seconds=5)
+    # each connection ends at the drop
+    res = loadgen.run("127.0.0.1", server, loadgen.get(lambda r: "/drop", "k"), connections=2, seconds=PATIENT)
     assert res.requests == 0 and res.errors == 2 and res.statuses == {0: 2}

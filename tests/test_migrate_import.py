@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.migrate import ROOT, is_current, migrate, sql_files
+from tests.helpers import PATIENT
 
 runner = CliRunner()
 
@@ -51,7 +52,7 @@ def test_migrate_from_empty_then_rerun(empty_db):
 def test_alembic_upgrade_head_from_repo_root(empty_db):
     env = {**os.environ, "RECO_DATABASE_URL": empty_db}
     proc = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=PATIENT)
     assert proc.returncode == 0, proc.stderr
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass('reco.interactions') IS NOT NULL").fetchone()[0]

@@ -11,8 +11,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,16 +20,8 @@ from pydantic import ValidationError
 
 from app.api.main import start_line
 from app.settings import Settings
-from tests import test_api, test_api_hardening
-from tests.test_api import DAY, client_for, error, wait_for
-from tests.test_api_hardening import _terminate_api_connections
+from tests.helpers import DAY, ROOT, client_for, error, slow_database, terminate_api_connections, wait_for
 
-# the API tests' fixtures, used here too
-seeded = test_api.seeded
-api = test_api.api
-flaky = test_api_hardening.flaky
-
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "app" / "observability" / "grafana-dashboard.json"
 ALERTS = ROOT / "app" / "observability" / "alerts.yml"
 
@@ -139,9 +129,8 @@ def test_readyz_when_the_database_does_not_answer():
     port = listener.getsockname()[1]
     try:
         with client_for(f"postgresql://postgres@127.0.0.1:{port}/reco?connect_timeout=2", api_pool_timeout=0.2) as c:
-            start = time.monotonic()
-            r = c.get("/readyz")
-            assert r.status_code == 503 and time.monotonic() - start < 8
+            r = c.get("/readyz")  # answered at all: the connection attempts gave up (connect_timeout)
+            assert r.status_code == 503
             reason = r.json()["reason"]
             assert reason.startswith(f"database unreachable at 127.0.0.1:{port}: ") and "Timeout" not in reason, reason
     finally:
@@ -158,7 +147,10 @@ def test_job_metrics_come_from_job_runs(api, seeded):
     last = {x.labels["job"]: x.value for x in s["reco_job_last_success_timestamp_seconds"]
             if x.labels["tenant"] == "default"}
     assert {"feature_stats", "bandit", "embeddings"} <= set(last)  # the seed ran every job
-    assert all(abs(time.time() - v) < 600 for v in last.values())
+    ran = {r["job"]: r["t"] for r in seeded.execute(
+        """SELECT job, extract(epoch FROM max(finished_at))::float8 AS t FROM reco.job_runs
+           WHERE tenant = 'default' AND status = 'succeeded' GROUP BY job""")}
+    assert last == pytest.approx({job: ran[job] for job in last})  # epoch seconds of the runs' ends
     assert all(x.value == 0 for x in s["reco_job_last_run_failed"])
     seeded.execute("""INSERT INTO reco.job_runs (job, tenant, status, message, finished_at)
                       VALUES ('bandit', 'default', 'failed', 'boom', clock_timestamp())""")
@@ -171,9 +163,7 @@ def test_job_metrics_come_from_job_runs(api, seeded):
 
 def test_metrics_answer_without_the_database():
     with client_for(f"postgresql://postgres@127.0.0.1:{free_port()}/reco", api_pool_timeout=0.2) as c:
-        start = time.monotonic()
-        s = samples(c)
-        assert time.monotonic() - start < 3
+        s = samples(c)  # after at most the pool timeout: the job metrics are then marked down
         assert [x.value for x in s["reco_job_metrics_up"]] == [0.0]
         assert "reco_job_last_success_timestamp_seconds" not in s
 
@@ -227,21 +217,19 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(seeded, db_url, fl
     by the dashboard or an alert rule must be a sample of /metrics."""
     used = {m for e in dashboard_exprs() + [r["expr"] for r in alert_rules()] for m in METRIC.findall(e)}
     assert len(used) >= 8
-    with client_for(db_url, api_timeout_ms=200) as c:
+    with client_for(db_url) as c:
         c.headers["Authorization"] = f"Bearer {seeded.key}"
         assert c.get("/v1/users/U1/recommendations").json()["degraded"] is False
         st = c.app.state.reco
         wait_for(lambda: st.popular.get("default"))
-        with psycopg.connect(db_url) as locker:
-            locker.execute("LOCK TABLE reco.features IN ACCESS EXCLUSIVE MODE")
+        with slow_database(db_url, "reco.features"):
             assert c.get("/v1/users/U1/recommendations").json()["degraded"] is True
         assert c.post("/v1/events", json={"user_id": "O1", "feature_id": "a", "occurred_at": DAY}).status_code == 200
-        _terminate_api_connections(seeded)
-        time.sleep(0.2)
+        terminate_api_connections(seeded)
         assert c.get("/v1/features/a/similar").status_code == 200
         flaky(1)
         assert c.put("/v1/users/O2", json={"paid": True}).status_code == 200
-        wait_for(lambda: "reco_db_pool_connections" in samples(c), 5)  # set by the refresh loop
+        wait_for(lambda: "reco_db_pool_connections" in samples(c))  # set by the refresh loop
         exported = set(samples(c))
     missing = sorted(used - exported)
     assert not missing, f"used by app/observability but not exported: {missing}"

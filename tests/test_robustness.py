@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import psycopg
 import pytest
@@ -13,6 +12,7 @@ from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from jobs.runner import list_jobs
+from tests.helpers import PATIENT, wait_for
 
 runner = CliRunner()
 
@@ -35,18 +35,9 @@ def sleepy_job(conn):
     return "sleepy"
 
 
-def _wait_for(predicate, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_killed_job_is_shown_failed_and_runs_again(conn, db_url, sleepy_job):
     victim = psycopg.connect(db_url, autocommit=True)
+    victim.execute("SET test.sleep = '3600'")  # still running when the test kills it, however slow the machine
     pid = victim.info.backend_pid
     errors: list[BaseException] = []
 
@@ -59,14 +50,14 @@ def test_killed_job_is_shown_failed_and_runs_again(conn, db_url, sleepy_job):
     thread = threading.Thread(target=run)
     thread.start()
     try:
-        run_row = _wait_for(lambda: conn.execute(
+        run_row = wait_for(lambda: conn.execute(
             "SELECT run_id, status, backend_pid FROM reco.job_runs WHERE job = 'sleepy'").fetchone())
         assert run_row["status"] == "running" and run_row["backend_pid"] == pid
         # alive: nothing to mark
         assert conn.execute("SELECT reco.fail_orphaned_job_runs() AS n").fetchone()["n"] == 0
         # pg_terminate_backend with a timeout waits until the backend has exited
-        assert conn.execute("SELECT pg_terminate_backend(%s, 10000) AS ok", (pid,)).fetchone()["ok"]
-        thread.join(10)
+        assert conn.execute("SELECT pg_terminate_backend(%s, %s) AS ok", (pid, int(PATIENT * 1000))).fetchone()["ok"]
+        thread.join(PATIENT)
         assert errors, "the job's connection should have died with its backend"
     finally:
         victim.close()
@@ -188,7 +179,7 @@ def _ingest_random(conn, tenant: str, users: int, per_user: int, features: int, 
 
 def _stats_flushed(conn, changed: int) -> None:
     conn.execute("SELECT pg_stat_force_next_flush()")  # this backend's counters, at its next idle moment
-    _wait_for(lambda: conn.execute(
+    wait_for(lambda: conn.execute(
         "SELECT n_mod_since_analyze >= %s AS ok FROM pg_stat_user_tables WHERE relid = 'reco.interactions'::regclass",
         (changed,)).fetchone()["ok"])
 

@@ -8,7 +8,7 @@ import re
 from psycopg.types.json import Jsonb
 
 from app.db import as_role
-from tests.test_api import client_for, seeded  # noqa: F401  (the fixture)
+from tests.helpers import client_for
 
 B = "bee"
 B_USER, B_FEATURE, B_PLAN = "bee-user", "bee-feature", "bee-plan"
@@ -50,7 +50,7 @@ def _snapshot(conn) -> dict[str, str]:
                             f" AS s FROM reco.{t} x WHERE tenant_id = %s", (tid,)).fetchone()["s"] for t in tables}
 
 
-def test_a_key_reaches_nothing_of_another_tenant_through_any_endpoint(seeded, db_url):  # noqa: F811
+def test_a_key_reaches_nothing_of_another_tenant_through_any_endpoint(seeded, db_url):
     c = seeded
     c.execute("SELECT reco.create_tenant(%s)", (B,))
     c.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb([

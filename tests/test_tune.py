@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.helpers import wait_for
+
 PAIRS = 10
 NOISE = 20
 
@@ -102,22 +104,16 @@ def test_every_stage_has_candidates(conn, stage):
 def test_pg_cron_runs_the_tune_job(cron_db):
     """pg_cron runs CALL reco.run_job('tune'): the SQL search applies the short τ, the EASE trials
     are left for `reco jobs loop` (the run is logged deferred, the job queued)."""
-    import time
-
     cron_db.execute("SELECT reco.drop_tenant(slug) FROM reco.tenants WHERE slug = 'crontune'")
     cron_db.execute("SELECT reco.create_tenant('crontune')")
     _crafted(cron_db, "crontune")
     last = cron_db.execute("SELECT coalesce(max(run_id), 0) AS id FROM reco.job_runs").fetchone()["id"]
     cron_db.execute("UPDATE reco.jobs SET schedule = '* * * * *' WHERE name = 'tune'")
     cron_db.execute("SELECT * FROM reco.schedule_jobs()")
-    deadline = time.monotonic() + 120  # the next minute, and the search
-    run = None
-    while time.monotonic() < deadline and run is None:
-        time.sleep(2)
-        run = cron_db.execute(
-            """SELECT status, message FROM reco.job_runs
-               WHERE job = 'tune' AND tenant = 'crontune' AND status <> 'running' AND run_id > %s""",
-            (last,)).fetchone()
+    run = wait_for(lambda: cron_db.execute(  # the next minute, and the search
+        """SELECT status, message FROM reco.job_runs
+           WHERE job = 'tune' AND tenant = 'crontune' AND status <> 'running' AND run_id > %s""",
+        (last,)).fetchone(), what="pg_cron to run the tune job")
     cron_db.execute("SELECT reco.unschedule_jobs()")
     assert run is not None and run["status"] == "deferred" and "EASE" in run["message"], run
     assert cron_db.execute("SELECT reco.setting('decay_tau_days', reco._tenant_id('crontune')) AS v"

@@ -1,0 +1,344 @@
+"""Helpers shared by the test modules: a test module imports from here (or takes a fixture of
+conftest.py), never from another test module.
+
+No test may depend on the machine being fast (it is shared, and both cores are busy when the suite
+runs beside other work). So:
+
+- waiting is polling with a generous deadline (``wait_for``, ``PATIENT``): the deadline costs
+  nothing when the test passes and only bounds a test that fails;
+- the API under test gets generous timeouts (``api_settings``): a statement or a pool acquisition
+  that is merely slow never turns into a degraded answer or a 503. A test about timeouts makes the
+  database *block* (a lock, a cut proxy), never merely slow, and shortens the wait only where the
+  block is certain (``slow_database``, ``database_away``);
+- clocks that decide an outcome (rate-limit buckets, key confirmation) are frozen and moved by the
+  test (``Clock``), instead of sleeping and hoping the machine kept up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from app.db import as_role, with_dbname
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = "2026-10-15T00:00:00Z"
+
+#: seconds any poll waits before it gives up: only a failing test waits that long
+PATIENT = 300.0
+
+#: the API's timeouts in tests: a request waits for the database as long as it takes. The product
+#: defaults (50 ms per read statement, 0.5 s for a pooled connection) are for a production server;
+#: on a busy test machine a cold backend's first call can take longer, which would answer a
+#: degraded list, or 503 for a key not yet seen (issue 23: test_unknown_user_gets_cold_start_not_404)
+GENEROUS = {"api_timeout_ms": 600_000, "api_write_timeout_ms": 600_000, "api_pool_timeout": PATIENT}
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], seconds: float = PATIENT, what: str = "the condition") -> T:
+    """Poll ``predicate`` until it returns something true, and return that; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def ingest(conn: psycopg.Connection, rows: list[tuple[str, str]]) -> None:
+    """Events (user, feature) at DAY, all accepted (every weight is exactly 1)."""
+    report = conn.execute("SELECT reco.ingest_events(%s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": DAY} for u, f in rows]),)).fetchone()["r"]
+    assert report["rejected"] == [] and report["accepted"] == len(rows)
+
+
+# --- the API under test ------------------------------------------------------------------------
+
+def api_settings(url: str, **settings: Any) -> Settings:
+    """Settings of a test API on ``url``: GENEROUS timeouts unless the test says otherwise."""
+    return Settings(database_url=url, **{**GENEROUS, **settings})
+
+
+def app_for(url: str, **settings: Any) -> FastAPI:
+    """The API app on ``url`` (as role reco_api, as deployed), with ``api_settings``."""
+    from app.api.main import create_app
+
+    return create_app(api_settings(url, **settings), url=as_role(url, "reco_api"))
+
+
+def client_for(url: str, **settings: Any) -> TestClient:
+    return TestClient(app_for(url, **settings))
+
+
+def error(resp, status: int, code: str) -> dict:
+    """The error body of ``resp``, checked to be in the documented shape with this status and code."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()["error"]
+    assert body["status"] == status and body["code"] == code and body["message"]
+    return body
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+class Clock:
+    """A clock that moves only when the test moves it (``now += seconds``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frozen_rate_limit_clock(client: TestClient) -> Clock:
+    """The client's rate limiter on a Clock of the test's: a bucket refills only when the test
+    says time passed, however long the requests take."""
+    clock = Clock()
+    client.app.state.reco.limiter.clock = clock
+    return clock
+
+
+class ShiftedTime:
+    """The ``time`` module as app.api.state sees it, with ``monotonic`` moved forward by ``shift``."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def shift(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def shifted_api_clock(monkeypatch) -> ShiftedTime:
+    """The API state's clock (key confirmations, pool waits, refreshes) as a ShiftedTime: the test
+    ages what the API remembers by ``shift(seconds)`` instead of sleeping that long."""
+    shifted = ShiftedTime()
+    monkeypatch.setattr("app.api.state.time", shifted)
+    return shifted
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def slow_database(db_url: str, table: str = "reco.features") -> Iterator[None]:
+    """The database too slow for the API: ``table`` locked, and every API statement that waits for
+    the lock cancelled the moment it waits, with the error a statement timeout raises
+    (57014 query_canceled). The API's statement timeout can then stay generous (a slow machine
+    never times out a call by accident) and the test does not wait for it to run out."""
+    stop = threading.Event()
+    cancelled: set[tuple[int, datetime]] = set()
+    problems: list[BaseException] = []
+
+    def cancel_waiters() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                while not stop.is_set():
+                    for pid, started in c.execute(
+                            """SELECT pid, query_start FROM pg_stat_activity
+                               WHERE datname = current_database() AND application_name = 'pgreco-api'
+                                 AND wait_event_type = 'Lock'""").fetchall():
+                        if (pid, started) not in cancelled:  # each statement once
+                            cancelled.add((pid, started))
+                            c.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                    stop.wait(0.02)
+        except BaseException as exc:  # reported by the test's thread
+            problems.append(exc)
+
+    with psycopg.connect(db_url) as locker:
+        locker.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.Identifier(*table.split("."))))
+        canceller = threading.Thread(target=cancel_waiters, daemon=True)
+        canceller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            canceller.join(PATIENT)
+            locker.rollback()
+    assert not problems, problems
+
+
+class Proxy:
+    """A TCP proxy in front of the database, to make it unreachable and reachable again."""
+
+    def __init__(self, db_url: str) -> None:
+        info = psycopg.conninfo.conninfo_to_dict(db_url)
+        host, port = info.get("host") or "localhost", int(info.get("port") or 5432)
+        self.target = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}") if host.startswith("/") else \
+            (socket.AF_INET, (host, port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=self.port)
+        self.up = True
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            if not self.up:
+                client.close()
+                continue
+            server = socket.socket(self.target[0], socket.SOCK_STREAM)
+            server.connect(self.target[1])
+            self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        for a, b in self.pairs:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        self.pairs.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+
+def database_away(client: TestClient, proxy: Proxy, pool_timeout: float = 0.3) -> None:
+    """Cut the proxy, and from now on let a request wait only ``pool_timeout`` seconds for a
+    connection (the setting is read per request): no connection can come, so that is how long a
+    degraded answer takes. Until the cut the client waited generously, so that a slow machine
+    never degraded an answer that the test expects whole."""
+    client.app.state.reco.settings.api_pool_timeout = pool_timeout
+    proxy.cut()
+
+
+def terminate_api_connections(conn: psycopg.Connection) -> int:
+    """Terminate the API's connections to this database and wait until their backends have
+    exited (their goodbye is then on the pooled sockets): how many there were."""
+    return conn.execute("""SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) AS n FROM pg_stat_activity
+                           WHERE application_name = 'pgreco-api' AND datname = current_database()""",
+                        (int(PATIENT * 1000),)).fetchone()["n"]
+
+
+def backend_gone(conn: psycopg.Connection, pid: int) -> None:
+    """Until the backend ``pid`` has exited (a closed client's backend ends, and drops its locks,
+    a moment later)."""
+    wait_for(lambda: not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+             what=f"backend {pid} to exit")
+
+
+# --- the console's data ------------------------------------------------------------------------
+
+XSS_USER = '<script>alert("user")</script>'
+XSS_FEATURE = "x-<img>"
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+def seed_demo(url: str, tmp: Path, *, users: int = 200, days: int = 30, tune_users: int | None = None) -> str:
+    """Generated demo data (app.demodata) imported as `reco import` does, the jobs, an evaluation and
+    optionally the tune job; an API key of tenant default is returned."""
+    from app.demodata import generate
+    from app.importer import import_csv
+    from jobs.runner import run_job
+
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
+    generate(tmp, users=users, features=24, days=days, seed=11, end=end)
+    for kind in ("features", "plans", "users", "events"):
+        import_csv(url, kind, tmp / f"{kind}.csv")
+    run_job(url, "all")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT * FROM reco.evaluate(10)")
+        if tune_users:
+            conn.execute("SELECT reco.tune(NULL, %s, false)", (tune_users,))
+        return conn.execute("SELECT reco.create_api_key('default', 'console tests')").fetchone()[0]
+
+
+def seed_experiment(url: str, key: str, users: int = 200) -> None:
+    """An A/B test in scenario home (users served through reco.api_serve, clicks on shown features
+    ingested, more in the treatment) and a draft experiment."""
+    rng = random.Random(5)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT reco.upsert_scenario('home', '{}', 'the home page')")
+        conn.execute("SELECT reco.create_experiment('usercf-boost', %s, %s)", (
+            Jsonb([{"name": "control"}, {"name": "boost", "overrides": {"weight_usercf": 0.3}}]),
+            Jsonb({"scenario": "home", "primary_metric": "clicked", "secondary_metrics": ["click_rate"],
+                   "guardrail_metrics": ["uses"], "looks": 4, "planned_users": 2 * users,
+                   "description": "more weight on users like you"})))
+        conn.execute("SELECT reco.start_experiment('usercf-boost')")
+        conn.execute("SELECT reco.create_experiment('next-idea', %s, %s)", (
+            Jsonb([{"name": "control"}, {"name": "mmr", "overrides": {"mmr_lambda": 0.7}}]),
+            Jsonb({"scenario": "home"})))
+        ids = [r["user_id"] for r in conn.execute(
+            "SELECT user_id FROM reco.users ORDER BY user_key LIMIT %s", (users,)).fetchall()]
+        bodies = conn.execute(
+            "SELECT reco.api_serve(%s, 'recommendations', u.id, 5, '{\"scenario\": \"home\"}', 'console-' || u.id,"
+            " true, false)::jsonb AS body FROM unnest(%s::text[]) AS u(id)", (key, ids)).fetchall()
+        # after the exposures (recorded at clock_timestamp(), which the seconds of an ISO time would precede)
+        now = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clicks = [{"event_id": f"click-{b['body']['user_id']}", "user_id": b["body"]["user_id"],
+                   "feature_id": rng.choice(b["body"]["items"])["feature_id"], "occurred_at": now}
+                  for b in bodies if b["body"]["items"]
+                  and rng.random() < (0.45 if b["body"]["variant"] == "boost" else 0.25)]
+        conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(clicks),))
+
+
+_databases = itertools.count()
+
+
+def database(server_url: str, template_db: str) -> Iterator[str]:
+    """A clone of the template for a module's fixture (a generator: iterate it once), dropped after."""
+    name = f"reco_console_{uuid.uuid4().hex[:8]}_{next(_databases)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                       sql.Identifier(template_db)))
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def console_app(url: str, **settings: Any) -> FastAPI:
+    """The API app with the console (registered here unless app.api.main includes it)."""
+    from app import console
+
+    app = app_for(url, **settings)
+    if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
+        app.include_router(console.router)
+    return app
