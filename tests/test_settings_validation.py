@@ -27,14 +27,15 @@ def sqlstate_of(conn, query: str, params: tuple) -> psycopg.Error:
 
 
 def test_every_setting_has_a_rule_its_default_passes(conn):
-    rows = conn.execute("SELECT d.key, d.default_value, r.kind, reco.check_setting(d.key, d.default_value) AS checked"
-                        " FROM reco.setting_definitions d LEFT JOIN reco.setting_rules() r ON r.key = d.key").fetchall()
+    rows = conn.execute("SELECT d.key, d.default_value, r.kind,"
+                        " reco.check_setting(d.key, d.default_value) AS checked FROM reco.setting_definitions d"
+                        " LEFT JOIN reco.setting_rules() r ON r.key = d.key").fetchall()
     assert len(rows) >= 38
     assert [r["key"] for r in rows if r["kind"] is None] == []  # a new setting needs a rule in 011
     assert all(r["checked"] == r["default_value"] for r in rows)
     # no rule for a setting that does not exist
-    orphans = conn.execute("SELECT r.key FROM reco.setting_rules() r"
-                           " WHERE NOT EXISTS (SELECT 1 FROM reco.setting_definitions d WHERE d.key = r.key)").fetchall()
+    orphans = conn.execute("SELECT r.key FROM reco.setting_rules() r WHERE NOT EXISTS"
+                           " (SELECT 1 FROM reco.setting_definitions d WHERE d.key = r.key)").fetchall()
     assert orphans == []
 
 
@@ -59,14 +60,16 @@ def test_direct_writes_to_the_tables_are_checked_too(conn):
     err = sqlstate_of(conn, "INSERT INTO reco.settings (tenant_id, key, value) VALUES (reco._tenant_id(), %s, %s)",
                       ("history_limit", Jsonb(10**12)))
     assert err.sqlstate == "22023"
-    conn.execute("INSERT INTO reco.settings (tenant_id, key, value) VALUES (reco._tenant_id(), 'history_limit', '7.0')")
+    conn.execute("INSERT INTO reco.settings (tenant_id, key, value)"
+                 " VALUES (reco._tenant_id(), 'history_limit', '7.0')")
     assert conn.execute("SELECT value::text AS v FROM reco.settings WHERE key = 'history_limit'").fetchone()["v"] == "7"
-    err = sqlstate_of(conn, "INSERT INTO reco.scenarios (tenant_id, name, overrides) VALUES (reco._tenant_id(), 'x', %s)",
+    err = sqlstate_of(conn, "INSERT INTO reco.scenarios (tenant_id, name, overrides)"
+                      " VALUES (reco._tenant_id(), 'x', %s)",
                       (Jsonb({"candidates": 1e9}),))
     assert err.sqlstate == "22023"
 
 
-def test_scenarios_and_variants_use_the_same_rules(world):
+def test_scenarios_and_variants_use_the_same_rules(world):  # noqa: F811
     conn = world
     for overrides in ({"candidates": 1e9}, {"history_limit": 1e12}, {"weight_prior": 1e308},
                       {"explore_below": 1e300}, {"seen_factor": "0.5"}):
@@ -93,7 +96,8 @@ def test_experiment_pre_period_must_be_a_window_before_the_exposure(conn):
         err = sqlstate_of(conn, "SELECT reco.create_experiment('e', '[{\"name\": \"a\"}, {\"name\": \"b\"}]', %s)",
                           (Jsonb({"pre_period": bad}),))
         assert err.sqlstate == "22023" and "pre_period" in str(err), bad
-    conn.execute("SELECT reco.create_experiment('e', '[{\"name\": \"a\"}, {\"name\": \"b\"}]', '{\"pre_period\": \"30 days\"}')")
+    conn.execute("SELECT reco.create_experiment('e', '[{\"name\": \"a\"}, {\"name\": \"b\"}]', %s)",
+                 (Jsonb({"pre_period": "30 days"}),))
 
 
 def _store_unchecked(conn, statements: list[tuple[str, tuple]]) -> None:
@@ -109,7 +113,7 @@ def _store_unchecked(conn, statements: list[tuple[str, tuple]]) -> None:
             conn.execute(f"ALTER TABLE {t} ENABLE TRIGGER USER")
 
 
-def test_serving_never_fails_on_a_stored_value_it_cannot_read(world):
+def test_serving_never_fails_on_a_stored_value_it_cannot_read(world):  # noqa: F811
     conn = world
     conn.execute("SELECT reco.upsert_scenario('home', '{}')")
     _store_unchecked(conn, [
@@ -121,7 +125,7 @@ def test_serving_never_fails_on_a_stored_value_it_cannot_read(world):
     assert [r["feature_id"] for r in with_bad] == [r["feature_id"] for r in recommend(conn, "U1", 3, {"seed": 0.5})]
 
 
-def test_repair_mends_values_stored_before_the_rules(world):
+def test_repair_mends_values_stored_before_the_rules(world):  # noqa: F811
     conn = world
     conn.execute("SELECT reco.upsert_scenario('home', '{}')")
     conn.execute("SELECT reco.create_experiment('e', '[{\"name\": \"control\"}, {\"name\": \"b\"}]',"

@@ -36,6 +36,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
+from app.api.limits import text_problem
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PREFIX = "/console"
@@ -306,6 +308,10 @@ async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[An
     digest = key_hash(request)
     if digest is None:
         return None, to_login(request)
+    bad = next((p for p in params if isinstance(p, str) and text_problem(p)), None)
+    if bad is not None:  # PostgreSQL text cannot hold it: the driver's error was a 500
+        return None, render(request, "error.html", status=400, title="Bad request",
+                            message=f"A parameter {text_problem(bad)}.")
     sql = f"SELECT json_build_object('tenant', reco.api_tenant(%s), 'page', {call})"
     try:
         data = await query(request, sql, (digest, digest, *params))
@@ -323,6 +329,10 @@ async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[An
     if isinstance(data, str):
         data = json.loads(data)
     return data, None
+
+
+#: ?days=: ASCII digits only (str.isdigit takes "²", and int() of 4,301 digits raises), at most 4 of them
+_DAYS = re.compile(r"[0-9]{1,4}")
 
 
 def _clip(value: str | None, limit: int = MAX_ID) -> str | None:
@@ -414,7 +424,7 @@ async def feature(request: Request, id: str | None = None, days: str | None = No
     feature_id = _clip(id)
     if not feature_id:
         return RedirectResponse(f"{_base(request)}/features", status_code=303)
-    n_days = min(max(int(days), 7), 366) if days and days.isdigit() else 90
+    n_days = min(max(int(days), 7), 366) if days and _DAYS.fullmatch(days) else 90
     data, resp = await page_data(request, "reco.api_console_feature(%s, %s, %s)", (feature_id, n_days))
     if resp:
         return resp
