@@ -75,11 +75,13 @@ def _walk(value: Any, depth_left: int, where: str) -> tuple[str, str] | None:
             return where, "nested too deeply"
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
+            if isinstance(k, str) and not k.isascii() and not _utf8(k):
+                k = k.encode("utf-8", "backslashreplace").decode()  # the report names it, escaped
+                here = f"{where}.{k}" if where else k
+                return here, "a key " + SURROGATE
             here = f"{where}.{k}" if where else str(k)
             if isinstance(k, str) and "\x00" in k:
                 return here, "a key contains a NUL character (\\u0000)"
-            if isinstance(k, str) and not k.isascii() and not _utf8(k):
-                return here, "a key " + SURROGATE
             problem = _walk(v, depth_left - 1, here)
             if problem:
                 return problem
