@@ -67,12 +67,22 @@ $c$the rule of every setting: kind (integer, number, interval, choice, names, we
 intervals, the most names for names), unit, choices. reco.check_setting applies them. Example:
 SELECT * FROM reco.setting_rules() WHERE key = 'candidates';  -- candidates | integer | 1 | 1000 | features per list |$c$;
 
+-- seconds in the largest unit that divides them: 86400 -> '1 day', 3155760000 -> '100 years'
+CREATE OR REPLACE FUNCTION reco._seconds_text(p_seconds numeric)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_seconds = 0 THEN '0' ELSE
+        (SELECT format('%s %s%s', trim_scale(p_seconds / u.secs), u.name, CASE WHEN p_seconds = u.secs THEN '' ELSE 's' END)
+         FROM (VALUES (1, 31557600::numeric, 'year'), (2, 86400, 'day'), (3, 3600, 'hour'), (4, 60, 'minute'),
+                      (5, 1, 'second')) AS u(o, secs, name)
+         WHERE p_seconds % u.secs = 0 ORDER BY u.o LIMIT 1) END
+$$;
+
 CREATE OR REPLACE FUNCTION reco._setting_range(p_lo numeric, p_hi numeric, p_kind text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE p_kind
-        WHEN 'interval' THEN format('%s to %s', justify_hours(make_interval(secs => p_lo::float8)),
-                                    justify_hours(make_interval(secs => p_hi::float8)))
+        WHEN 'interval' THEN format('%s to %s', reco._seconds_text(p_lo), reco._seconds_text(p_hi))
         WHEN 'names' THEN format('at most %s', p_hi)
         WHEN 'weights' THEN format('each %s to %s', p_lo, p_hi)
         ELSE format('%s to %s', p_lo, p_hi)

@@ -159,5 +159,7 @@ def test_catalog_lists_every_setting_with_its_rule(conn):
     rows = conn.execute("SELECT * FROM reco.setting_catalog WHERE key IN ('candidates', 'max_future',"
                         " 'neighbor_model')  ORDER BY key").fetchall()
     assert [(r["key"], r["kind"], r["allowed"], r["per_scenario"]) for r in rows] == [
-        ("candidates", "integer", "1 to 1000", True), ("max_future", "interval", "00:00:00 to 366 days", False),
+        ("candidates", "integer", "1 to 1000", True), ("max_future", "interval", "0 to 366 days", False),
         ("neighbor_model", "choice", "cosine, rp3beta, ease", False)]
+    assert conn.execute("SELECT allowed FROM reco.setting_catalog WHERE key = 'max_event_age'").fetchone()[
+        "allowed"] == "1 day to 100 years"
