@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     api_unknown_key_burst: int = Field(20, ge=1)
     #: Host names (the Host header, without the port) the API and console answer to, comma-separated;
     #: "*.example.com" matches its subdomains, "*" any host (not advised: DNS rebinding). Others get 400.
-    trusted_hosts: str = "localhost,127.0.0.1,::1"
+    trusted_hosts: str = "localhost,127.0.0.1,::1,0.0.0.0"
     #: Bearer token a Prometheus scraper sends to /metrics to get the job metrics per tenant (label
     #: tenant); without it (or unset) they are summed over tenants, so no tenant slug is shown.
     metrics_token: SecretStr | None = None

@@ -28,7 +28,7 @@ from app.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 # Starlette's TestClient sends "Host: testserver": a trusted host in the tests (RECO_TRUSTED_HOSTS)
-os.environ.setdefault("RECO_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+os.environ.setdefault("RECO_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,0.0.0.0,testserver")
 PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
 
 

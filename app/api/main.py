@@ -51,7 +51,8 @@ def start_line(host: str, port: int, workers: int = 1, settings: Settings | None
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     return (f"pgreco API listening on {base} (docs {base}/docs, readiness {base}/readyz, metrics {base}/metrics); "
             f"{workers} worker{'s' if workers != 1 else ''} x {settings.api_pool_size} read connections; "
-            f"request log at level {settings.log_level} (RECO_LOG_LEVEL)")
+            f"request log at level {settings.log_level} (RECO_LOG_LEVEL); answers Host "
+            f"{', '.join(settings.trusted_host_names)} (RECO_TRUSTED_HOSTS)")
 
 
 def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
