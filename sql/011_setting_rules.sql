@@ -158,7 +158,9 @@ BEGIN
         END IF;
     END IF;
     IF _bad IS NOT NULL THEN
-        RAISE EXCEPTION 'setting "%" must be %, not %', p_key, _bad, left(p_value::text, 80)
+        RAISE EXCEPTION 'setting "%" must be %, not %', p_key, _bad,
+                CASE WHEN jsonb_typeof(p_value) = 'number' AND length(p_value::text) > 20
+                     THEN btrim(to_char(p_value::numeric, '9.999EEEE')) ELSE left(p_value::text, 80) END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('Unit: %s. The default is %s.', coalesce(_r.unit, _r.kind), _default);
     END IF;

@@ -137,7 +137,7 @@ def relations(conn, kinds: str = "rpv") -> list[dict]:
         ORDER BY c.relname""", (list(kinds),)).fetchall()
 
 
-GLOBAL = {"jobs", "setting_definitions", "sql_files"}
+GLOBAL = {"jobs", "setting_definitions", "setting_catalog", "sql_files"}
 SECRET = {"api_keys", "analyst_tenants"}
 
 

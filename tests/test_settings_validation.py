@@ -4,6 +4,8 @@ stored before the rules are mended by reco.repair_stored_settings, and serving n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -163,3 +165,18 @@ def test_catalog_lists_every_setting_with_its_rule(conn):
         ("neighbor_model", "choice", "cosine, rp3beta, ease", False)]
     assert conn.execute("SELECT allowed FROM reco.setting_catalog WHERE key = 'max_event_age'").fetchone()[
         "allowed"] == "1 day to 100 years"
+
+
+def test_docs_settings_md_is_what_reco_settings_docs_prints(cli_env, conn):
+    """docs/settings.md is generated from the rules: a rule or a setting changed without regenerating fails here
+    (`reco settings docs > docs/settings.md`)."""
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["settings", "docs"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    assert "| `candidates` | integer | 1 to 1000 | features per list | `20` | yes |" in result.output
+    repairs = CliRunner().invoke(cli, ["settings", "repairs"])
+    assert repairs.exit_code == 0 and "no stored setting needed a repair" in repairs.output
