@@ -33,6 +33,10 @@ from app.cli_security import analysts_app  # noqa: E402
 
 app.add_typer(analysts_app, name="analysts")
 
+from app.cli_settings import settings_app  # noqa: E402
+
+app.add_typer(settings_app, name="settings")
+
 
 def _external() -> bool:
     if get_settings().database_url:

@@ -45,6 +45,8 @@ PORT = 5432
 IDENT_MAP = "pgreco"
 #: Where the socket goes when the data directory's path is too long for a socket name.
 SOCKET_PARENT = Path("/tmp")
+#: seconds a start/stop waits for another one on the same data directory
+LOCK_TIMEOUT = 120.0
 
 #: Server settings for a developer machine; tuned for bulk jobs, not for a tiny footprint.
 BASE_CONF = {
@@ -170,10 +172,23 @@ class EmbeddedServer:
     # -- internals ----------------------------------------------------------------------
 
     @contextmanager
-    def _lock(self):
-        fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _lock(self, timeout: float = LOCK_TIMEOUT):
+        """The data directory's start/stop lock: a private file (0600, ours), so no other local user can
+        open it, let alone hold it; waited for at most ``timeout`` seconds, then a clear error."""
+        fd = _private_lock_file(self.data_dir / ".lock")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RuntimeError(
+                            f"{self.data_dir / '.lock'} is held by another reco command (start, stop, db auth) for "
+                            f"more than {timeout:g} s; wait for it, or find it with `fuser {self.data_dir / '.lock'}`"
+                        ) from None
+                    time.sleep(0.05)  # flock has no timeout of its own
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -329,6 +344,26 @@ class EmbeddedServer:
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
+
+
+def _private_lock_file(path: Path) -> int:
+    """An fd of the lock file, 0600 and ours. An older one (0644, or not ours) is replaced by a new file:
+    another user may hold a lock on the old one's inode, never on the new one's."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        fd = None
+    except OSError:  # a symlink or something else we cannot open: not ours to use
+        fd = -1
+    if fd is not None and fd >= 0:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o600 and stat.S_ISREG(st.st_mode):
+            return fd
+        os.close(fd)
+    if fd is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
 
 
 def _mkdirs(path: Path, mode: int) -> None:

@@ -7,7 +7,7 @@ table ``reco.settings`` so that a change takes effect on the next SQL call.
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(12.0, ge=1 / 60, le=720)
     #: Minutes a console session may stay unused before the server ends it.
     console_idle_minutes: float = Field(30.0, ge=1, le=43_200)
+    #: Unknown API keys a client address may try a second on average (a token bucket per address, checked
+    #: before the database is asked about a key it has not confirmed); 429 with Retry-After past it, so a
+    #: client trying random keys costs the database a few round trips, not one each. 0 turns it off.
+    api_unknown_key_rate: float = Field(0.2, ge=0)
+    #: Unknown keys a client address may try at once after a quiet spell.
+    api_unknown_key_burst: int = Field(20, ge=1)
+    #: Host names (the Host header, without the port) the API and console answer to, comma-separated;
+    #: "*.example.com" matches its subdomains, "*" any host (not advised: DNS rebinding). Others get 400.
+    trusted_hosts: str = "localhost,127.0.0.1,::1,0.0.0.0"
+    #: Bearer token a Prometheus scraper sends to /metrics to get the job metrics per tenant (label
+    #: tenant); without it (or unset) they are summed over tenants, so no tenant slug is shown.
+    metrics_token: SecretStr | None = None
     #: Level of the API's log (pgreco.*): info logs one line per request; warning keeps the
     #: server errors (5xx) and failures (database errors, unexpected exceptions).
     log_level: str = "info"
@@ -68,6 +80,17 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _trusted_hosts(cls, value: str) -> str:
+        if not [h for h in value.split(",") if h.strip()]:
+            raise ValueError("at least one host name (or *)")
+        return value
+
+    @property
+    def trusted_host_names(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower().strip("[]") for h in self.trusted_hosts.split(",") if h.strip())
 
     @property
     def embedded(self) -> bool:

@@ -78,27 +78,15 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
-    _default jsonb;
+    _value jsonb := reco.check_setting(p_key, p_value);  -- type, range and unit: sql/011_setting_rules.sql
 BEGIN
-    SELECT default_value INTO _default FROM reco.setting_definitions WHERE key = p_key;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown setting "%"', p_key
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'SELECT key, description FROM reco.setting_definitions; lists the settings.';
-    END IF;
-    IF p_value IS NULL OR jsonb_typeof(p_value) <> jsonb_typeof(_default) THEN
-        RAISE EXCEPTION 'setting "%" takes a JSON %, not %', p_key, jsonb_typeof(_default),
-                coalesce(jsonb_typeof(p_value), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('The default is %s.', _default);
-    END IF;
-    INSERT INTO reco.settings (tenant_id, key, value) VALUES (_tid, p_key, p_value)
+    INSERT INTO reco.settings (tenant_id, key, value) VALUES (_tid, p_key, _value)
     ON CONFLICT ON CONSTRAINT settings_pkey
         DO UPDATE SET value = excluded.value, updated_at = now();
-    RETURN p_value;
+    RETURN _value;
 END $$;
 COMMENT ON FUNCTION reco.set_setting(text, jsonb, text) IS
-    'override a setting for a tenant (default tenant when NULL); takes effect on the next call';
+    'override a setting for a tenant (default tenant when NULL), checked by reco.check_setting; returns the value stored (normalised: 50.0 is stored as 50); takes effect on the next call';
 
 CREATE OR REPLACE FUNCTION reco.reset_setting(p_key text, p_tenant text DEFAULT NULL)
 RETURNS void

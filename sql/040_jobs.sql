@@ -841,8 +841,24 @@ BEGIN
         GET DIAGNOSTICS _rows = ROW_COUNT;
         _n := _n + _rows;
     END LOOP;
+    -- and the tables keyed by its slug (job_runs, evaluation_runs: a tenant created again under the name
+    -- must not show the old one's history)
+    FOR _table IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant' AND NOT a.attisdropped
+        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname NOT LIKE '\_%'
+          AND NOT EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'tenant_id'
+                                                         AND NOT t.attisdropped)
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM reco.%I WHERE tenant = $1', _table) USING p_slug;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        _n := _n + _rows;
+    END LOOP;
     DELETE FROM reco.tenants WHERE tenant_id = _tid;
     RETURN _n;
 END $$;
 COMMENT ON FUNCTION reco.drop_tenant(text) IS
-    'delete a tenant and every row it owns in every reco table (not the default tenant); returns the rows deleted';
+    'delete a tenant and every row it owns in every reco table, those keyed by its slug included (job_runs, evaluation_runs); not the default tenant; returns the rows deleted';

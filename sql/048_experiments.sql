@@ -50,33 +50,36 @@ $$;
 COMMENT ON FUNCTION reco.serving_settings() IS
     'the settings read on every request, which scenarios and experiment variants may override';
 
+-- The overrides to store: every key a serving setting, every value checked and normalised by reco.check_setting.
 CREATE OR REPLACE FUNCTION reco._check_overrides(p_overrides jsonb, p_what text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    _bad record;
+    _bad text;
+    _hint text;
+    _checked jsonb := '{}';
+    _o record;
 BEGIN
     IF p_overrides IS NULL OR jsonb_typeof(p_overrides) <> 'object' THEN
         RAISE EXCEPTION '% overrides must be a JSON object of settings', p_what
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ''{"weight_usercf": 0.3, "mmr_lambda": 0.8}''';
     END IF;
-    SELECT o.key, o.value, d.default_value INTO _bad
-    FROM jsonb_each(p_overrides) AS o
-    LEFT JOIN reco.setting_definitions d ON d.key = o.key
-    WHERE o.key <> ALL (reco.serving_settings()) OR jsonb_typeof(o.value) <> jsonb_typeof(d.default_value)
-    LIMIT 1;
+    SELECT o INTO _bad FROM jsonb_object_keys(p_overrides) AS o WHERE o <> ALL (reco.serving_settings()) LIMIT 1;
     IF FOUND THEN
-        IF _bad.key <> ALL (reco.serving_settings()) THEN
-            RAISE EXCEPTION '% overrides: "%" is not a serving setting', p_what, _bad.key
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Settings read when serving: ' || array_to_string(reco.serving_settings(), ', ')
-                             || '. Settings of the jobs (e.g. neighbor_model) are per tenant.';
-        END IF;
-        RAISE EXCEPTION '% overrides: "%" takes a JSON %, not %', p_what, _bad.key,
-                jsonb_typeof(_bad.default_value), jsonb_typeof(_bad.value)
-            USING ERRCODE = 'invalid_parameter_value', HINT = format('The default is %s.', _bad.default_value);
+        RAISE EXCEPTION '% overrides: "%" is not a serving setting', p_what, _bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Settings read when serving: ' || array_to_string(reco.serving_settings(), ', ')
+                         || '. Settings of the jobs (e.g. neighbor_model) are per tenant.';
     END IF;
-    RETURN p_overrides;
+    FOR _o IN SELECT o.key, o.value FROM jsonb_each(p_overrides) AS o LOOP
+        BEGIN
+            _checked := _checked || jsonb_build_object(_o.key, reco.check_setting(_o.key, _o.value));
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS _bad = MESSAGE_TEXT, _hint = PG_EXCEPTION_HINT;
+            RAISE EXCEPTION '% overrides: %', p_what, _bad USING ERRCODE = 'invalid_parameter_value', HINT = _hint;
+        END;
+    END LOOP;
+    RETURN _checked;
 END $$;
 
 CREATE OR REPLACE FUNCTION reco._check_name(p_name text, p_what text)
@@ -101,17 +104,19 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     _tid int := reco._tenant_id(p_tenant);
+    _overrides jsonb;
 BEGIN
-    PERFORM reco._check_name(p_name, 'scenario'), reco._check_overrides(p_overrides, 'scenario');
+    PERFORM reco._check_name(p_name, 'scenario');
+    _overrides := reco._check_overrides(p_overrides, 'scenario');
     IF p_name = 'default' THEN
         RAISE EXCEPTION 'the default scenario is the tenant''s settings'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Change them with reco.set_setting.';
     END IF;
     INSERT INTO reco.scenarios (tenant_id, name, overrides, description)
-    VALUES (_tid, p_name, p_overrides, coalesce(p_description, ''))
+    VALUES (_tid, p_name, _overrides, coalesce(p_description, ''))
     ON CONFLICT ON CONSTRAINT scenarios_pkey
         DO UPDATE SET overrides = excluded.overrides, description = excluded.description;
-    RETURN p_overrides;
+    RETURN _overrides;
 END $$;
 COMMENT ON FUNCTION reco.upsert_scenario(text, jsonb, text, text) IS
 $c$create or change a scenario (a placement): setting overrides on top of the tenant's settings, applied to the
@@ -195,6 +200,7 @@ DECLARE
     _bad text;
     _v record;
     _oec_metrics text[];
+    _overrides jsonb;
 BEGIN
     PERFORM reco._check_name(p_name, 'experiment');
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
@@ -225,6 +231,11 @@ BEGIN
         || ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'guardrail_metrics', '[]')))
         || _oec_metrics);
     BEGIN
+        IF (p_options ->> 'pre_period')::interval NOT BETWEEN interval '0' AND interval '366 days' THEN
+            RAISE EXCEPTION 'invalid experiment option: pre_period must be between 0 and 366 days, not %',
+                    p_options ->> 'pre_period'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. "14 days" (the CUPED covariate''s window).';
+        END IF;
         INSERT INTO reco.experiments (tenant_id, name, scenario, kind, traffic, salt, primary_metric,
                                       secondary_metrics, guardrail_metrics, oec, looks, planned_users, alpha,
                                       pre_period, description)
@@ -241,21 +252,21 @@ BEGIN
         WHEN unique_violation THEN
             RAISE EXCEPTION 'experiment "%" exists', p_name USING ERRCODE = 'unique_violation',
                 HINT = 'Pick another name, or look at it: SELECT * FROM reco.experiment_list;';
-        WHEN check_violation OR invalid_text_representation OR datetime_field_overflow OR invalid_datetime_format THEN
+        WHEN check_violation OR invalid_text_representation OR datetime_field_overflow OR invalid_datetime_format
+             OR numeric_value_out_of_range OR interval_field_overflow THEN
             RAISE EXCEPTION 'invalid experiment option: %', SQLERRM USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'kind: ab or interleave; traffic in (0, 1]; looks 1-20; alpha in (0, 0.5); pre_period an interval.';
     END;
     FOR _v IN SELECT v.value AS v, v.ord FROM jsonb_array_elements(p_variants) WITH ORDINALITY AS v(value, ord) LOOP
-        PERFORM reco._check_name(_v.v ->> 'name', 'variant'),
-                reco._check_overrides(coalesce(_v.v -> 'overrides', '{}'), format('variant "%s"', _v.v ->> 'name'));
+        PERFORM reco._check_name(_v.v ->> 'name', 'variant');
+        _overrides := reco._check_overrides(coalesce(_v.v -> 'overrides', '{}'), format('variant "%s"', _v.v ->> 'name'));
         IF jsonb_typeof(coalesce(_v.v -> 'weight', '1')) <> 'number' OR coalesce((_v.v ->> 'weight')::float8, 1) <= 0 THEN
             RAISE EXCEPTION 'variant "%": weight must be a positive number', _v.v ->> 'name'
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'Weights are relative: 1 and 1 split evenly.';
         END IF;
         BEGIN
             INSERT INTO reco.experiment_variants (tenant_id, experiment_id, position, name, weight, overrides)
-            VALUES (_tid, _id, _v.ord - 1, _v.v ->> 'name', coalesce((_v.v ->> 'weight')::float8, 1),
-                    coalesce(_v.v -> 'overrides', '{}'));
+            VALUES (_tid, _id, _v.ord - 1, _v.v ->> 'name', coalesce((_v.v ->> 'weight')::float8, 1), _overrides);
         EXCEPTION WHEN unique_violation THEN
             RAISE EXCEPTION 'variant "%" is named twice', _v.v ->> 'name'
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'Variant names are unique within an experiment.';

@@ -100,10 +100,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. ''{"recent": ["batch-mode"]}''';
     END IF;
     IF jsonb_typeof(p_options -> 'weights') NOT IN ('object', 'null')
-       OR jsonb_path_exists(coalesce(p_options -> 'weights', '{}'), '$.* ? (@.type() != "number")')
+       OR jsonb_path_exists(coalesce(p_options -> 'weights', '{}'), '$.* ? (@.type() != "number" || @ < 0 || @ > 1000)')
        OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options -> 'weights', '{}')) AS w
                   WHERE w NOT IN ('itemcf', 'usercf', 'prior', 'popularity', 'session', 'explore')) THEN
-        RAISE EXCEPTION 'options.weights must map components to numbers'
+        RAISE EXCEPTION 'options.weights must map components to numbers between 0 and 1000'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Components: itemcf, usercf, prior, popularity, session, explore.';
     END IF;
@@ -178,6 +178,7 @@ DECLARE
     _ucf_scores real[];
     _ses_keys int[];
     _ses_scores float8[];
+    _attempt int;
 BEGIN
     IF p_options IS DISTINCT FROM '{}'::jsonb OR p_k IS NULL OR p_k NOT BETWEEN 1 AND 100 THEN
         PERFORM reco._check_options(p_k, p_options,
@@ -206,21 +207,33 @@ BEGIN
     IF p_overrides <> '{}' THEN
         _cfg := _cfg || p_overrides;
     END IF;
-    -- typed once: the scoring query reads plain parameters, not JSON, per row
-    _w_itemcf := coalesce((p_options #>> '{weights,itemcf}')::float8, (_cfg ->> 'weight_itemcf')::float8);
-    _w_usercf := coalesce((p_options #>> '{weights,usercf}')::float8, (_cfg ->> 'weight_usercf')::float8);
-    _w_prior := coalesce((p_options #>> '{weights,prior}')::float8, (_cfg ->> 'weight_prior')::float8);
-    _w_pop := coalesce((p_options #>> '{weights,popularity}')::float8, (_cfg ->> 'weight_popularity')::float8);
-    _w_session := coalesce((p_options #>> '{weights,session}')::float8, (_cfg ->> 'weight_session')::float8);
-    _w_explore := coalesce((p_options #>> '{weights,explore}')::float8, (_cfg ->> 'weight_explore')::float8);
-    _seen_factor := (_cfg ->> 'seen_factor')::float8;
-    _lambda := (_cfg ->> 'mmr_lambda')::float8;
-    _neighbors := (_cfg ->> 'user_neighbors')::int;
-    _candidates := (_cfg ->> 'candidates')::int;
-    _shortlist := greatest(_candidates, 2 * p_k);
-    _history := (_cfg ->> 'history_limit')::int;
-    _rows := (_cfg ->> 'itemcf_rows')::int;
-    _explore_below := (_cfg ->> 'explore_below')::int;
+    -- typed once: the scoring query reads plain parameters, not JSON, per row. A stored value that cannot be read
+    -- (written before reco.check_setting guarded every write, not yet mended by reco.repair_stored_settings)
+    -- serves its default instead of failing every call.
+    FOR _attempt IN 1 .. 2 LOOP
+        BEGIN
+            _w_itemcf := coalesce((p_options #>> '{weights,itemcf}')::float8, (_cfg ->> 'weight_itemcf')::float8);
+            _w_usercf := coalesce((p_options #>> '{weights,usercf}')::float8, (_cfg ->> 'weight_usercf')::float8);
+            _w_prior := coalesce((p_options #>> '{weights,prior}')::float8, (_cfg ->> 'weight_prior')::float8);
+            _w_pop := coalesce((p_options #>> '{weights,popularity}')::float8, (_cfg ->> 'weight_popularity')::float8);
+            _w_session := coalesce((p_options #>> '{weights,session}')::float8, (_cfg ->> 'weight_session')::float8);
+            _w_explore := coalesce((p_options #>> '{weights,explore}')::float8, (_cfg ->> 'weight_explore')::float8);
+            _seen_factor := (_cfg ->> 'seen_factor')::float8;
+            _lambda := (_cfg ->> 'mmr_lambda')::float8;
+            _neighbors := (_cfg ->> 'user_neighbors')::int;
+            _candidates := (_cfg ->> 'candidates')::int;
+            _shortlist := greatest(_candidates, 2 * p_k);
+            _history := (_cfg ->> 'history_limit')::int;
+            _rows := (_cfg ->> 'itemcf_rows')::int;
+            _explore_below := (_cfg ->> 'explore_below')::int;
+            EXIT;
+        EXCEPTION WHEN data_exception THEN
+            IF _attempt = 2 THEN
+                RAISE;
+            END IF;
+            _cfg := reco.sane_settings(_cfg);
+        END;
+    END LOOP;
 
     SELECT u.user_key, u.paid, u.attributes INTO _user_key, _paid, _attrs
     FROM reco.users u WHERE u.tenant_id = _tid AND u.user_id = p_user_id;

@@ -30,6 +30,8 @@ from app.db import with_dbname
 from app.migrate import migrate
 from tests.helpers import DAY, GENEROUS, PATIENT, ROOT, client_for, ingest
 
+# Starlette's TestClient sends "Host: testserver": a trusted host in the tests (RECO_TRUSTED_HOSTS)
+os.environ.setdefault("RECO_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,0.0.0.0,testserver")
 PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
 
 

@@ -80,6 +80,9 @@ def after_jobs(conn, slug: str, key: str) -> None:
                        (slug,)).fetchone()["run_id"]
     conn.execute("""INSERT INTO reco.evaluation_results (run_id, model, users, hit_rate, mrr, ndcg, coverage)
                     VALUES (%s, 'hybrid', 1, 1, 1, 1, 1)""", (run,))
+    # a repair of a value stored before the settings' rules (sql/090_setting_repair.sql)
+    conn.execute("""INSERT INTO reco.setting_repairs (tenant_id, place, key, stored, repaired, reason)
+                    VALUES (reco._tenant_id(%s), 'setting', 'candidates', '50.0', '50', 'normalised')""", (slug,))
 
 
 @pytest.fixture
@@ -138,7 +141,7 @@ def relations(conn, kinds: str = "rpv") -> list[dict]:
         ORDER BY c.relname""", (list(kinds),)).fetchall()
 
 
-GLOBAL = {"jobs", "setting_definitions", "sql_files"}
+GLOBAL = {"jobs", "setting_definitions", "setting_catalog", "sql_files"}
 SECRET = {"api_keys", "analyst_tenants", "console_sessions"}
 
 

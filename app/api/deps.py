@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from app.api.errors import ApiError
+from app.api.keyguard import check_unknown_key
 from app.api.state import ApiState
 
 
@@ -38,6 +39,7 @@ def checked_key(request: Request) -> str:
 
 def limit(request: Request, key: str) -> None:
     """429 (ApiError) when the key is over its rate limit; counted under the route template."""
+    check_unknown_key(request, key)  # app.api.keyguard: random keys from one address cost no database trips
     limiter = request.app.state.reco.limiter
     if limiter.rate > 0:
         limiter.check(hashlib.sha256(key.encode()).digest(),

@@ -28,9 +28,14 @@ MAX_BATCH = 10_000      # rows per batch request
 
 # --- values ---------------------------------------------------------------------------------
 
+SURROGATE = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not a character and cannot be stored"
+
+
 def text_problem(value: str, limit: int | None = None) -> str | None:
     if "\x00" in value:
         return "contains a NUL character (\\u0000), which cannot be stored"
+    if not value.isascii() and not _utf8(value):
+        return SURROGATE
     if limit is not None and len(value) > limit:
         return f"longer than {limit} characters"
     return None
@@ -70,6 +75,10 @@ def _walk(value: Any, depth_left: int, where: str) -> tuple[str, str] | None:
             return where, "nested too deeply"
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
+            if isinstance(k, str) and not k.isascii() and not _utf8(k):
+                k = k.encode("utf-8", "backslashreplace").decode()  # the report names it, escaped
+                here = f"{where}.{k}" if where else k
+                return here, "a key " + SURROGATE
             here = f"{where}.{k}" if where else str(k)
             if isinstance(k, str) and "\x00" in k:
                 return here, "a key contains a NUL character (\\u0000)"
@@ -82,9 +91,20 @@ def _walk(value: Any, depth_left: int, where: str) -> tuple[str, str] | None:
 # --- validators for pydantic (Annotated[..., AfterValidator(...)]) ---------------------------
 
 def no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("contains a NUL character (\\u0000), which cannot be stored")
+    reason = text_problem(value)
+    if reason:
+        raise ValueError(reason)
     return value
+
+
+def _utf8(value: str) -> bool:
+    """JSON may escape half of a surrogate pair ("\\ud800"); Python reads it into a str that UTF-8
+    (and so PostgreSQL) cannot hold: the driver failed the whole batch."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def bounded_json(value: Any) -> Any:

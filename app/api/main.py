@@ -24,6 +24,7 @@ from app.api.errors import (
     internal_error_handler,
     validation_error_handler,
 )
+from app.api.guards import RequestGuard
 from app.api.limits import BodyLimit
 from app.api.metrics import MetricsMiddleware, configure_logging
 from app.api.state import ApiState
@@ -50,7 +51,8 @@ def start_line(host: str, port: int, workers: int = 1, settings: Settings | None
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     return (f"pgreco API listening on {base} (docs {base}/docs, readiness {base}/readyz, metrics {base}/metrics); "
             f"{workers} worker{'s' if workers != 1 else ''} x {settings.api_pool_size} read connections; "
-            f"request log at level {settings.log_level} (RECO_LOG_LEVEL)")
+            f"request log at level {settings.log_level} (RECO_LOG_LEVEL); answers Host "
+            f"{', '.join(settings.trusted_host_names)} (RECO_TRUSTED_HOSTS)")
 
 
 def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
@@ -85,10 +87,11 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    # middlewares, innermost first: the hot GETs, the body limit, then metrics and the request log
+    # middlewares, innermost first: the hot GETs, the body limit, metrics and the request log, the guard
     app.add_middleware(serving.HotRoutes, fastapi_app=app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, fastapi_app=app)
+    app.add_middleware(RequestGuard, trusted_hosts=settings.trusted_host_names)  # outermost: Host, UTF-8
 
     def openapi() -> dict:
         # the bearer key, so that /docs has an "Authorize" button and every /v1 path says it needs it

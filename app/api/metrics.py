@@ -43,9 +43,12 @@ log = logging.getLogger("pgreco.request")
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
-def render(jobs: list[tuple] | None = None) -> bytes:
+def render(jobs: list[tuple] | None = None, per_tenant: bool = False) -> bytes:
     """The exposition text: the process metrics, then the job metrics given (as read from the
-    database by ApiState.job_health; None = the database could not be read)."""
+    database by ApiState.job_health; None = the database could not be read), per tenant for an
+    authorised scraper (RECO_METRICS_TOKEN), else summed over tenants: no tenant slug is shown."""
+    if jobs is not None and not per_tenant:
+        jobs = by_job(jobs)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -53,6 +56,21 @@ def render(jobs: list[tuple] | None = None) -> bytes:
     else:
         text = generate_latest()
     return text + generate_latest(_JobRegistry(jobs))
+
+
+def by_job(jobs: list[tuple]) -> list[tuple]:
+    """Per job over every tenant (tenant label "*"): the oldest last success (a tenant without one
+    counts as none), failed runs summed, the last run failed in any."""
+    out: dict[str, list] = {}
+    for job, _tenant, success_at, failures, was_failed in jobs:
+        if job not in out:
+            out[job] = [job, "*", success_at, failures, bool(was_failed)]
+            continue
+        row = out[job]
+        row[2] = None if row[2] is None or success_at is None else min(row[2], success_at)
+        row[3] += failures
+        row[4] = row[4] or bool(was_failed)
+    return [tuple(r) for r in out.values()]
 
 
 class _JobRegistry:

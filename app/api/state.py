@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
 from app.api.errors import ApiError, from_db, unavailable
+from app.api.keyguard import UnknownKeys
 from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
 from app.api.ratelimit import RateLimiter
 from app.settings import Settings
@@ -137,6 +138,7 @@ class ApiState:
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
     limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
+    unknown_keys: UnknownKeys = field(init=False)  # per client address (app.api.keyguard)
     # the keys seen working, for degraded answers: kept as sent (the database hashes a key to check
     # it, and the periodic re-check needs the key), in this process's memory only
     tenants: dict[str, str] = field(default_factory=dict)      # key -> tenant slug
@@ -148,6 +150,7 @@ class ApiState:
     def __post_init__(self) -> None:
         s = self.settings
         self.limiter = RateLimiter(s.api_rate_limit, s.api_rate_burst)
+        self.unknown_keys = UnknownKeys(s.api_unknown_key_rate, s.api_unknown_key_burst)
         self.reads = Pool(self.url, min_size=min(2, s.api_pool_size), max_size=s.api_pool_size,
                           kwargs={"autocommit": True}, configure=_timeout(s.api_timeout_ms),
                           open=False, name="reads", reconnect_timeout=5)
@@ -207,7 +210,10 @@ class ApiState:
                 async with self.connection(pool) as conn:
                     try:
                         cur = await conn.execute(sql, params)
-                        return (await cur.fetchone())[0]
+                        row = await cur.fetchone()
+                        if "reco.api_" in sql and params and isinstance(params[0], str):
+                            self.unknown_keys.confirm(params[0])  # the key worked (app.api.keyguard)
+                        return row[0]
                     except psycopg.OperationalError as exc:
                         if conn.broken or conn.closed:
                             # the connection died with the statement sent: it may have committed
@@ -261,6 +267,7 @@ class ApiState:
 
     def forget(self, key: str) -> None:
         """The database refused a key (invalid or revoked): no degraded answers for it either."""
+        self.unknown_keys.forget(key)
         self.tenants.pop(key, None)
         self.verified_at.pop(key, None)
         self.used_at.pop(key, None)

@@ -45,6 +45,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
+from app.api.limits import text_problem
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 PREFIX = "/console"
@@ -374,6 +376,10 @@ async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[An
     auth = credential(request)
     if auth is None:
         return None, to_login(request)
+    bad = next((p for p in params if isinstance(p, str) and text_problem(p)), None)
+    if bad is not None:  # PostgreSQL text cannot hold it: the driver's error was a 500
+        return None, render(request, "error.html", status=400, title="Bad request",
+                            message=f"A parameter {text_problem(bad)}.")
     try:
         tenant = await query(request, "SELECT reco.api_console_session(%s)", (auth,), write=True)
         page = await query(request, f"SELECT {call}", (auth, *params))
@@ -393,6 +399,10 @@ async def page_data(request: Request, call: str, params: tuple = ()) -> tuple[An
     if auth == session_token(request):
         request.state.csrf = csrf_for(auth)
     return {"tenant": tenant, "page": page}, None
+
+
+#: ?days=: ASCII digits only (str.isdigit takes "²", and int() of 4,301 digits raises), at most 4 of them
+_DAYS = re.compile(r"[0-9]{1,4}")
 
 
 def _clip(value: str | None, limit: int = MAX_ID) -> str | None:
@@ -484,7 +494,7 @@ async def feature(request: Request, id: str | None = None, days: str | None = No
     feature_id = _clip(id)
     if not feature_id:
         return RedirectResponse(f"{_base(request)}/features", status_code=303)
-    n_days = min(max(int(days), 7), 366) if days and days.isdigit() else 90
+    n_days = min(max(int(days), 7), 366) if days and _DAYS.fullmatch(days) else 90
     data, resp = await page_data(request, "reco.api_console_feature(%s, %s, %s)", (feature_id, n_days))
     if resp:
         return resp
