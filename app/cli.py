@@ -1036,6 +1036,44 @@ def tenants_drop(slug: Slug,
     console.print(f"dropped tenant {slug}: {n:,} rows deleted", markup=False, highlight=False)
 
 
+def _budget_option(unit: str) -> object:
+    return typer.Option(help=f"{unit} (0: unlimited)", min=0)
+
+
+@tenants_app.command("budget")
+def tenants_budget(
+    slug: Slug,
+    events_per_s: Annotated[float | None, _budget_option("events a second the tenant may POST")] = None,
+    bytes_per_s: Annotated[float | None, _budget_option("request-body bytes a second on the write routes")] = None,
+    read_statements: Annotated[int | None, _budget_option("read statements at once, per API process")] = None,
+    write_statements: Annotated[int | None, _budget_option("write requests at once, per API process")] = None,
+    console_per_s: Annotated[float | None, _budget_option("console pages a second")] = None,
+    console_statements: Annotated[int | None, _budget_option("console queries at once, per API process")] = None,
+    reset: Annotated[list[str] | None, typer.Option(help="a budget back to the default (repeatable), or 'all'")] = None,
+) -> None:
+    """Show a tenant's budgets (what it may use of the API: 429 with Retry-After past them), or set
+    some: SELECT reco.set_tenant_budget(SLUG, '{"events_per_s": ...}'). The running API applies a change
+    within RECO_TENANT_BUDGET_TTL seconds."""
+    from psycopg.types.json import Jsonb
+
+    from app.api.budgets import Budget, budget_table
+
+    given = {"events_per_s": events_per_s, "bytes_per_s": bytes_per_s, "read_statements": read_statements,
+             "write_statements": write_statements, "console_per_s": console_per_s,
+             "console_statements": console_statements}
+    changes: dict = {k: v for k, v in given.items() if v is not None}
+    names = list(given) if "all" in (reset or []) else reset or []
+    changes.update({name: None for name in names})  # an unknown name: the database's error and hint
+    with db.connect() as conn:
+        if changes:
+            overrides = conn.execute("SELECT reco.set_tenant_budget(%s, %s) AS b", (slug, Jsonb(changes))
+                                     ).fetchone()["b"]
+        else:
+            overrides = conn.execute("SELECT reco.tenant_budget(%s) AS b", (slug,)).fetchone()["b"]
+    _table(budget_table(Budget.defaults(get_settings()), overrides), ["budget", "value", "from"],
+           full=("budget", "from"), right=("value",))
+
+
 # --------------------------------------------------------------------------------------------
 # the REST API
 # --------------------------------------------------------------------------------------------

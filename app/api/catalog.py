@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Request
 from psycopg.types.json import Jsonb
 from pydantic import AfterValidator, BaseModel, ValidationError
 
 from app.api.deps import Key, State
 from app.api.errors import NOT_MIGRATED_DOC, invalid, reason
+from app.api.fairness import charge_events
 from app.api.limits import MAX_BATCH, MAX_ID, event_problem, event_row, no_nul
 from app.api.metrics import INGESTED
 from app.api.models import (
@@ -36,7 +37,8 @@ router = APIRouter(prefix="/v1")
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
           413: {"model": Error, "description": "the body is larger than RECO_API_MAX_BODY_BYTES"},
           422: {"model": Error, "description": "the body is malformed (field and reason)"},
-          429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
+          429: {"model": Error, "description": "the key is over its rate limit, or its tenant over one of its budgets "
+                                          "(Retry-After says when to retry): nothing was stored"},
           503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"
                                           + NOT_MIGRATED_DOC}}
 
@@ -172,7 +174,7 @@ async def put_plan(st: State, key: Key, plan_id: PlanId, plan: PlanIn) -> Stored
 
 
 @router.post("/events", response_model=Report, responses=ERRORS, summary="Record usage events")
-async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any], Body(
+async def events(request: Request, st: State, key: Key, body: Annotated[dict[str, Any] | list[Any], Body(
         description="one event, or a list of up to 10,000. Fields: event_id (optional idempotency key), user_id, "
                     "feature_id, occurred_at (ISO 8601 or epoch seconds), kind (default use), success, props. "
                     "Each event is checked: the good ones are stored, the bad ones reported by index, field and "
@@ -191,6 +193,7 @@ async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any]
             rejected.append({"index": i, "field": problem[0], "reason": problem[1]})
         else:
             good.append((i, event_row(row)))
+    charge_events(request, len(good))
     report = await store_checked(st, key, "SELECT reco.api_ingest_events(%s, %s)", good, rejected,
                                  "storing the events")
     INGESTED.labels("accepted").inc(report["accepted"])

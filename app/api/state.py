@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
+from app.api.budgets import TenantBudgets
 from app.api.errors import ApiError, from_db, unavailable
 from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
 from app.api.ratelimit import RateLimiter
@@ -137,6 +138,7 @@ class ApiState:
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
     limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
+    budgets: TenantBudgets = field(init=False)  # per tenant, in this worker process (app.api.budgets)
     tenants: dict[bytes, str] = field(default_factory=dict)      # key hash -> tenant slug
     popular: dict[str, list[str]] = field(default_factory=dict)  # tenant slug -> feature ids
     verified_at: dict[bytes, float] = field(default_factory=dict)  # key hash -> last confirmed (monotonic)
@@ -146,6 +148,7 @@ class ApiState:
     def __post_init__(self) -> None:
         s = self.settings
         self.limiter = RateLimiter(s.api_rate_limit, s.api_rate_burst)
+        self.budgets = TenantBudgets(s, lambda key: self.read("SELECT reco.api_tenant_budget(%s)", (key,)))
         self.reads = Pool(self.url, min_size=min(2, s.api_pool_size), max_size=s.api_pool_size,
                           kwargs={"autocommit": True}, configure=_timeout(s.api_timeout_ms),
                           open=False, name="reads", reconnect_timeout=5)
