@@ -810,6 +810,61 @@ def bench_api(
                       f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors")
 
 
+@bench_app.command("fairness")
+def bench_fairness(
+    users: Annotated[int, typer.Option(help="demo users of each tenant (24 features, 90 days)")] = 20_000,
+    seed: int = 7,
+    seconds: Annotated[float, typer.Option(help="length of each phase")] = 20.0,
+    rounds: Annotated[int, typer.Option(min=1, help="alone / flood phase pairs, alternated")] = 3,
+    streams: Annotated[int, typer.Option(help="flood: streams resending the 10,000-event batch")] = 6,
+    console_rate: Annotated[float, typer.Option(help="flood: console pages a second")] = 17.0,
+    budgets: Annotated[bool, typer.Option(help="--no-budgets: every tenant budget off (RECO_TENANT_*=0), "
+                                               "to see what the flood does without them")] = True,
+    port: int = 8766,
+    reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
+) -> None:
+    """One tenant's flood against another's latencies: two tenants with the same data on a running
+    API server; the quiet one's steady load alone and during the other's flood (event batches,
+    console pages), alternated; p50/p99 of each, the ratio, the floor (/v1/ping) and the 429s."""
+    import psycopg
+
+    from app import bench, bench_fairness
+
+    base = db.database_url()
+    out = _demo_files(users, 24, 90, seed)
+    url = db.with_dbname(base, bench.bench_name(base, "fairness"))
+    if reuse:
+        from app.migrate import migrate as run_migrate
+
+        run_migrate(url)
+    else:
+        url = bench.bench_database(base, "fairness")
+        for tenant in ("quiet", "flood"):
+            with db.connect(url) as conn:
+                conn.execute("SELECT reco.create_tenant(%s)", (tenant,))
+            for kind in ("features", "plans", "users", "events"):
+                run_import(kind, out / f"{kind}.csv", url=url, tenant=tenant, quiet=True)
+            run_jobs("all", tenant=tenant, url=url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+    with db.connect(url) as conn:
+        quiet_key, flood_key = (conn.execute("SELECT reco.create_api_key(%s, 'bench') AS k", (t,)).fetchone()["k"]
+                                for t in ("quiet", "flood"))
+    batch = bench_fairness.flood_batch(out / "events.csv")
+    plan = bench_fairness.Plan(rounds=rounds, seconds=seconds, streams=streams, console_rate=console_rate)
+    env = {"RECO_API_RATE_LIMIT": "100", "RECO_LOG_LEVEL": "warning"}
+    if not budgets:
+        env |= {f"RECO_TENANT_{name.upper()}": "0" for name in bench_fairness.BUDGETS}
+    console.print(f"server: 1 worker, budgets {'on (the defaults)' if budgets else 'off'}; quiet tenant: "
+                  f"{plan.reads:g} recommendations, {plan.writes:g} single-event POSTs, {plan.pages:g} console "
+                  f"pages, {plan.floor:g} pings a second; flood: {streams} streams resending a "
+                  f"{len(batch) / 1e6:.1f} MB 10,000-event batch, {console_rate:g} console pages a second; "
+                  f"{rounds} x ({seconds:g} s alone, {seconds:g} s flood)", markup=False, highlight=False)
+    with bench.ServerProcess(url, port, 1, env=env):
+        bench_fairness.run(port, plan, quiet_key, flood_key, batch, users, url,
+                           lambda line: console.print(line, markup=False, highlight=False))
+
+
 # --------------------------------------------------------------------------------------------
 # jobs
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
+from app.api import offload
 from app.api.budgets import TenantBudgets
 from app.api.errors import ApiError, from_db, unavailable
 from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
@@ -167,6 +168,7 @@ class ApiState:
             task.cancel()
         await self.reads.close()
         await self.writes.close()
+        offload.shutdown()
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
