@@ -32,7 +32,7 @@ from psycopg_pool import PoolTimeout
 from app.settings import Settings
 
 #: console pages a tenant may load at once after a quiet spell (its bucket's size)
-CONSOLE_BURST = 10.0
+CONSOLE_BURST = 5.0
 
 
 @dataclass(frozen=True)
