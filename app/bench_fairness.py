@@ -141,23 +141,57 @@ async def _console_flood(client: Client, build: Build, rate: float, until: float
         await asyncio.gather(*tasks)
 
 
-async def phase(port: int, kinds: list[Kind], name: str, seconds: float, flood: Flood | None = None,
-                batch: Build | None = None, streams: int = 0, console: Build | None = None,
-                console_rate: float = 0.0) -> None:
-    """One phase: the quiet load for ``seconds``, with the flood when ``flood`` is given. Returns when
-    every request sent has been answered (a batch in the database included)."""
+async def _quiet(port: int, kinds: list[Kind], name: str, seconds: float) -> None:
     until = time.perf_counter() + seconds
-    clients = [Client(port) for _ in range(len(kinds) + streams + 1)]
-    jobs = [_steady(clients[i], k, name, until) for i, k in enumerate(kinds)]
-    if flood is not None:
-        jobs += [_batches(clients[len(kinds) + s], batch, until, flood) for s in range(streams)]
-        if console is not None and console_rate > 0:
-            jobs.append(_console_flood(clients[-1], console, console_rate, until, flood))
+    clients = [Client(port) for _ in kinds]
+    try:
+        await asyncio.gather(*(_steady(c, k, name, until) for c, k in zip(clients, kinds, strict=True)))
+    finally:
+        for c in clients:
+            c.close()
+
+
+async def _flood(port: int, seconds: float, batch: Build, streams: int, console: Build, console_rate: float,
+                 flood: Flood) -> None:
+    until = time.perf_counter() + seconds
+    clients = [Client(port) for _ in range(streams + 1)]
+    jobs = [_batches(clients[s], batch, until, flood) for s in range(streams)]
+    if console_rate > 0:
+        jobs.append(_console_flood(clients[-1], console, console_rate, until, flood))
     try:
         await asyncio.gather(*jobs)
     finally:
         for c in clients:
             c.close()
+
+
+def _flood_process(queue, *args) -> None:
+    flood = Flood()
+    asyncio.run(_flood(*args, flood))
+    queue.put((dict(flood.batches), dict(flood.console)))
+
+
+def phase(port: int, kinds: list[Kind], name: str, seconds: float, flood: Flood | None = None,
+          batch: Build | None = None, streams: int = 0, console: Build | None = None,
+          console_rate: float = 0.0) -> None:
+    """One phase: the quiet load for ``seconds``; with ``flood``, the flood at the same time from a
+    process of its own (so that the sending of megabytes does not delay the quiet requests' clock).
+    Returns when every request sent has been answered (a batch in the database included)."""
+    import multiprocessing
+
+    process = None
+    if flood is not None:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        process = ctx.Process(target=_flood_process,
+                              args=(queue, port, seconds, batch, streams, console, console_rate))
+        process.start()
+    asyncio.run(_quiet(port, kinds, name, seconds))
+    if process is not None:
+        batches, pages = queue.get(timeout=600)
+        process.join()
+        flood.batches.update(batches)
+        flood.console.update(pages)
 
 
 def over_budget(port: int) -> dict[str, int]:
@@ -239,7 +273,7 @@ def measure(port: int, plan: Plan, quiet: list[Kind], batch: bytes, flood_key: s
     console = get(lambda i: f"/console/user?id=U{i % users + 1}", flood_key)
     flood = Flood()
     budget0 = over_budget(port)
-    asyncio.run(phase(port, quiet, "alone", 3.0))  # warm-up, not counted
+    phase(port, quiet, "alone", 3.0)  # warm-up, not counted
     for k in quiet:
         k.latencies["alone"].clear()
         k.statuses["alone"].clear()
@@ -247,8 +281,8 @@ def measure(port: int, plan: Plan, quiet: list[Kind], batch: bytes, flood_key: s
         for name in ("alone", "flood"):
             ticks = bench.cpu_ticks()
             before = {k.name: len(k.latencies[name]) for k in quiet}
-            asyncio.run(phase(port, quiet, name, plan.seconds, flood if name == "flood" else None, run_batch,
-                              plan.streams, console, plan.console_rate))
+            phase(port, quiet, name, plan.seconds, flood if name == "flood" else None, run_batch, plan.streams,
+                  console, plan.console_rate)
             p99 = ", ".join(f"{k.name.split(' ')[0]} {k.name.split(' ')[1].split('?')[0]} "
                             f"{pct(k.latencies[name][before[k.name]:], .99):.0f}" for k in quiet)
             out(f"round {r + 1} {name:5}: p99 ms {p99}; machine CPU idle {bench.idle_share(ticks):.0%}")
