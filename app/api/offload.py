@@ -79,16 +79,24 @@ async def prepare(raw: bytes) -> Prepared | list[dict[str, str]]:
     if len(raw) <= INLINE_BYTES:
         return prepare_events(raw)
     global _pool
-    if _pool is None:
-        # spawn: a fresh interpreter, not a fork of a process with an event loop and open sockets
-        # at a lower CPU priority (nice 10): on a busy machine, the requests of the loop come first
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=os.nice, initargs=(NICE,))
     try:
-        return await asyncio.get_running_loop().run_in_executor(_pool, prepare_events, raw)
+        return await asyncio.get_running_loop().run_in_executor(start(), prepare_events, raw)
     except BrokenProcessPool:  # the worker died (killed?): a new one next time, this body here
         _pool = None
         return prepare_events(raw)
+
+
+def start() -> ProcessPoolExecutor:
+    """The worker process, started: the API's lifespan starts it, so that the first large batch waits
+    neither for a Python to start on a busy machine nor, with the loop, for its launch."""
+    global _pool
+    if _pool is None:
+        # spawn: a fresh interpreter, not a fork of a process with an event loop and open sockets;
+        # at a lower CPU priority (nice 10): on a busy machine, the requests of the loop come first
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=os.nice, initargs=(NICE,))
+        _pool.submit(prepare_events, b"[]")  # launches the process now
+    return _pool
 
 
 def shutdown() -> None:

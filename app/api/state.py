@@ -161,6 +161,7 @@ class ApiState:
         # the server starts even when the database is down: reads degrade, /readyz says so
         await self.reads.open(wait=False)
         await self.writes.open(wait=False)
+        offload.start()  # the worker process that parses large batches (app.api.offload)
         self._spawn(self._refresh_loop())
 
     async def close(self) -> None:
