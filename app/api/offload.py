@@ -100,7 +100,8 @@ def start() -> ProcessPoolExecutor:
 
 
 def shutdown() -> None:
-    """Stop the worker process (the API's lifespan ends)."""
+    """Stop the worker process. One serves every app of the process for its life (tests create
+    many); the interpreter stops it at exit."""
     global _pool
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)

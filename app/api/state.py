@@ -161,7 +161,7 @@ class ApiState:
         # the server starts even when the database is down: reads degrade, /readyz says so
         await self.reads.open(wait=False)
         await self.writes.open(wait=False)
-        offload.start()  # the worker process that parses large batches (app.api.offload)
+        offload.start()  # the worker process that parses large batches (app.api.offload; one per process)
         self._spawn(self._refresh_loop())
 
     async def close(self) -> None:
@@ -169,7 +169,6 @@ class ApiState:
             task.cancel()
         await self.reads.close()
         await self.writes.close()
-        offload.shutdown()
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
