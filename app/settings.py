@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # API worker process. These are the defaults; reco.tenant_budgets overrides them per tenant
     # (`reco tenants budget SLUG`). 0 is unlimited. Past a budget: 429 with Retry-After.
     #: Events a second a tenant may POST (a token bucket holding one full batch; a batch may borrow ahead).
-    tenant_events_per_s: float = Field(2_000.0, ge=0)
+    tenant_events_per_s: float = Field(1_000.0, ge=0)
     #: Request-body bytes a second a tenant may send to the write routes, charged on Content-Length
     #: before the body is read or parsed (the bucket holds one body of api_max_body_bytes).
     tenant_bytes_per_s: float = Field(1_000_000.0, ge=0)

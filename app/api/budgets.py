@@ -86,14 +86,17 @@ class Bucket:
 
     def take(self, cost: float, rate: float, size: float, now: float) -> float:
         """0.0 when ``cost`` may pass (taken), else the seconds until it may (nothing taken)."""
-        level = min(size, self.level + (now - self.at) * rate)
+        wait = self.wait(cost, rate, size, now)
+        if not wait:
+            self.level -= cost
+        return wait
+
+    def wait(self, cost: float, rate: float, size: float, now: float) -> float:
+        """The seconds until ``cost`` may pass, 0.0 if it may now (nothing taken)."""
+        self.level = min(size, self.level + (now - self.at) * rate)
         self.at = now
         need = min(cost, size)
-        if level >= need:
-            self.level = level - cost
-            return 0.0
-        self.level = level
-        return (need - level) / rate
+        return 0.0 if self.level >= need else (need - self.level) / rate
 
     def charge(self, cost: float, rate: float, size: float, now: float) -> None:
         """Take ``cost`` whatever the level (a body whose size was known only once read)."""
@@ -159,6 +162,9 @@ class Usage:
     events: Bucket
     bytes: Bucket
     console: Bucket
+    #: body bytes per event of the tenant's batches (a moving average; 0 before the first): what an
+    #: events POST will cost is estimated from its Content-Length before the body is read
+    event_bytes: float = 0.0
     reads: Slots = field(default_factory=Slots)
     writes: Slots = field(default_factory=Slots)
     console_slots: Slots = field(default_factory=Slots)

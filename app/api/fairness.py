@@ -2,7 +2,8 @@
 
 - ``Fairness`` (pure ASGI, in front of every /v1 route): a write (POST, PUT, PATCH, DELETE) is
   charged its Content-Length against the tenant's bytes a second before a byte of the body is read or
-  parsed; then every request takes one of its tenant's statements of the pool it uses (reads or
+  parsed (an events POST is also refused then when its tenant's events bucket cannot hold what its
+  size likely carries, at the tenant's bytes per event so far); then every request takes one of its tenant's statements of the pool it uses (reads or
   writes), waiting in line up to api_pool_timeout, and gives it back when answered.
 - ``charge_events``: the events handler charges the events of a batch once they are parsed, before
   the database is called.
@@ -28,6 +29,7 @@ from app.api.metrics import OVER_BUDGET
 from app.api.ratelimit import retry_after
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+EVENTS = "/v1/events"
 #: seconds a console page waits for its tenant's console query to finish before 429
 CONSOLE_WAIT = 5.0
 
@@ -100,6 +102,8 @@ class Fairness:
         try:
             if length:
                 _take(usage.bytes, tenant, "bytes_per_s", length, budgets.bytes_size(budget), budgets.clock())
+                if scope["path"] == EVENTS and budget.events_per_s > 0:
+                    _events_room(tenant, length, budgets)
             slots, name = (usage.writes, "write_statements") if write else (usage.reads, "read_statements")
             limit = getattr(budget, name)
             if not await slots.acquire(limit, state.settings.api_pool_timeout):
@@ -138,12 +142,31 @@ async def _refuse(send, error: ApiError, unread: bool) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _events_room(tenant: Tenant, length: int, budgets: TenantBudgets) -> None:
+    """429 before an events body is read when the tenant's events bucket cannot hold what it likely
+    carries (its Content-Length at the tenant's bytes per event so far; at least one event): a batch
+    that would be refused once parsed is not parsed."""
+    usage = tenant.usage
+    likely = max(1.0, length / usage.event_bytes) if usage.event_bytes else 1.0
+    size = budgets.events_size(tenant.budget)
+    wait = usage.events.wait(likely, tenant.budget.events_per_s, size, budgets.clock())
+    if wait:
+        if tenant.budget.bytes_per_s > 0:
+            usage.bytes.give_back(length)
+        raise over_budget(tenant, "events_per_s", wait)
+
+
 def charge_events(request: Request, events: int) -> None:
     """Charge a parsed batch's events to its tenant's events a second (429 when over), before the
     database is called. Nothing for a request the Fairness middleware did not budget."""
     tenant: Tenant | None = request.scope.get("reco.tenant")
     if tenant is None or not events:
         return
+    length = _length(request.scope)
+    if length:
+        per = length / events
+        usage = tenant.usage
+        usage.event_bytes = per if not usage.event_bytes else 0.8 * usage.event_bytes + 0.2 * per
     budgets: TenantBudgets = request.app.state.reco.budgets
     _take(tenant.usage.events, tenant, "events_per_s", events, budgets.events_size(tenant.budget), budgets.clock())
 
