@@ -3,8 +3,9 @@
 - ``Fairness`` (pure ASGI, in front of every /v1 route): a write (POST, PUT, PATCH, DELETE) is
   charged its Content-Length against the tenant's bytes a second before a byte of the body is read or
   parsed (an events POST is also refused then when its tenant's events bucket cannot hold what its
-  size likely carries, at the tenant's bytes per event so far); then every request takes one of its tenant's statements of the pool it uses (reads or
-  writes), waiting in line up to api_pool_timeout, and gives it back when answered.
+  size likely carries, at the tenant's bytes per event so far); then every request takes one of its
+  tenant's statements of the pool it uses (reads or writes), waiting in line up to api_pool_timeout,
+  and gives it back when answered.
 - ``charge_events``: the events handler charges the events of a batch once they are parsed, before
   the database is called.
 - ``console_budget``: the console's hook (a dependency of its router): pages a second and queries
