@@ -83,10 +83,10 @@ async def store_checked(st: State, key: Key, sql: str, good: list[tuple[int, dic
 
 
 async def store_prepared(st: State, key: Key, sql: str, payload: Jsonb | str, where: list[int],
-                         rejected: Rejected, what: str, bulk: bool = False) -> dict:
+                         rejected: Rejected, what: str) -> dict:
     """``store_checked`` of rows already serialized (``payload``: a JSON array; ``where``: the index
-    in the request of each of its rows); ``bulk``: on the bulk pool (ApiState.write)."""
-    report = await st.write(sql, (key, payload), what, bulk=bulk)
+    in the request of each of its rows)."""
+    report = await st.write(sql, (key, payload), what)
     merged = rejected + [{**r, "index": where[r["index"]]} for r in report["rejected"]]
     report["rejected"] = sorted(merged, key=lambda r: r["index"])
     return report
@@ -198,13 +198,12 @@ async def events(request: Request, st: State, key: Key) -> dict:
     """A use of a feature that was shown to the user within bandit_window counts as a success for
     its bandit arm, in the same transaction (the feedback loop)."""
     # read and checked here, not by FastAPI: a large batch is parsed off the event loop (app.api.offload)
-    raw = await request.body()
-    prepared = await offload.prepare(raw)
+    prepared = await offload.prepare(await request.body())
     if not isinstance(prepared, offload.Prepared):
         raise invalid(prepared)
     charge_events(request, len(prepared.where))
     report = await store_prepared(st, key, "SELECT reco.api_ingest_events(%s, %s::jsonb)", prepared.payload,
-                                  prepared.where, prepared.rejected, "storing the events", bulk=offload.large(raw))
+                                  prepared.where, prepared.rejected, "storing the events")
     INGESTED.labels("accepted").inc(report["accepted"])
     INGESTED.labels("duplicate").inc(report["duplicates"])
     INGESTED.labels("rejected").inc(len(report["rejected"]))

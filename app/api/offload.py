@@ -99,30 +99,6 @@ def start() -> ProcessPoolExecutor:
     return _pool
 
 
-def large(raw: bytes) -> bool:
-    """A body prepared in the worker process, and stored through the API's bulk pool."""
-    return len(raw) > INLINE_BYTES
-
-
-def lower_priority(conn) -> bool:
-    """Renice the server process of a connection to NICE, where it is a PostgreSQL backend on this
-    machine that this user may renice (the embedded server): a large batch's ingest then yields the CPU
-    to the other tenants' statements on a busy machine. False elsewhere (another host, another user),
-    where nothing is changed. A backend cannot be given its priority back: only the bulk pool's are."""
-    host = conn.info.host or ""
-    if not (host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")):
-        return False
-    pid = conn.info.backend_pid
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            if not fh.read().startswith(b"postgres"):
-                return False
-        os.setpriority(os.PRIO_PROCESS, pid, max(NICE, os.getpriority(os.PRIO_PROCESS, pid)))
-    except OSError:
-        return False
-    return True
-
-
 def shutdown() -> None:
     """Stop the worker process. One serves every app of the process for its life (tests create
     many); the interpreter stops it at exit."""

@@ -125,12 +125,10 @@ class Pool(AsyncConnectionPool):
         await super()._add_connection(attempt or _Retry(timeout=self.reconnect_timeout), growing=growing)
 
 
-def _timeout(ms: int, bulk: bool = False):
+def _timeout(ms: int):
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.execute(f"SET statement_timeout = {int(ms)}")
         await conn.execute("SET application_name = 'pgreco-api'")
-        if bulk:
-            offload.lower_priority(conn)
     return configure
 
 
@@ -140,7 +138,6 @@ class ApiState:
     url: str
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
-    bulk: AsyncConnectionPool = field(init=False)
     limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
     budgets: TenantBudgets = field(init=False)  # per tenant, in this worker process (app.api.budgets)
     tenants: dict[bytes, str] = field(default_factory=dict)      # key hash -> tenant slug
@@ -159,16 +156,11 @@ class ApiState:
         self.writes = Pool(self.url, min_size=1, max_size=s.api_write_pool_size,
                            kwargs={"autocommit": True}, configure=_timeout(s.api_write_timeout_ms),
                            open=False, name="writes", reconnect_timeout=5)
-        # large event batches (app.api.offload): their backends at a lower CPU priority where possible
-        self.bulk = Pool(self.url, min_size=0, max_size=s.api_write_pool_size, kwargs={"autocommit": True},
-                         configure=_timeout(s.api_write_timeout_ms, bulk=True), open=False, name="bulk",
-                         reconnect_timeout=5)
 
     async def open(self) -> None:
         # the server starts even when the database is down: reads degrade, /readyz says so
         await self.reads.open(wait=False)
         await self.writes.open(wait=False)
-        await self.bulk.open(wait=False)
         offload.start()  # the worker process that parses large batches (app.api.offload; one per process)
         self._spawn(self._refresh_loop())
 
@@ -177,7 +169,6 @@ class ApiState:
             task.cancel()
         await self.reads.close()
         await self.writes.close()
-        await self.bulk.close()
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -239,12 +230,11 @@ class ApiState:
         """One statement on the read pool; the first column of its one row."""
         return await self._one(self.reads, sql, params)
 
-    async def write(self, sql: str, params: tuple | dict, what: str, bulk: bool = False):
-        """One statement on the write pool (the bulk pool for a large batch); the first column of its
-        one row. Failures are ApiErrors: 503 when the database is slow or unreachable, else mapped by
-        SQLSTATE."""
+    async def write(self, sql: str, params: tuple | dict, what: str):
+        """One statement on the write pool; the first column of its one row. Failures are
+        ApiErrors: 503 when the database is slow or unreachable, else mapped by SQLSTATE."""
         try:
-            return await self._one(self.bulk if bulk else self.writes, sql, params)
+            return await self._one(self.writes, sql, params)
         except (psycopg.Error, PoolTimeout) as exc:
             if isinstance(exc, psycopg.errors.QueryCanceled):
                 raise ApiError(503, "timeout", f"the database took too long: {what} was cancelled",
