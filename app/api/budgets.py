@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from app.api.limits import MAX_BATCH
 from app.settings import Settings
 
 #: console pages a tenant may load at once after a quiet spell (its bucket's size)
@@ -212,8 +213,6 @@ class TenantBudgets:
 
     # bucket sizes: one full batch, one largest body, CONSOLE_BURST pages (or a second's worth if more)
     def events_size(self, b: Budget) -> float:
-        from app.api.limits import MAX_BATCH
-
         return max(float(MAX_BATCH), b.events_per_s)
 
     def bytes_size(self, b: Budget) -> float:
