@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     #: api_write_pool_size); a request past them waits up to api_pool_timeout for its tenant's turn.
     tenant_read_statements: int = Field(4, ge=0)
     tenant_write_statements: int = Field(2, ge=0)
-    #: Console pages a second a tenant may load (bursts of 5), and console queries it may run at once.
+    #: Console pages a second a tenant may load (bursts of 10), and console queries it may run at once.
     tenant_console_per_s: float = Field(2.0, ge=0)
     tenant_console_statements: int = Field(1, ge=0)
     #: Seconds the API keeps a key's tenant and budget before reading them again (reco.api_tenant_budget).

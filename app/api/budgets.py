@@ -33,7 +33,7 @@ from app.api.limits import MAX_BATCH
 from app.settings import Settings
 
 #: console pages a tenant may load at once after a quiet spell (its bucket's size)
-CONSOLE_BURST = 5.0
+CONSOLE_BURST = 10.0
 
 
 @dataclass(frozen=True)
