@@ -326,3 +326,28 @@ def test_a_large_batch_is_prepared_in_a_worker_process_with_the_same_answers(ten
                         422, "validation_error")
             assert err["fields"][0]["field"] == "body" and words in err["fields"][0]["reason"], err
     assert stored(tenants, "large-") == 797
+
+
+def test_the_parsing_worker_ends_with_the_api_process():
+    import subprocess
+    import sys
+
+    # an API process that starts its worker, learns its pid, and dies without any clean-up
+    code = ("import os, asyncio, json\n"
+            "from app.api import offload\n"
+            "raw = json.dumps([{'user_id': 'u', 'feature_id': 'f', 'props': {'x': 'y' * 100_000}}]).encode()\n"
+            "print(asyncio.run(offload.prepare(raw)).pid, flush=True)\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    worker = int(out.stdout.split()[-1])
+    def alive() -> bool:
+        try:
+            with open(f"/proc/{worker}/status") as fh:
+                return "zombie" not in fh.read().lower()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 60  # the worker looks for its parent every second
+    while alive():
+        assert time.monotonic() < deadline, "the worker outlived the API process"
+        time.sleep(0.2)

@@ -94,9 +94,25 @@ def start() -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, not a fork of a process with an event loop and open sockets;
         # at a lower CPU priority (nice 10): on a busy machine, the requests of the loop come first
         _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=os.nice, initargs=(NICE,))
+                                    initializer=_init_worker, initargs=(NICE, os.getpid()))
         _pool.submit(prepare_events, b"[]")  # launches the process now
     return _pool
+
+
+def _init_worker(nice: int, parent: int) -> None:
+    """In the worker process: a lower CPU priority, and an end when the API process is gone (killed,
+    or stopped without shutting the pool down: the worker would otherwise outlive it)."""
+    import threading
+    import time
+
+    os.nice(nice)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="pgreco-parent-watch").start()
 
 
 def shutdown() -> None:
