@@ -814,6 +814,61 @@ def bench_api(
                       f"p99 {res.pct(0.99):.1f} ms, {res.errors} errors")
 
 
+@bench_app.command("fairness")
+def bench_fairness(
+    users: Annotated[int, typer.Option(help="demo users of each tenant (24 features, 90 days)")] = 20_000,
+    seed: int = 7,
+    seconds: Annotated[float, typer.Option(help="length of each phase")] = 20.0,
+    rounds: Annotated[int, typer.Option(min=1, help="alone / flood phase pairs, alternated")] = 3,
+    streams: Annotated[int, typer.Option(help="flood: streams resending the 10,000-event batch")] = 6,
+    console_rate: Annotated[float, typer.Option(help="flood: console pages a second")] = 17.0,
+    budgets: Annotated[bool, typer.Option(help="--no-budgets: every tenant budget off (RECO_TENANT_*=0), "
+                                               "to see what the flood does without them")] = True,
+    port: int = 8766,
+    reuse: Annotated[bool, typer.Option(help="reuse the data already in the bench database")] = False,
+) -> None:
+    """One tenant's flood against another's latencies: two tenants with the same data on a running
+    API server; the quiet one's steady load alone and during the other's flood (event batches,
+    console pages), alternated; p50/p99 of each, the ratio, the floor (/v1/ping) and the 429s."""
+    import psycopg
+
+    from app import bench, bench_fairness
+
+    base = db.database_url()
+    out = _demo_files(users, 24, 90, seed)
+    url = db.with_dbname(base, bench.bench_name(base, "fairness"))
+    if reuse:
+        from app.migrate import migrate as run_migrate
+
+        run_migrate(url)
+    else:
+        url = bench.bench_database(base, "fairness")
+        for tenant in ("quiet", "flood"):
+            with db.connect(url) as conn:
+                conn.execute("SELECT reco.create_tenant(%s)", (tenant,))
+            for kind in ("features", "plans", "users", "events"):
+                run_import(kind, out / f"{kind}.csv", url=url, tenant=tenant, quiet=True)
+            run_jobs("all", tenant=tenant, url=url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+    with db.connect(url) as conn:
+        quiet_key, flood_key = (conn.execute("SELECT reco.create_api_key(%s, 'bench') AS k", (t,)).fetchone()["k"]
+                                for t in ("quiet", "flood"))
+    batch = bench_fairness.flood_batch(out / "events.csv")
+    plan = bench_fairness.Plan(rounds=rounds, seconds=seconds, streams=streams, console_rate=console_rate)
+    env = {"RECO_API_RATE_LIMIT": "100", "RECO_LOG_LEVEL": "warning"}
+    if not budgets:
+        env |= {f"RECO_TENANT_{name.upper()}": "0" for name in bench_fairness.BUDGETS}
+    console.print(f"server: 1 worker, budgets {'on (the defaults)' if budgets else 'off'}; quiet tenant: "
+                  f"{plan.reads:g} recommendations, {plan.writes:g} single-event POSTs, {plan.pages:g} console "
+                  f"pages, {plan.floor:g} pings a second; flood: {streams} streams resending a "
+                  f"{len(batch) / 1e6:.1f} MB 10,000-event batch, {console_rate:g} console pages a second; "
+                  f"{rounds} x ({seconds:g} s alone, {seconds:g} s flood)", markup=False, highlight=False)
+    with bench.ServerProcess(url, port, 1, env=env):
+        bench_fairness.run(port, plan, quiet_key, flood_key, batch, users, url,
+                           lambda line: console.print(line, markup=False, highlight=False))
+
+
 # --------------------------------------------------------------------------------------------
 # jobs
 # --------------------------------------------------------------------------------------------
@@ -1038,6 +1093,44 @@ def tenants_drop(slug: Slug,
                 raise typer.Exit(1)
         n = conn.execute("SELECT reco.drop_tenant(%s) AS n", (slug,)).fetchone()["n"]
     console.print(f"dropped tenant {slug}: {n:,} rows deleted", markup=False, highlight=False)
+
+
+def _budget_option(unit: str) -> object:
+    return typer.Option(help=f"{unit} (0: unlimited)", min=0)
+
+
+@tenants_app.command("budget")
+def tenants_budget(
+    slug: Slug,
+    events_per_s: Annotated[float | None, _budget_option("events a second the tenant may POST")] = None,
+    bytes_per_s: Annotated[float | None, _budget_option("request-body bytes a second on the write routes")] = None,
+    read_statements: Annotated[int | None, _budget_option("read statements at once, per API process")] = None,
+    write_statements: Annotated[int | None, _budget_option("write requests at once, per API process")] = None,
+    console_per_s: Annotated[float | None, _budget_option("console pages a second")] = None,
+    console_statements: Annotated[int | None, _budget_option("console queries at once, per API process")] = None,
+    reset: Annotated[list[str] | None, typer.Option(help="a budget back to the default (repeatable), or 'all'")] = None,
+) -> None:
+    """Show a tenant's budgets (what it may use of the API: 429 with Retry-After past them), or set
+    some: SELECT reco.set_tenant_budget(SLUG, '{"events_per_s": ...}'). The running API applies a change
+    within RECO_TENANT_BUDGET_TTL seconds."""
+    from psycopg.types.json import Jsonb
+
+    from app.api.budgets import Budget, budget_table
+
+    given = {"events_per_s": events_per_s, "bytes_per_s": bytes_per_s, "read_statements": read_statements,
+             "write_statements": write_statements, "console_per_s": console_per_s,
+             "console_statements": console_statements}
+    changes: dict = {k: v for k, v in given.items() if v is not None}
+    names = list(given) if "all" in (reset or []) else reset or []
+    changes.update({name: None for name in names})  # an unknown name: the database's error and hint
+    with db.connect() as conn:
+        if changes:
+            overrides = conn.execute("SELECT reco.set_tenant_budget(%s, %s) AS b", (slug, Jsonb(changes))
+                                     ).fetchone()["b"]
+        else:
+            overrides = conn.execute("SELECT reco.tenant_budget(%s) AS b", (slug,)).fetchone()["b"]
+    _table(budget_table(Budget.defaults(get_settings()), overrides), ["budget", "value", "from"],
+           full=("budget", "from"), right=("value",))
 
 
 # --------------------------------------------------------------------------------------------

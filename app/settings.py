@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     #: Bearer token a Prometheus scraper sends to /metrics to get the job metrics per tenant (label
     #: tenant); without it (or unset) they are summed over tenants, so no tenant slug is shown.
     metrics_token: SecretStr | None = None
+    # --- fairness between tenants (app.api.budgets): each tenant's budget of what is expensive, in each
+    # API worker process. These are the defaults; reco.tenant_budgets overrides them per tenant
+    # (`reco tenants budget SLUG`). 0 is unlimited. Past a budget: 429 with Retry-After.
+    #: Events a second a tenant may POST (a token bucket holding one full batch; a batch may borrow ahead).
+    tenant_events_per_s: float = Field(1_000.0, ge=0)
+    #: Request-body bytes a second a tenant may send to the write routes, charged on Content-Length
+    #: before the body is read or parsed (the bucket holds one body of api_max_body_bytes).
+    tenant_bytes_per_s: float = Field(1_000_000.0, ge=0)
+    #: Statements a tenant may run at once on the read pool (of api_pool_size) and the write pool (of
+    #: api_write_pool_size); a request past them waits up to api_pool_timeout for its tenant's turn.
+    tenant_read_statements: int = Field(4, ge=0)
+    tenant_write_statements: int = Field(2, ge=0)
+    #: Console pages a second a tenant may load (bursts of 10), and console queries it may run at once.
+    tenant_console_per_s: float = Field(2.0, ge=0)
+    tenant_console_statements: int = Field(1, ge=0)
+    #: Seconds the API keeps a key's tenant and budget before reading them again (reco.api_tenant_budget).
+    tenant_budget_ttl: float = Field(10.0, gt=0)
     #: Level of the API's log (pgreco.*): info logs one line per request; warning keeps the
     #: server errors (5xx) and failures (database errors, unexpected exceptions).
     log_level: str = "info"

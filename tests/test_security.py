@@ -93,6 +93,8 @@ def two(conn):
     for slug, key in keys.items():
         after_jobs(conn, slug, key)
     conn.execute("CALL reco.run_job('bandit')")
+    for slug in keys:  # a budget of its own (reco.tenant_budgets)
+        conn.execute("""SELECT reco.set_tenant_budget(%s, '{"events_per_s": 5000}')""", (slug,))
     conn.keys = keys
     return conn
 

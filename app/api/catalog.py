@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Request
 from psycopg.types.json import Jsonb
 from pydantic import AfterValidator, BaseModel, ValidationError
 
+from app.api import offload
 from app.api.deps import Key, State
 from app.api.errors import NOT_MIGRATED_DOC, invalid, reason
-from app.api.limits import MAX_BATCH, MAX_ID, event_problem, event_row, no_nul
+from app.api.fairness import charge_events
+from app.api.limits import MAX_BATCH, MAX_ID, no_nul
 from app.api.metrics import INGESTED
 from app.api.models import (
     EVENT_EXAMPLE,
@@ -33,10 +35,22 @@ from app.api.models import (
 
 router = APIRouter(prefix="/v1")
 
+EVENTS_DOC = ("one event, or a list of up to 10,000. Fields: event_id (optional idempotency key), user_id, feature_id, "
+              "occurred_at (ISO 8601 or epoch seconds), kind (default use), success, props. Each event is checked: the "
+              "good ones are stored, the bad ones reported by index, field and reason; a retried batch reports "
+              "duplicates and changes nothing.")
+#: the body of POST /v1/events, documented here: the handler reads it itself (see events)
+EVENTS_BODY = {"requestBody": {"required": True, "description": EVENTS_DOC, "content": {"application/json": {
+    "schema": {"anyOf": [{"type": "object"}, {"type": "array", "maxItems": MAX_BATCH, "items": {"type": "object"}}]},
+    "examples": {"one": {"summary": "one event", "value": EVENT_EXAMPLE},
+                 "batch": {"summary": "a batch", "value": [EVENT_EXAMPLE, {**EVENT_EXAMPLE, "event_id": "e-1002",
+                                                                           "feature_id": "batch-mode"}]}}}}}}
+
 ERRORS = {401: {"model": Error, "description": "missing, invalid or revoked API key"},
           413: {"model": Error, "description": "the body is larger than RECO_API_MAX_BODY_BYTES"},
           422: {"model": Error, "description": "the body is malformed (field and reason)"},
-          429: {"model": Error, "description": "the key is over its rate limit (Retry-After says when to retry)"},
+          429: {"model": Error, "description": "the key is over its rate limit, or its tenant over one of its budgets "
+                                          "(Retry-After says when to retry): nothing was stored"},
           503: {"model": Error, "description": "the database is unreachable or too slow: nothing was stored"
                                           + NOT_MIGRATED_DOC}}
 
@@ -64,8 +78,15 @@ async def store_checked(st: State, key: Key, sql: str, good: list[tuple[int, dic
                         what: str) -> dict:
     """The good rows to the database (always called, even with none: it checks the key), and its
     report merged with the API's rejections, every index that of the row in the request."""
-    report = await st.write(sql, (key, Jsonb([row for _, row in good])), what)
-    where = [i for i, _ in good]
+    return await store_prepared(st, key, sql, Jsonb([row for _, row in good]), [i for i, _ in good], rejected,
+                                what)
+
+
+async def store_prepared(st: State, key: Key, sql: str, payload: Jsonb | str, where: list[int],
+                         rejected: Rejected, what: str) -> dict:
+    """``store_checked`` of rows already serialized (``payload``: a JSON array; ``where``: the index
+    in the request of each of its rows)."""
+    report = await st.write(sql, (key, payload), what)
     merged = rejected + [{**r, "index": where[r["index"]]} for r in report["rejected"]]
     report["rejected"] = sorted(merged, key=lambda r: r["index"])
     return report
@@ -171,28 +192,18 @@ async def put_plan(st: State, key: Key, plan_id: PlanId, plan: PlanIn) -> Stored
                             "storing the plan")
 
 
-@router.post("/events", response_model=Report, responses=ERRORS, summary="Record usage events")
-async def events(st: State, key: Key, body: Annotated[dict[str, Any] | list[Any], Body(
-        description="one event, or a list of up to 10,000. Fields: event_id (optional idempotency key), user_id, "
-                    "feature_id, occurred_at (ISO 8601 or epoch seconds), kind (default use), success, props. "
-                    "Each event is checked: the good ones are stored, the bad ones reported by index, field and "
-                    "reason; a retried batch reports duplicates and changes nothing.",
-        openapi_examples={"one": {"summary": "one event", "value": EVENT_EXAMPLE},
-                          "batch": {"summary": "a batch", "value": [EVENT_EXAMPLE, {
-                              **EVENT_EXAMPLE, "event_id": "e-1002", "feature_id": "batch-mode"}]}})]) -> dict:
+@router.post("/events", response_model=Report, responses=ERRORS, summary="Record usage events",
+             openapi_extra=EVENTS_BODY)
+async def events(request: Request, st: State, key: Key) -> dict:
     """A use of a feature that was shown to the user within bandit_window counts as a success for
     its bandit arm, in the same transaction (the feedback loop)."""
-    rows = [body] if isinstance(body, dict) else body
-    _batch(rows, "events")
-    good, rejected = [], []
-    for i, row in enumerate(rows):
-        problem = event_problem(row)
-        if problem:
-            rejected.append({"index": i, "field": problem[0], "reason": problem[1]})
-        else:
-            good.append((i, event_row(row)))
-    report = await store_checked(st, key, "SELECT reco.api_ingest_events(%s, %s)", good, rejected,
-                                 "storing the events")
+    # read and checked here, not by FastAPI: a large batch is parsed off the event loop (app.api.offload)
+    prepared = await offload.prepare(await request.body())
+    if not isinstance(prepared, offload.Prepared):
+        raise invalid(prepared)
+    charge_events(request, len(prepared.where))
+    report = await store_prepared(st, key, "SELECT reco.api_ingest_events(%s, %s::jsonb)", prepared.payload,
+                                  prepared.where, prepared.rejected, "storing the events")
     INGESTED.labels("accepted").inc(report["accepted"])
     INGESTED.labels("duplicate").inc(report["duplicates"])
     INGESTED.labels("rejected").inc(len(report["rejected"]))

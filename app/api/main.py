@@ -24,6 +24,7 @@ from app.api.errors import (
     internal_error_handler,
     validation_error_handler,
 )
+from app.api.fairness import Fairness
 from app.api.guards import RequestGuard
 from app.api.limits import BodyLimit
 from app.api.metrics import MetricsMiddleware, configure_logging
@@ -37,7 +38,8 @@ Every request needs `Authorization: Bearer <key>` (`reco keys create --tenant T`
 belongs to one tenant. Errors answer `{"error": {"status", "code", "message", "hint", "fields"}}`,
 unknown routes (404), wrong methods (405), bodies that are not JSON or too large (413) included.
 A batch is checked row by row: the good rows are stored, the bad ones reported by index, field and
-reason. A key over its rate limit gets 429 with `Retry-After` (whole seconds). When the database
+reason. A key over its rate limit, or a tenant over one of its budgets (events or request bytes a second, statements
+at once, console pages), gets 429 with `Retry-After` (whole seconds). When the database
 is slow or unreachable, recommendations, starter sets and similar features answer with the
 last-known popular list and `"degraded": true`; writes answer 503. A database whose schema is older
 than the code answers 503 `not_migrated` (run `reco migrate`). Every answer carries
@@ -87,9 +89,11 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    # middlewares, innermost first: the hot GETs, the body limit, metrics and the request log, the guard
+    # middlewares, innermost first: the hot GETs, the body limit, the tenants' budgets (before a body
+    # is read), metrics and the request log, then the guard (Host, UTF-8)
     app.add_middleware(serving.HotRoutes, fastapi_app=app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(Fairness)
     app.add_middleware(MetricsMiddleware, fastapi_app=app)
     app.add_middleware(RequestGuard, trusted_hosts=settings.trusted_host_names)  # outermost: Host, UTF-8
 

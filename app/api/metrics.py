@@ -34,6 +34,8 @@ STALE_CONNECTIONS = Counter("reco_db_stale_connections_total",
                             "pooled connections found dead before use (database restarted) and replaced", ["pool"])
 RETRIES = Counter("reco_db_retries_total", "statements run again after a serialization failure (40001) or "
                   "a deadlock (40P01)", ["sqlstate"])
+OVER_BUDGET = Counter("reco_tenant_over_budget_total", "requests answered 429: their tenant was over one of its "
+                      "budgets (app.api.budgets; per worker process)", ["budget"])
 RATE_LIMITED = Counter("reco_rate_limited_total", "requests answered 429: the API key was over its rate limit "
                        "(RECO_API_RATE_LIMIT, per worker process)", ["route"])
 

@@ -27,6 +27,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
+from app.api import offload
+from app.api.budgets import TenantBudgets
 from app.api.errors import ApiError, from_db, unavailable
 from app.api.keyguard import UnknownKeys
 from app.api.metrics import DEGRADED, POOL, RETRIES, STALE_CONNECTIONS
@@ -138,6 +140,7 @@ class ApiState:
     reads: AsyncConnectionPool = field(init=False)
     writes: AsyncConnectionPool = field(init=False)
     limiter: RateLimiter = field(init=False)  # per key hash, in this worker process (app.api.ratelimit)
+    budgets: TenantBudgets = field(init=False)  # per tenant, in this worker process (app.api.budgets)
     unknown_keys: UnknownKeys = field(init=False)  # per client address (app.api.keyguard)
     # the keys seen working, for degraded answers: kept as sent (the database hashes a key to check
     # it, and the periodic re-check needs the key), in this process's memory only
@@ -151,6 +154,7 @@ class ApiState:
         s = self.settings
         self.limiter = RateLimiter(s.api_rate_limit, s.api_rate_burst)
         self.unknown_keys = UnknownKeys(s.api_unknown_key_rate, s.api_unknown_key_burst)
+        self.budgets = TenantBudgets(s, lambda key: self.read("SELECT reco.api_tenant_budget(%s)", (key,)))
         self.reads = Pool(self.url, min_size=min(2, s.api_pool_size), max_size=s.api_pool_size,
                           kwargs={"autocommit": True}, configure=_timeout(s.api_timeout_ms),
                           open=False, name="reads", reconnect_timeout=5)
@@ -162,6 +166,7 @@ class ApiState:
         # the server starts even when the database is down: reads degrade, /readyz says so
         await self.reads.open(wait=False)
         await self.writes.open(wait=False)
+        offload.start()  # the worker process that parses large batches (app.api.offload; one per process)
         self._spawn(self._refresh_loop())
 
     async def close(self) -> None:

@@ -40,11 +40,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
+from app.api.fairness import console_budget
 from app.api.limits import text_problem
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +64,7 @@ MAX_ID = 200
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png", ".svg": "image/svg+xml",
                 ".txt": "text/plain"}
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(console_budget)])  # app.api.fairness
 
 
 # --- rendering -------------------------------------------------------------------------------
