@@ -135,3 +135,14 @@ def peeking_table(bounds: Sequence[float], *, runs: int = 20_000, reads_list: Se
             rows.append(PeekingRow(reads, f"{looks} planned looks", false_rate(decide_planned(c, bounds)),
                                    false_rate(decide_old_planned(c, bounds, reads)), runs))
     return rows
+
+
+def peeking_lines(bounds: Sequence[float], runs: int = 20_000) -> list[str]:
+    """The peeking table as printable lines: reads × settings → false ship/stop rate, new beside old."""
+    rows = peeking_table(bounds, runs=runs)
+    se = max(np.sqrt(r.new_rate * (1 - r.new_rate) / r.runs) for r in rows)
+    lines = [f"A/A tests read often ({runs:,} seeded runs each, 2,000 users per arm at 10 %; "
+             f"standard error of a rate ≤ {100 * se:.2f} points): false ship/stop rate",
+             f"{'reads':>5}  {'settings':<28} {'now':>7} {'before':>7}"]
+    lines += [f"{r.reads:>5}  {r.setting:<28} {r.new_rate:>7.2%} {r.old_rate:>7.2%}" for r in rows]
+    return lines

@@ -1532,7 +1532,7 @@ mean and relative variance (shape s = α(α+β+1)/β), so p_b/p_a ≈ (m_b/m_a)(
 Beta(s_b, s_a) (exact as p → 0; within ~0.3 points of the tails' 2.5 % by numerical integration up to p ≈ 0.5 with
 20+ users; it keeps the skew the log-normal loses, so the interval agrees with P(better)); otherwise gbstats'
 log-normal approximation. method names which. Example:
-SELECT * FROM reco.stat_beta_ratio_interval(1, 1035, 6, 962) -- [+26 %, +2500 %] (0/1034 vs 5/966, P(better) 98.7 %)$c$;
+SELECT * FROM reco.stat_beta_ratio_interval(1, 1035, 6, 962) -- [+26.4 %, +25060 %] (0/1034 vs 5/966, P(better) 98.7 %)$c$;
 
 -- ---------------------------------------------------------------------------------------
 -- Simulation
