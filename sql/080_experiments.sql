@@ -679,11 +679,16 @@ END $$;
 COMMENT ON FUNCTION reco.experiment_report(text, text) IS
 $c$an experiment's report, one row per section: 'srm' first (users per variant against the weights, χ² p; a
 mismatch at p < 0.001 invalidates the rest), then per metric (primary, secondary, guardrails) the control's row
-and each treatment's: n users, mean, lift (absolute) and its CI, relative lift and CI, p, Holm-adjusted p (over
-the treatments for the primary metric, Benjamini-Hochberg over treatments × secondary metrics), P(better) (Beta-Bernoulli for proportions, normal otherwise),
-CUPED relative lift, CI and p with the variance reduction (metrics with a pre-period), the sequential boundary
-of the current look (primary), in note for proportions the Bayesian expected losses and credible interval; 'oec' per treatment when the experiment has one; 'interleave' for interleaving
-experiments (share of users preferring the treatment's items); 'sequential' (look, users so far in n, the
-information fraction in mean, the current boundary, all O'Brien-Fleming boundaries in note); 'decision': ship / keep running / stop / invalid (SRM), with its reasons in note.
+and each treatment's: n users, mean, lift (absolute) and its CI (Newcombe for proportions), relative lift and CI
+(log ratio for proportions), p, adjusted p (Holm over the treatments for the primary metric, Benjamini-Hochberg
+over treatments × secondary metrics), P(better) (Beta-Bernoulli for proportions, normal otherwise), CUPED
+relative lift, CI and p with the variance reduction (metrics with a pre-period), the decision's boundary
+(primary), in note 'interim: …' while the decision keeps running (these are fixed-horizon values of the data so
+far) and for proportions the Bayesian expected losses and credible interval; 'oec' per treatment when the
+experiment has one (variance with the metrics' covariances); 'interleave' for interleaving experiments;
+'sequential' per treatment (the decision's test: without planned_users the always-valid mSPRT on the data now,
+p_value the always-valid p and lift_low/high the confidence sequence; with planned_users the last planned look
+reached, tested once on the data of its moment) and a summary row; 'decision': ship / keep running /
+stop (worse) / stop (no difference) / invalid (SRM), with its reasons in note. See docs/experiments-statistics.md.
 Example: SELECT section, variant, metric, n, rel_lift, rel_low, rel_high, p_value, decision, note
          FROM reco.experiment_report('usercf-boost');$c$;
