@@ -142,8 +142,9 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION reco.experiment_user_metrics(text, text, timestamptz) IS
 $c$per user in an experiment and metric: the variant, the first exposure, the value from then on (until the experiment
-stopped, or until p_until: the data as it was then, e.g. at a planned look), the denominator of a ratio metric (1 otherwise) and the value over pre_period before the first exposure
-(the CUPED covariate; NULL where it has no meaning, e.g. exposures). Example:
+stopped, or until p_until: the data as it was then, e.g. at a planned look), the denominator of a ratio metric (1
+otherwise) and the value over pre_period before the first exposure (the CUPED covariate; NULL where it has no
+meaning, e.g. exposures). Example:
 SELECT metric, variant, avg(value) FROM reco.experiment_user_metrics('usercf-boost') GROUP BY 1, 2;$c$;
 
 CREATE OR REPLACE FUNCTION reco.experiment_stats(p_name text, p_tenant text DEFAULT NULL, p_until timestamptz DEFAULT NULL)
