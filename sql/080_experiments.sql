@@ -556,14 +556,14 @@ BEGIN
     ELSE
         -- guardrails: the always-valid test on the data now (quick to fire, and valid however often it is read)
         FOR _r IN
-            SELECT x ->> 'variant' AS variant, x ->> 'metric' AS metric, (x ->> 'higher')::boolean AS higher,
-                   (x ->> 'lift')::float8 AS lift, m.reject, m.p_value
-            FROM jsonb_array_elements(_rows) AS x
-            JOIN jsonb_array_elements(_rows) AS c(x) ON c.x ->> 'metric' = x ->> 'metric' AND c.x ->> 'variant' = _control
-            CROSS JOIN LATERAL reco.stat_msprt((x ->> 'z')::float8, (x ->> 'n')::bigint + (c.x ->> 'n')::bigint,
+            SELECT t.x ->> 'variant' AS variant, t.x ->> 'metric' AS metric, (t.x ->> 'higher')::boolean AS higher,
+                   (t.x ->> 'lift')::float8 AS lift, m.reject, m.p_value
+            FROM jsonb_array_elements(_rows) AS t(x)
+            JOIN jsonb_array_elements(_rows) AS c(x) ON c.x ->> 'metric' = t.x ->> 'metric' AND c.x ->> 'variant' = _control
+            CROSS JOIN LATERAL reco.stat_msprt((t.x ->> 'z')::float8, (t.x ->> 'n')::bigint + (c.x ->> 'n')::bigint,
                                                _e.alpha, reco.msprt_tuning()) AS m
-            WHERE (x ->> 'position')::int > 0 AND x ->> 'section' = 'guardrail'
-            ORDER BY (x ->> 'position')::int
+            WHERE (t.x ->> 'position')::int > 0 AND t.x ->> 'section' = 'guardrail'
+            ORDER BY (t.x ->> 'position')::int
         LOOP
             IF _r.reject AND (_r.lift > 0) <> _r.higher THEN
                 _decision := 'stop (worse)';

@@ -203,3 +203,28 @@ def test_decisions_name_their_kind(world):  # noqa: F811
     _simulate(world, "worse", {"control": 0.30, "b": 0.10}, users=2000)
     rows = _report(world, "worse")
     assert rows[-1]["decision"] == "stop (worse)" and "clicked worse by" in rows[-1]["note"]
+
+
+def test_several_treatments_are_adjusted_by_holm(world):  # noqa: F811
+    """Holm over the treatments' always-valid p values."""
+    create(world, "three", [{"name": "control"}, {"name": "b"}, {"name": "c"}], guardrail_metrics=["uses"])
+    world.execute("SELECT reco.start_experiment('three')")
+    _simulate(world, "three", {"control": 0.10, "b": 0.24, "c": 0.11}, users=3000, seed=0.7)
+    rows = _report(world, "three")
+    seq = {r["variant"]: r for r in rows if r["section"] == "sequential" and r["variant"]}
+    assert set(seq) == {"b", "c"}
+    low, high = sorted(seq.values(), key=lambda r: r["p_value"])
+    assert low["p_adjusted"] == pytest.approx(min(1.0, 2 * low["p_value"]))
+    assert high["p_adjusted"] == pytest.approx(max(low["p_adjusted"], high["p_value"]))
+    assert rows[-1]["decision"] == "ship" and "b: clicked better" in rows[-1]["note"]
+
+
+
+def test_a_guardrail_worse_by_its_always_valid_test_stops(world):  # noqa: F811
+    create(world, "guard", [{"name": "control"}, {"name": "b"}], primary_metric="exposures",
+           guardrail_metrics=["clicked"])
+    world.execute("SELECT reco.start_experiment('guard')")
+    _simulate(world, "guard", {"control": 0.30, "b": 0.05}, users=2000, seed=0.9)
+    rows = _report(world, "guard")
+    assert rows[-1]["decision"] == "stop (worse)", [(r["section"], r["variant"], r["note"]) for r in rows]
+    assert "guardrail clicked is worse (always-valid p" in rows[-1]["note"]
