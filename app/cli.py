@@ -576,17 +576,26 @@ def bench_experiment(
     seed: int = 1,
     scale_users: Annotated[int, typer.Option(help="then time a report over this many users (0: skip)")] = 100_000,
     scale_exposures: Annotated[int, typer.Option(help="… and this many exposures")] = 1_000_000,
+    peeking_runs: Annotated[int, typer.Option(help="A/A runs per row of the peeking table (0: skip)")] = 20_000,
 ) -> None:
-    """An A/A and an A/B test through the real serving and ingest functions, then their reports; then
+    """The peeking table (reads × settings → false ship/stop rate, the report's rule beside the old one);
+    an A/A and an A/B test through the real serving and ingest functions, then their reports; then
     the report's time over --scale-users users and --scale-exposures exposures."""
     import time as _time
 
     from app import bench
     from app.cli_experiments import print_report
     from app.experiment_sim import report_at_scale, setup, simulate
+    from app.peeking import peeking_lines
 
     base = db.database_url()
     url = bench.bench_database(base, "experiment")
+    if peeking_runs:
+        with db.connect(url) as conn:
+            bounds = [r["z_boundary"] for r in conn.execute(
+                "SELECT z_boundary FROM reco.stat_sequential_boundaries(5) ORDER BY look")]
+        for line in peeking_lines(bounds, peeking_runs):
+            console.print(line, markup=False, highlight=False)
     t = _time.perf_counter()
     with db.connect(url, autocommit=True) as conn:
         per_arm = conn.execute("SELECT reco.stat_sample_size(%s, %s, true, 0.05, 0.8) AS n",

@@ -125,7 +125,8 @@ def _num(v) -> str:
 
 
 def _p(v) -> str:
-    return "" if v is None else ("<0.0001" if v < 1e-4 else f"{v:.4f}")
+    """4 decimals, scientific below 0.0001 (as reco._format_p): never 0.0000000."""
+    return "" if v is None else (f"{v:.1e}" if 0 < v < 1e-4 else f"{v:.4f}")
 
 
 def _lift(r: dict) -> str:
@@ -145,28 +146,34 @@ def print_report(rows: list[dict], name: str) -> None:
         if r["section"] == "srm":
             out.print(f"[bold]sample ratio[/bold]: {r['note']}")
     table = Table(title=f"experiment {name}", title_justify="left")
-    for column in ("metric", "variant", "users", "mean", "lift [95% CI]", "p (Holm)", "P(better)",
+    for column in ("metric", "variant", "users", "mean", "lift [95% CI]", "p (adjusted)", "P(better)",
                    "CUPED lift [95% CI]", "var. −"):
         table.add_column(column, no_wrap=True)
+    # the report adjusts the primary metric's p over the treatments by Holm, the secondary metrics' by
+    # Benjamini-Hochberg (sql/080_experiments.sql); the primary metric's rows come first
+    primary_metric = next((r["metric"] for r in rows if r["section"] == "metric"), None)
     for r in rows:
         if r["section"] not in ("metric", "guardrail", "oec", "interleave"):
             continue
         label = r["metric"] + (" (guardrail)" if r["section"] == "guardrail" else "")
-        p = _p(r["p_value"]) + (f" ({_p(r['p_adjusted'])})" if r["p_adjusted"] is not None else "")
+        method = "Holm" if r["metric"] == primary_metric else "BH"
+        p = _p(r["p_value"]) + (f" ({method} {_p(r['p_adjusted'])})" if r["p_adjusted"] is not None else "")
         cuped = (_pct(r["cuped_lift"]) + f" [{_pct(r['cuped_low'])}, {_pct(r['cuped_high'])}]"
                  if r["cuped_lift"] is not None else "")
         table.add_row(label, r["variant"] or "", _num(r["n"]), _num(r["mean"]), _lift(r), p,
                       _pct(r["p_better"], False), cuped, _pct(r["variance_reduction"], False))
     out.print(table)
-    for r in rows:
-        if r["section"] == "guardrail" and r["note"] and r["note"].startswith("guardrail failed"):
-            out.print(f"[red]{r['variant']}: {r['metric']} {r['note'].split('; ')[0]}[/red]")
+    if any(r["section"] == "sequential" for r in rows):
+        out.print("p values and CIs above are fixed-horizon: interim, valid if read once at the planned end; "
+                  "the decision uses the sequential test below", markup=False, highlight=False)
     primary = next((r for r in rows if r["section"] == "metric" and r["note"]), None)
     if primary:
         out.print(f"{primary['variant']}, {primary['metric']}: {primary['note']}", markup=False, highlight=False)
     for r in rows:
         if r["section"] == "sequential":
-            out.print(f"[bold]sequential[/bold]: {r['note']}")
+            who = f"{r['variant']}: " if r["variant"] else ""
+            interval = (f" [{_num(r['lift_low'])}, {_num(r['lift_high'])}]" if r["lift_low"] is not None else "")
+            out.print(f"[bold]sequential[/bold] {who}{r['note']}{interval}")
     for r in rows:
         if r["section"] == "decision":
             out.print(f"[bold]decision: {r['decision']}[/bold] — {r['note']}")

@@ -283,8 +283,9 @@ COMMENT ON FUNCTION reco.create_experiment(text, jsonb, jsonb, text) IS
 $c$create an experiment (status draft): variants (the first is the control) with relative weights and setting
 overrides, and options: scenario ('default'), kind ('ab' or 'interleave'), traffic (share of the scenario's
 users, 1), salt (the name), primary_metric ('clicked'), secondary_metrics, guardrail_metrics, oec ({metric:
-weight}), looks (planned looks for sequential monitoring, 1), planned_users (in all arms; the sequential
-monitor's information scale), alpha (0.05), pre_period ('14 days', the CUPED covariate's window). Example:
+weight}), looks (planned looks, 1), planned_users (in all arms; with it the report decides at the planned looks,
+each once on the data of its moment, and says 'stop (no difference)' at the end; without it the report's decision
+is an always-valid sequential test that may be read at any time), alpha (0.05), pre_period ('14 days', the CUPED covariate's window). Example:
 SELECT reco.create_experiment('usercf-boost', '[{"name": "control"}, {"name": "boost", "overrides": {"weight_usercf": 0.3}}]',
                               '{"scenario": "home", "traffic": 0.5, "guardrail_metrics": ["uses"]}');$c$;
 

@@ -1352,6 +1352,189 @@ look, info_fraction, alpha_spent, z_boundary, nominal_p, stop.
 Example: SELECT * FROM reco.stat_sequential_test(2.9, 2, 5) -- boundary 3.357: keep running$c$;
 
 -- ---------------------------------------------------------------------------------------
+-- Always-valid inference: the normal-mixture sequential probability ratio test (mSPRT)
+-- ---------------------------------------------------------------------------------------
+
+-- With the estimate's z = Δ̂ / se and n units so far, the likelihood ratio of a normal mixture
+-- N(0, τ²) over the effect against Δ = 0 is Λ = (1 + r)^(−1/2) exp(z² r / (2 (1 + r))), r = τ² / se²
+-- = n ρ². Λ is a martingale under H0, so by Ville's inequality P(Λ ever ≥ 1/α) ≤ α however often it
+-- is read: the boundary |z| ≥ √((1 + r)/r · (ln(1 + r) + 2 ln(1/α))) and the confidence sequence
+-- Δ̂ ± that × se (Waudby-Smith et al. 2023, eq. 9; GrowthBook's SequentialTwoSidedTTest) hold at
+-- every read at once. ρ² = (−2 ln α + ln(1 − 2 ln α)) / N* makes the sequence tightest at N* units
+-- (gbstats' sequential_tuning_parameter, default 5000).
+CREATE OR REPLACE FUNCTION reco.stat_msprt(p_z float8, p_n float8, p_alpha float8 DEFAULT 0.05,
+                                           p_tuning float8 DEFAULT 5000,
+                                           OUT z_boundary float8, OUT p_value float8, OUT reject boolean)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    _r float8;
+    _l float8;
+BEGIN
+    PERFORM reco._stat_check_alpha(p_alpha);
+    PERFORM reco._stat_check(p_n >= 0 AND p_n < 'Infinity', format('the number of units must be >= 0, got %s', p_n),
+                             'Pass the users in both arms so far.');
+    PERFORM reco._stat_check(p_tuning > 0 AND p_tuning < 'Infinity',
+                             format('the tuning parameter must be positive, got %s', p_tuning),
+                             'The number of units at which the confidence sequence is tightest, e.g. the planned users (5000 by default).');
+    IF p_n = 0 THEN
+        z_boundary := 'Infinity';
+        p_value := 1;
+        reject := false;
+        RETURN;
+    END IF;
+    _r := p_n * (-2 * ln(p_alpha) + ln(1 - 2 * ln(p_alpha))) / p_tuning;
+    z_boundary := sqrt((1 + _r) / _r * (reco._stat_log1p(_r) + 2 * ln(1 / p_alpha)));
+    IF p_z IS NOT NULL THEN
+        _l := -0.5 * reco._stat_log1p(_r) + p_z * p_z * _r / (2 * (1 + _r));   -- ln Λ
+        p_value := CASE WHEN _l <= 0 THEN 1 ELSE exp(greatest(-_l, -700)) END;
+        reject := abs(p_z) >= z_boundary;
+    END IF;
+END $$;
+COMMENT ON FUNCTION reco.stat_msprt(float8, float8, float8, float8) IS
+$c$always-valid two-sided test (mixture sequential probability ratio test, normal mixture; the confidence
+sequence of Waudby-Smith et al. 2023 that GrowthBook ships as its sequential test). Inputs: the observed z (or
+Welch t) of the comparison now, the units so far n (both arms), α (default 0.05), the tuning parameter N* (the
+units at which the sequence is tightest, default 5000; the experiment's planned users when it has some).
+Outputs: z_boundary (a (1−α) confidence sequence is estimate ± z_boundary × se), p_value = min(1, 1/Λ) (the
+always-valid p: it may be read at every look), reject = |z| ≥ z_boundary. P(any read rejects | no effect) ≤ α.
+Example: SELECT * FROM reco.stat_msprt(2.5, 4000) -- boundary 3.040, p 0.182, reject false$c$;
+
+-- ---------------------------------------------------------------------------------------
+-- Intervals that stay in range at low counts
+-- ---------------------------------------------------------------------------------------
+
+-- Wilson score interval of one proportion
+CREATE OR REPLACE FUNCTION reco._stat_wilson(p_n bigint, p_x bigint, p_z float8, OUT low float8, OUT high float8)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT greatest(c - h, 0), least(c + h, 1)
+    FROM (SELECT (p_x + p_z * p_z / 2) / (p_n + p_z * p_z) AS c,
+                 p_z / (p_n + p_z * p_z) * sqrt(p_x::float8 * (p_n - p_x) / p_n + p_z * p_z / 4) AS h) s
+$$;
+COMMENT ON FUNCTION reco._stat_wilson(bigint, bigint, float8) IS 'internal: Wilson score interval of x / n (n > 0)';
+
+CREATE OR REPLACE FUNCTION reco.stat_proportion_intervals(
+    p_n_a bigint, p_x_a bigint, p_n_b bigint, p_x_b bigint, p_alpha float8 DEFAULT 0.05,
+    OUT lift_low float8, OUT lift_high float8, OUT rel_low float8, OUT rel_high float8)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    _z float8;
+    _pa float8;
+    _pb float8;
+    _wa record;
+    _wb record;
+    _xa float8 := p_x_a;
+    _xb float8 := p_x_b;
+    _na float8 := p_n_a;
+    _nb float8 := p_n_b;
+    _lr float8;
+    _se float8;
+BEGIN
+    PERFORM reco._stat_check_count(p_n_a, p_x_a, 'A');
+    PERFORM reco._stat_check_count(p_n_b, p_x_b, 'B');
+    PERFORM reco._stat_check_alpha(p_alpha);
+    IF p_n_a = 0 OR p_n_b = 0 THEN
+        RETURN;
+    END IF;
+    _z := -reco.stat_norm_ppf(p_alpha / 2);
+    _pa := _xa / _na;
+    _pb := _xb / _nb;
+    -- Newcombe's hybrid score interval (his method 10) from the two Wilson intervals
+    _wa := reco._stat_wilson(p_n_a, p_x_a, _z);
+    _wb := reco._stat_wilson(p_n_b, p_x_b, _z);
+    lift_low := (_pb - _pa) - sqrt((_pb - _wb.low) ^ 2 + (_wa.high - _pa) ^ 2);
+    lift_high := (_pb - _pa) + sqrt((_wb.high - _pb) ^ 2 + (_pa - _wa.low) ^ 2);
+    -- the ratio p_b / p_a on the log scale (Katz), ½ added to each count when one is 0
+    IF p_x_a = 0 AND p_x_b = 0 THEN
+        RETURN;
+    END IF;
+    IF p_x_a = 0 OR p_x_b = 0 THEN
+        _xa := _xa + 0.5; _xb := _xb + 0.5; _na := _na + 0.5; _nb := _nb + 0.5;
+    END IF;
+    IF _xa = _na AND _xb = _nb THEN
+        rel_low := 0;
+        rel_high := 0;
+        RETURN;
+    END IF;
+    _lr := ln((_xb / _nb) / (_xa / _na));
+    _se := sqrt(greatest(1 / _xb - 1 / _nb + 1 / _xa - 1 / _na, 0));
+    rel_low := exp(_lr - _z * _se) - 1;
+    rel_high := exp(_lr + _z * _se) - 1;
+END $$;
+COMMENT ON FUNCTION reco.stat_proportion_intervals(bigint, bigint, bigint, bigint, float8) IS
+$c$1−α intervals of a difference of two proportions that stay in range at low counts: lift_low/high for
+rate_b − rate_a by Newcombe's hybrid score method (from the Wilson intervals: within [−1, 1], good coverage with
+few conversions), rel_low/high for rate_b / rate_a − 1 by the log (Katz) interval of the ratio (½ added to every
+count when one is 0), never below −100 %. The report shows these beside stat_proportion_test's z-test (whose Wald
+intervals they replace for proportions). Example: SELECT * FROM reco.stat_proportion_intervals(1030, 2, 970, 9)
+-- relative [+3.5 %, +2106 %], the interval of a significant +377.8 %$c$;
+
+-- Quantile of Beta(a, b): bisection on the regularised incomplete beta (in x, then in ln x near 0)
+CREATE OR REPLACE FUNCTION reco._stat_beta_ppf(p_a float8, p_b float8, p_q float8)
+RETURNS float8
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    _lo float8 := -745;   -- ln x
+    _hi float8 := 0;
+    _mid float8;
+BEGIN
+    FOR i IN 1 .. 200 LOOP
+        _mid := (_lo + _hi) / 2;
+        IF reco._stat_ibeta(p_a, p_b, exp(_mid), CASE WHEN _mid > -1e-5 THEN -_mid * (1 + _mid / 2) ELSE 1 - exp(_mid) END) < p_q THEN _lo := _mid; ELSE _hi := _mid; END IF;
+        EXIT WHEN _hi - _lo < 1e-13;
+    END LOOP;
+    RETURN exp((_lo + _hi) / 2);
+END $$;
+COMMENT ON FUNCTION reco._stat_beta_ppf(float8, float8, float8) IS 'internal: quantile of Beta(a, b) (bisection on ln x)';
+
+CREATE OR REPLACE FUNCTION reco.stat_beta_ratio_interval(
+    p_a_a float8, p_b_a float8, p_a_b float8, p_b_b float8, p_alpha float8 DEFAULT 0.05,
+    OUT rel_low float8, OUT rel_high float8, OUT method text)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    _z float8;
+    _mu float8;
+    _sd float8;
+    _x float8;
+    _sa float8;
+    _sb float8;
+    _c float8;
+BEGIN
+    PERFORM reco._stat_check(p_a_a > 0 AND p_b_a > 0 AND p_a_b > 0 AND p_b_b > 0,
+                             format('Beta parameters must be positive, got (%s, %s) and (%s, %s)', p_a_a, p_b_a, p_a_b, p_b_b),
+                             'Posterior Beta(prior α + conversions, prior β + non-conversions) of arm A, then of arm B.');
+    PERFORM reco._stat_check_alpha(p_alpha);
+    IF least(p_a_a, p_a_b) < 50 THEN
+        -- few conversions: each Beta as a scaled Gamma of the same mean and relative variance (shape
+        -- s = α (α + β + 1) / β; s → α for rare events), so p_b / p_a ≈ (m_b / m_a)(s_a / s_b) · G_b / G_a
+        -- and G_b / (G_a + G_b) ~ Beta(s_b, s_a): the skew of ln p at small α is kept
+        method := 'gamma ratio';
+        _sa := p_a_a * (p_a_a + p_b_a + 1) / p_b_a;
+        _sb := p_a_b * (p_a_b + p_b_b + 1) / p_b_b;
+        _c := (p_a_b / (p_a_b + p_b_b)) / (p_a_a / (p_a_a + p_b_a)) * _sa / _sb;
+        _x := reco._stat_beta_ppf(_sb, _sa, p_alpha / 2);
+        rel_low := _c * _x / (1 - _x) - 1;
+        _x := reco._stat_beta_ppf(_sb, _sa, 1 - p_alpha / 2);
+        rel_high := _c * _x / (1 - _x) - 1;
+    ELSE
+        -- many: gbstats' log-normal approximation, ln p ≈ N(ψ(α) − ψ(α + β), ψ₁(α) − ψ₁(α + β))
+        method := 'log-normal';
+        _z := -reco.stat_norm_ppf(p_alpha / 2);
+        _mu := reco.stat_digamma(p_a_b) - reco.stat_digamma(p_a_b + p_b_b) - reco.stat_digamma(p_a_a) + reco.stat_digamma(p_a_a + p_b_a);
+        _sd := sqrt(reco.stat_trigamma(p_a_b) - reco.stat_trigamma(p_a_b + p_b_b) + reco.stat_trigamma(p_a_a) - reco.stat_trigamma(p_a_a + p_b_a));
+        rel_low := exp(_mu - _z * _sd) - 1;
+        rel_high := exp(_mu + _z * _sd) - 1;
+    END IF;
+END $$;
+COMMENT ON FUNCTION reco.stat_beta_ratio_interval(float8, float8, float8, float8, float8) IS
+$c$1−α credible interval of p_b / p_a − 1 for independent posteriors p_a ~ Beta(α_a, β_a), p_b ~ Beta(α_b, β_b).
+With fewer than 50 conversions in an arm (α < 50): the gamma-ratio form, each Beta as a scaled Gamma of the same
+mean and relative variance (shape s = α(α+β+1)/β), so p_b/p_a ≈ (m_b/m_a)(s_a/s_b) · G_b/G_a with G_b/(G_a+G_b) ~
+Beta(s_b, s_a) (exact as p → 0; within ~0.3 points of the tails' 2.5 % by numerical integration up to p ≈ 0.5 with
+20+ users; it keeps the skew the log-normal loses, so the interval agrees with P(better)); otherwise gbstats'
+log-normal approximation. method names which. Example:
+SELECT * FROM reco.stat_beta_ratio_interval(1, 1035, 6, 962) -- [+26.4 %, +25060 %] (0/1034 vs 5/966, P(better) 98.7 %)$c$;
+
+-- ---------------------------------------------------------------------------------------
 -- Simulation
 -- ---------------------------------------------------------------------------------------
 

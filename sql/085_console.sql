@@ -488,7 +488,8 @@ BEGIN
     SELECT json_agg(json_build_object('look', b.look, 'info_fraction', b.info_fraction, 'z_boundary', b.z_boundary,
                                       'nominal_p', b.nominal_p, 'alpha_spent', b.alpha_spent) ORDER BY b.look)
     INTO _looks
-    FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) AS b;
+    FROM reco.stat_sequential_boundaries(_e.looks, _e.alpha) AS b
+    WHERE _e.planned_users IS NOT NULL;  -- without planned users the decision is the always-valid test: no looks
     RETURN json_build_object(
         'experiment', json_build_object(
             'name', _e.name, 'scenario', _e.scenario, 'kind', _e.kind, 'status', _e.status, 'traffic', _e.traffic,
@@ -519,5 +520,6 @@ COMMENT ON FUNCTION reco.console_experiment(text, text) IS
 $c$the console's page of one experiment as JSON (NULL for an unknown name): the experiment and its variants; the
 rows of reco.experiment_report in its order (SRM check, metrics with lifts and CIs, guardrails, OEC, interleaving,
 sequential, decision), or report_error when it cannot be made; users so far and the information fraction
-(users / planned_users); the planned O'Brien–Fleming-type boundaries per look (reco.stat_sequential_boundaries)
+(users / planned_users); the planned O'Brien–Fleming-type boundaries per look (reco.stat_sequential_boundaries; none
+without planned_users, where the decision is the always-valid test)
 and the observed z of the primary metric per treatment variant. Example: SELECT reco.console_experiment('ab');$c$;

@@ -161,6 +161,48 @@ def test_proportion_test(conn):
     assert r["rate_a"] is None and r["rate_b"] == 0.03 and r["p_value"] is None
 
 
+def test_proportion_intervals_stay_in_range(conn):
+    """Newcombe's hybrid score interval (his 1998 paper, Table II, method 10) and the log-ratio interval."""
+    for (n_a, x_a, n_b, x_b), (low, high) in [((80, 48, 70, 56), (0.0524, 0.3339)), ((10, 3, 10, 9), (0.1705, 0.8090))]:
+        r = row(conn, "SELECT * FROM reco.stat_proportion_intervals(%s, %s, %s, %s)", (n_a, x_a, n_b, x_b))
+        assert (round(r["lift_low"], 4), round(r["lift_high"], 4)) == (low, high)
+    for n_a, x_a, n_b, x_b in [(1030, 2, 970, 9), (1000, 50, 1000, 70), (1034, 0, 966, 5), (12, 12, 30, 29)]:
+        r = row(conn, "SELECT * FROM reco.stat_proportion_intervals(%s, %s, %s, %s)", (n_a, x_a, n_b, x_b))
+        fix = 0.5 if 0 in (x_a, x_b) else 0
+        xa, xb, na, nb = x_a + fix, x_b + fix, n_a + fix, n_b + fix
+        se = math.sqrt(1 / xb - 1 / nb + 1 / xa - 1 / na)
+        ratio = (xb / nb) / (xa / na)
+        assert r["rel_low"] == pytest.approx(ratio * math.exp(-stats.norm.ppf(0.975) * se) - 1, rel=1e-10)
+        assert r["rel_high"] == pytest.approx(ratio * math.exp(stats.norm.ppf(0.975) * se) - 1, rel=1e-10)
+        assert -1 < r["rel_low"] < r["rel_high"] and -1 <= r["lift_low"] < r["lift_high"] <= 1
+    # issue 23: 2/1030 vs 9/970 is significant (p 0.027) and its Wald relative interval went below −100 %
+    wald = row(conn, "SELECT * FROM reco.stat_proportion_test(1030, 2, 970, 9)")
+    new = row(conn, "SELECT * FROM reco.stat_proportion_intervals(1030, 2, 970, 9)")
+    assert wald["p_value"] < 0.05 and wald["rel_ci_low"] < -1
+    assert 0 < new["rel_low"] < wald["rel_lift"] < new["rel_high"] and new["lift_low"] > 0
+
+
+@pytest.mark.parametrize("counts", [(1034, 0, 966, 5), (1000, 3, 1000, 9), (200, 20, 210, 31)])
+def test_beta_ratio_credible_interval(conn, counts):
+    """The credible interval of p_B / p_A − 1 against numerical integration of the posteriors, and in
+    agreement with P(better): 0/1034 vs 5/966 (P(better) 98.7 %) no longer shows [−25.6 %, +14,719 %]."""
+    n_a, x_a, n_b, x_b = counts
+    aa, ba, ab, bb = 1 + x_a, 1 + n_a - x_a, 1 + x_b, 1 + n_b - x_b
+    r = row(conn, "SELECT * FROM reco.stat_beta_ratio_interval(%s, %s, %s, %s)", (aa, ba, ab, bb))
+    assert r["method"] == "gamma ratio"
+
+    def below(ratio: float) -> float:  # P(p_B / p_A ≤ ratio)
+        return integrate.quad(lambda a: stats.beta.pdf(a, aa, ba) * stats.beta.cdf(ratio * a, ab, bb),
+                              0, 1, limit=200, points=[aa / (aa + ba)])[0]
+
+    assert below(1 + r["rel_low"]) == pytest.approx(0.025, abs=0.003)
+    assert below(1 + r["rel_high"]) == pytest.approx(0.975, abs=0.003)
+    p_better = row(conn, "SELECT p_b_better FROM reco.stat_bayes_proportion(%s, %s, %s, %s)", counts)["p_b_better"]
+    assert (r["rel_low"] > 0) == (p_better > 0.975)
+    many = row(conn, "SELECT * FROM reco.stat_beta_ratio_interval(500, 4500, 560, 4440)")
+    assert many["method"] == "log-normal" and many["rel_low"] < 0.12 < many["rel_high"]
+
+
 def test_ratio_metric_delta_method(conn):
     rng = np.random.default_rng(7)
     results = []
