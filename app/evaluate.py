@@ -8,6 +8,7 @@ the ranking connections see it, and dropped at the end whatever happens.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from jobs import mark_fresh
+from jobs import mark_fresh, runner_url, tenant_slugs
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM, write_svd_factors
 
@@ -136,6 +137,21 @@ def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | N
         run_id = record(url, sc, "evaluate", k, {"workers": workers, "settings": settings or {}}, started)
         result = scores(url, sc)
     return Result(run_id, k, sc.users, time.perf_counter() - t0, result)
+
+
+def evaluate_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
+    """The evaluate job's numpy step (jobs.runner.PYTHON_STEPS): :func:`evaluate` (K 10, setting
+    evaluation_users) for the tenant or every tenant, so EASE and SVD are computed as served; what it
+    stored is left in the session (reco.evaluate_done) for the SQL job body to log."""
+    url = runner_url(conn)
+    done = {}
+    for slug in tenant_slugs(conn, tenant):
+        result = evaluate(url, slug)
+        hybrid = result.scores.get("hybrid", {}).get("ndcg")
+        done[slug] = {"users": result.users, "message": f"run {result.run_id} (Python, numpy steps included)"
+                      + (f": hybrid NDCG@10 {hybrid:.4f}" if hybrid is not None else ": no eligible users")}
+    conn.execute("SELECT set_config('reco.evaluate_done', %s, false)", (json.dumps(done),))
+    return len(done)
 
 
 # --------------------------------------------------------------------------------------------

@@ -337,6 +337,8 @@ BEGIN
             THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
                         to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
             ELSE 'SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use a random projection until then' END);
+    ELSE  -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
+        DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'embeddings';
     END IF;
     IF _active <= 64 OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
@@ -554,6 +556,8 @@ BEGIN
                      'no earlier run')));
         RETURN 0;
     END IF;
+    -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
+    DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'feature_neighbors';
 
     PERFORM reco._progress('feature_neighbors', p_tenant_id, _model || ' top-K');
     DELETE FROM reco.feature_neighbors WHERE tenant_id = p_tenant_id;
