@@ -175,7 +175,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_scope AND evaluation_of IS NOT NULL);
     _started timestamptz := clock_timestamp();
-    _models text[] := CASE WHEN p_stage IN ('baseline', 'floor') THEN 'hybrid' || reco._tune_components()
+    _models text[] := CASE WHEN p_stage IN ('baseline', 'floor') THEN 'hybrid'::text || reco._tune_components()
                            ELSE '{hybrid}' END;
     _model text;
     _run bigint;

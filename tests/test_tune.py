@@ -58,7 +58,8 @@ def test_tune_job_from_sql_finds_the_short_decay_and_applies_it(conn):
     plan = conn.execute("""SELECT count(*) AS n FROM unnest(reco._tune_stages()) AS s
                            CROSS JOIN LATERAL reco._tune_plan(s) AS c
                            WHERE NOT reco._tune_needs_python(c)""").fetchone()["n"]
-    assert len(trials) == 1 + plan == run["rows_written"]
+    # the baseline, the plan and the floor trial (the tuned configuration with each component alone)
+    assert len(trials) == 1 + plan + 1 == run["rows_written"]
     assert not any(t["trial"].get("neighbor_model") == "ease" for t in trials)
     chosen = [t for t in trials if t["chosen"]]
     assert len(chosen) == 1 and chosen[0]["applied"] and chosen[0]["gain"] > 2 * chosen[0]["se"] > 0
@@ -163,10 +164,11 @@ def test_an_inconclusive_stage_is_measured_again_on_a_second_fold(conn):
     # every user adopted three features: the second fold holds out the one before the latest of all
     # of them (a student's A_k, a teacher's B_k)
     assert all(t["users"] == 250 for t in confirms)
-    pooled = conn.execute("""SELECT options FROM reco.evaluation_runs
-                             WHERE options ? 'fold_gain' AND options ->> 'tune' = %s""", (result["tune"],)).fetchall()
+    # the stages decided on the pooled gain say so (reco.tune_decisions: the one record of decisions)
+    pooled = conn.execute("""SELECT * FROM reco.tune_decisions
+                             WHERE fold = 'holdout+second fold' AND tune = %s""", (result["tune"],)).fetchall()
     assert len(pooled) == len(confirms) // 2
-    assert not any(p["options"].get("kept") for p in pooled)
+    assert all(p["kept"] == p["incumbent"] != p["best"] for p in pooled)
     assert conn.execute("SELECT count(*) AS n FROM reco.tenants WHERE evaluation_of IS NOT NULL").fetchone()["n"] == 0
 
 
