@@ -39,6 +39,7 @@ class Scope:
     users: int
     chunks: list[tuple[int, int]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # reco._evaluation_models(), in report order
+    python_steps: list[str] = field(default_factory=list)  # the numpy steps computed for it ('svd', 'ease')
 
 
 @dataclass
@@ -75,18 +76,21 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
                                (src, users, seed, Jsonb(settings or {}), not big, fold)).fetchone()["id"]
         slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
         try:
+            steps = []
             if big:  # SVD factors of the scope's own R, then its user vectors (told the factors are fresh)
                 write_svd_factors(conn, slug)
-                mark_fresh(conn, ["svd"])
+                steps.append("svd")
+                mark_fresh(conn, steps)
                 conn.execute("SELECT reco.job_embeddings(%s::int)", (eval_id,))
             if write_ease_weights(conn, slug):  # the scope's model is EASE: its weights from numpy
+                steps.append("ease")
                 mark_fresh(conn, ["svd", "ease"])
                 conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (eval_id,))
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
             chunks = [(part[0], part[-1]) for part in (keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK))]
             models = conn.execute("SELECT reco._evaluation_models() AS m").fetchone()["m"]
-            yield Scope(eval_id, slug, len(keys), chunks, models)
+            yield Scope(eval_id, slug, len(keys), chunks, models, steps)
         finally:
             conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
 
@@ -119,9 +123,11 @@ def scores(url: str, sc: Scope) -> dict[str, dict[str, float]]:
 
 
 def record(url: str, sc: Scope, kind: str, k: int, options: dict, started: datetime) -> int:
+    """Store the scope's scores as a run; its provenance names the numpy steps computed for the scope."""
     with _connect(url) as conn:
         return conn.execute("SELECT reco._evaluation_record(%s, %s, %s, %s, %s) AS id",
-                            (sc.tenant_id, kind, k, Jsonb(options), started)).fetchone()["id"]
+                            (sc.tenant_id, kind, k, Jsonb({**options, "python_steps": sc.python_steps}),
+                             started)).fetchone()["id"]
 
 
 def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | None = None,

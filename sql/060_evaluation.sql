@@ -285,7 +285,7 @@ $$;
 
 -- The numpy steps an evaluation scope of tenant p_tenant_id needs to compute what the tenant serves
 -- (with p_settings overriding its settings): 'ease' when its neighbour model is EASE (a matrix
--- inverse), 'svd' when its active catalog exceeds the 64 dimensions of the user vectors (SVD
+-- inverse) over more features than SQL inverts (reco._ease_in_sql), 'svd' when its active catalog exceeds the 64 dimensions of the user vectors (SVD
 -- factors of the scope's own R: the live tenant's would have seen the held-out events). SQL alone
 -- computes neither; `reco evaluate` and `reco tune` (Python) compute both.
 CREATE OR REPLACE FUNCTION reco._evaluation_python_steps(p_tenant_id int, p_settings jsonb DEFAULT '{}')
@@ -293,6 +293,7 @@ RETURNS text[]
 LANGUAGE sql STABLE AS $$
     SELECT array_remove(ARRAY[
         CASE WHEN coalesce(p_settings -> 'neighbor_model', reco.setting('neighbor_model', p_tenant_id)) #>> '{}' = 'ease'
+                  AND NOT reco._ease_in_sql(p_tenant_id)
              THEN 'ease' END,
         CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > 64
              THEN 'svd' END], NULL)
@@ -327,14 +328,16 @@ COMMENT ON FUNCTION reco._evaluation_require_sql(int, jsonb, text) IS
 -- SQL, SVD by numpy, or the random projection SQL puts in SVD's place), where the ranking ran, and
 -- the steps that were deferred for lack of numpy (reco.job_queue rows of the scope: the job bodies
 -- queue what they cannot compute and remove the row once they computed it).
-CREATE OR REPLACE FUNCTION reco._evaluation_provenance(p_eval int)
+-- p_python_steps: the numpy steps the caller computed for the scope ('ease', 'svd').
+CREATE OR REPLACE FUNCTION reco._evaluation_provenance(p_eval int, p_python_steps jsonb DEFAULT '[]')
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'neighbor_model', reco.setting('neighbor_model', p_eval),
         'neighbors_k', reco.setting('neighbors_k', p_eval),
-        'neighbors_by', CASE WHEN reco.setting('neighbor_model', p_eval) #>> '{}' = 'ease'
-                             THEN 'numpy (jobs/ease.py)' ELSE 'sql' END,
+        'neighbors_by', CASE WHEN reco.setting('neighbor_model', p_eval) #>> '{}' <> 'ease' THEN 'sql'
+                             WHEN p_python_steps ? 'ease' THEN 'numpy (jobs/ease.py)'
+                             ELSE 'sql (reco._sql_ease_weights)' END,
         'factors', (SELECT coalesce(string_agg(DISTINCT ff.method, ','), 'none') FROM reco.feature_factors ff
                     WHERE ff.tenant_id = p_eval),
         'factors_by', (SELECT CASE string_agg(DISTINCT ff.method, ',') WHEN 'exact' THEN 'sql (one-hot, exact cosine)'
@@ -342,10 +345,11 @@ LANGUAGE sql STABLE AS $$
                                    WHEN 'random' THEN 'sql (random projection in place of SVD)' ELSE 'none' END
                        FROM reco.feature_factors ff WHERE ff.tenant_id = p_eval),
         'ranking', 'sql (reco.recommend_features)',
+        'python_steps', p_python_steps,
         'not_computed', (SELECT coalesce(jsonb_agg(q.job || ': ' || q.reason ORDER BY q.job), '[]')
                          FROM reco.job_queue q WHERE q.tenant_id = p_eval))
 $$;
-COMMENT ON FUNCTION reco._evaluation_provenance(int) IS
+COMMENT ON FUNCTION reco._evaluation_provenance(int, jsonb) IS
     'internal: how an evaluation scope was computed (neighbour model and by whom, factors, ranking, deferred steps): stored in reco.evaluation_runs.provenance';
 
 -- Store the scores of scope p_eval as a run of its tenant, with the settings in force there and how
@@ -357,7 +361,12 @@ RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     _run bigint;
-    _provenance jsonb := reco._evaluation_provenance(p_eval);
+    -- the numpy steps computed for the scope: by this session (`reco tune`, reco.python_steps), or
+    -- named by the caller (`reco evaluate` records on another connection than the scope's)
+    _provenance jsonb := reco._evaluation_provenance(p_eval, (
+        SELECT coalesce(jsonb_agg(DISTINCT s), '[]')
+        FROM unnest(string_to_array(nullif(current_setting('reco.python_steps', true), ''), ',')
+                    || ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'python_steps', '[]')))) AS s));
 BEGIN
     IF jsonb_array_length(_provenance -> 'not_computed') > 0 THEN
         RAISE EXCEPTION 'evaluation scope % could not compute what its tenant serves: %', p_eval,

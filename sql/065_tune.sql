@@ -328,7 +328,7 @@ BEGIN
                                     THEN format(': the best beat the incumbent by more than %s se', _p.min_gain)
                                     ELSE ': the incumbent kept' END
     FROM reco.evaluation_runs r WHERE r.run_id = _keep;
-    IF NOT reco._tune_needs_python(_settings) THEN
+    IF NOT reco._tune_needs_python(_settings) OR reco._ease_in_sql(p_scope) THEN
         PERFORM reco._tune_restore(p_scope, _settings);
     END IF;
     RETURN _settings;
