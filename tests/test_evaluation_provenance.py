@@ -88,6 +88,9 @@ def test_what_sql_cannot_compute_is_refused_deferred_or_computed_by_python(db_ur
     run = conn.execute("SELECT status, message FROM reco.job_runs WHERE job = 'evaluate'").fetchone()
     assert run["status"] == "deferred" and "ease and svd" in run["message"]
     assert conn.execute("SELECT job FROM reco.job_queue").fetchall() == [{"job": "evaluate"}]
+    conn.execute("CALL reco.run_job('tune')")
+    run = conn.execute("SELECT status, message FROM reco.job_runs WHERE job = 'tune'").fetchone()
+    assert run["status"] == "deferred" and "ease and svd" in run["message"]
     runs = run_job(db_url, "evaluate")
     assert [r["status"] for r in runs] == ["succeeded"] and runs[0]["rows_written"] > 0
     stored = conn.execute("SELECT provenance FROM reco.evaluation_runs").fetchall()
@@ -95,4 +98,4 @@ def test_what_sql_cannot_compute_is_refused_deferred_or_computed_by_python(db_ur
     assert stored[0]["provenance"]["neighbors_by"] == "numpy (jobs/ease.py)"
     assert stored[0]["provenance"]["factors"] == "svd" and sorted(stored[0]["provenance"]["python_steps"]) == [
         "ease", "svd"]
-    assert conn.execute("SELECT count(*) AS n FROM reco.job_queue").fetchone()["n"] == 0
+    assert conn.execute("SELECT job FROM reco.job_queue").fetchall() == [{"job": "tune"}]
