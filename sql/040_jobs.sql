@@ -533,8 +533,9 @@ END $$;
 -- with P = (RᵀR + λI)⁻¹ over the binary R, diag(B) = 0, each active target's neighbors_k largest
 -- positive weights written to reco.neighbor_weights as jobs/ease.py writes them. The inverse is a
 -- Gauss-Jordan elimination in place (RᵀR + λI is symmetric positive definite: no pivoting), n³ steps
--- in plpgsql: only up to reco._ease_sql_max() features (64: under a second), so that pg_cron and the
--- evaluation scopes of a small catalog serve and measure EASE without numpy.
+-- in plpgsql: only up to reco._ease_sql_max() features (64: under a second), so that the evaluation
+-- scopes of a small catalog (reco.evaluate, reco.tune, pg_cron's evaluate and tune jobs) measure EASE
+-- without numpy. The tenant's own feature_neighbors job keeps numpy's (deferred under pg_cron).
 CREATE OR REPLACE FUNCTION reco._ease_sql_max()
 RETURNS int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -640,8 +641,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Set neighbor_model to one of ' || array_to_string(reco._neighbor_models(), ', ') || '.';
     END IF;
-    IF _model = 'ease' AND NOT reco._python_step('ease') AND reco._ease_in_sql(p_tenant_id) THEN
-        PERFORM reco._sql_ease_weights(p_tenant_id);  -- a small catalog: the inverse in SQL
+    IF _model = 'ease' AND NOT reco._python_step('ease') AND reco._ease_in_sql(p_tenant_id)
+       AND (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_tenant_id) IS NOT NULL THEN
+        -- an evaluation scope of a small catalog: the inverse in SQL (the same weights as numpy), so
+        -- reco.evaluate and reco.tune measure what the tenant serves; the tenant's own refresh stays numpy's
+        PERFORM reco._sql_ease_weights(p_tenant_id);
     ELSIF _model = 'ease' AND NOT reco._python_step('ease') THEN
         -- EASE is a matrix inverse (numpy): pg_cron cannot compute it. Nothing is rebuilt; the
         -- rows in reco.feature_neighbors stay those of the last run, and the run says so.
