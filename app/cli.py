@@ -1273,6 +1273,9 @@ def tune(
         if result.ease_note:
             console.print(f"{result.ease_note} (one per λ and holdout)")
         console.print("every trial: SELECT * FROM reco.tune_trials ORDER BY run_id DESC;")
+        if result.summary.get("tune"):
+            console.print("what each stage chose and applied: SELECT * FROM reco.tune_decisions "
+                          f"WHERE tune = '{result.summary['tune']}' ORDER BY position;", highlight=False)
     if result.applied and jobs_:
         run_jobs("all", tenant, url=url)
 

@@ -8,6 +8,7 @@ the ranking connections see it, and dropped at the end whatever happens.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from jobs import mark_fresh
+from jobs import mark_fresh, runner_url, tenant_slugs
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM, write_svd_factors
 
@@ -38,6 +39,7 @@ class Scope:
     users: int
     chunks: list[tuple[int, int]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)  # reco._evaluation_models(), in report order
+    python_steps: list[str] = field(default_factory=list)  # the numpy steps computed for it ('svd', 'ease')
 
 
 @dataclass
@@ -74,18 +76,21 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
                                (src, users, seed, Jsonb(settings or {}), not big, fold)).fetchone()["id"]
         slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
         try:
+            steps = []
             if big:  # SVD factors of the scope's own R, then its user vectors (told the factors are fresh)
                 write_svd_factors(conn, slug)
-                mark_fresh(conn, ["svd"])
+                steps.append("svd")
+                mark_fresh(conn, steps)
                 conn.execute("SELECT reco.job_embeddings(%s::int)", (eval_id,))
             if write_ease_weights(conn, slug):  # the scope's model is EASE: its weights from numpy
+                steps.append("ease")
                 mark_fresh(conn, ["svd", "ease"])
                 conn.execute("SELECT reco.job_feature_neighbors(%s::int)", (eval_id,))
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
             chunks = [(part[0], part[-1]) for part in (keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK))]
             models = conn.execute("SELECT reco._evaluation_models() AS m").fetchone()["m"]
-            yield Scope(eval_id, slug, len(keys), chunks, models)
+            yield Scope(eval_id, slug, len(keys), chunks, models, steps)
         finally:
             conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
 
@@ -118,9 +123,11 @@ def scores(url: str, sc: Scope) -> dict[str, dict[str, float]]:
 
 
 def record(url: str, sc: Scope, kind: str, k: int, options: dict, started: datetime) -> int:
+    """Store the scope's scores as a run; its provenance names the numpy steps computed for the scope."""
     with _connect(url) as conn:
         return conn.execute("SELECT reco._evaluation_record(%s, %s, %s, %s, %s) AS id",
-                            (sc.tenant_id, kind, k, Jsonb(options), started)).fetchone()["id"]
+                            (sc.tenant_id, kind, k, Jsonb({**options, "python_steps": sc.python_steps}),
+                             started)).fetchone()["id"]
 
 
 def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | None = None,
@@ -136,6 +143,21 @@ def evaluate(url: str, tenant: str | None = None, *, k: int = 10, users: int | N
         run_id = record(url, sc, "evaluate", k, {"workers": workers, "settings": settings or {}}, started)
         result = scores(url, sc)
     return Result(run_id, k, sc.users, time.perf_counter() - t0, result)
+
+
+def evaluate_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
+    """The evaluate job's numpy step (jobs.runner.PYTHON_STEPS): :func:`evaluate` (K 10, setting
+    evaluation_users) for the tenant or every tenant, so EASE and SVD are computed as served; what it
+    stored is left in the session (reco.evaluate_done) for the SQL job body to log."""
+    url = runner_url(conn)
+    done = {}
+    for slug in tenant_slugs(conn, tenant):
+        result = evaluate(url, slug)
+        hybrid = result.scores.get("hybrid", {}).get("ndcg")
+        done[slug] = {"users": result.users, "message": f"run {result.run_id} (Python, numpy steps included)"
+                      + (f": hybrid NDCG@10 {hybrid:.4f}" if hybrid is not None else ": no eligible users")}
+    conn.execute("SELECT set_config('reco.evaluate_done', %s, false)", (json.dumps(done),))
+    return len(done)
 
 
 # --------------------------------------------------------------------------------------------

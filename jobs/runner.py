@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
+from app.evaluate import evaluate_for_runner
 from app.tune import tune_for_runner
 from jobs import mark_fresh, vacuum_rewritten
 from jobs.cron import next_run
@@ -24,6 +25,7 @@ PYTHON_STEPS: dict[str, tuple[str, Callable[[psycopg.Connection, str | None], in
     "feature_neighbors": ("ease", write_ease_weights),
     "embeddings": ("svd", write_svd_factors),
     "tune": ("tune", tune_for_runner),
+    "evaluate": ("evaluate", evaluate_for_runner),
 }
 
 

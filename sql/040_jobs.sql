@@ -337,6 +337,8 @@ BEGIN
             THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
                         to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
             ELSE 'SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use a random projection until then' END);
+    ELSE  -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
+        DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'embeddings';
     END IF;
     IF _active <= 64 OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
@@ -527,6 +529,102 @@ BEGIN
     WHERE x.r <= p_k;
 END $$;
 
+-- EASE in SQL for small catalogs (Steck 2019; jobs/ease.py is the numpy version): B = −P / diag(P)
+-- with P = (RᵀR + λI)⁻¹ over the binary R, diag(B) = 0, each active target's neighbors_k largest
+-- positive weights written to reco.neighbor_weights as jobs/ease.py writes them. The inverse is a
+-- Gauss-Jordan elimination in place (RᵀR + λI is symmetric positive definite: no pivoting), n³ steps
+-- in plpgsql: only up to reco._ease_sql_max() features (64: under a second), so that the evaluation
+-- scopes of a small catalog (reco.evaluate, reco.tune, pg_cron's evaluate and tune jobs) measure EASE
+-- without numpy. The tenant's own feature_neighbors job keeps numpy's (deferred under pg_cron).
+CREATE OR REPLACE FUNCTION reco._ease_sql_max()
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 64
+$$;
+COMMENT ON FUNCTION reco._ease_sql_max() IS
+    'internal: the largest catalog (features with interactions) whose EASE weights SQL computes (reco._sql_ease_weights)';
+
+CREATE OR REPLACE FUNCTION reco._ease_in_sql(p_tenant_id int)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT count(DISTINCT i.feature_key) <= reco._ease_sql_max()
+    FROM reco.interactions i WHERE i.tenant_id = p_tenant_id AND i.weight > 0
+$$;
+COMMENT ON FUNCTION reco._ease_in_sql(int) IS
+    'internal: whether the tenant''s EASE weights are computed in SQL (at most reco._ease_sql_max() features with interactions)';
+
+CREATE OR REPLACE FUNCTION reco._sql_ease_weights(p_tenant_id int)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _lambda float8 := reco.setting('ease_lambda', p_tenant_id)::float8;
+    _k int := reco.setting('neighbors_k', p_tenant_id)::int;
+    _keys int[];
+    _n int;
+    _m float8[];
+    _p float8;
+    _f float8;
+    _n_rows bigint;
+BEGIN
+    _keys := ARRAY(SELECT DISTINCT i.feature_key FROM reco.interactions i
+                   WHERE i.tenant_id = p_tenant_id AND i.weight > 0 ORDER BY 1);
+    _n := cardinality(_keys);
+    DELETE FROM reco.neighbor_weights WHERE tenant_id = p_tenant_id;
+    IF _n < 2 THEN
+        RETURN 0;
+    END IF;
+    IF _n > reco._ease_sql_max() THEN
+        RAISE EXCEPTION 'EASE over % features is computed by numpy, not SQL', _n
+            USING ERRCODE = 'feature_not_supported', HINT = 'Run the feature_neighbors job from `reco jobs run` or `reco jobs loop`.';
+    END IF;
+    -- RᵀR + λI, row-major (index (a − 1)·n + b, a and b the positions of the keys)
+    _m := array_fill(0::float8, ARRAY[_n * _n]);
+    FOR _p, _f IN  -- (cell, co-users)
+        SELECT ((array_position(_keys, a.feature_key) - 1) * _n + array_position(_keys, b.feature_key))::float8,
+               count(*)::float8
+        FROM reco.interactions a
+        JOIN reco.interactions b ON b.tenant_id = a.tenant_id AND b.user_key = a.user_key AND b.weight > 0
+        WHERE a.tenant_id = p_tenant_id AND a.weight > 0
+        GROUP BY a.feature_key, b.feature_key
+    LOOP
+        _m[_p::int] := _f;
+    END LOOP;
+    FOR _a IN 1.._n LOOP
+        _m[(_a - 1) * _n + _a] := _m[(_a - 1) * _n + _a] + _lambda;
+    END LOOP;
+    -- the inverse, in place
+    FOR _c IN 1.._n LOOP
+        _p := _m[(_c - 1) * _n + _c];
+        _m[(_c - 1) * _n + _c] := 1;
+        FOR _j IN 1.._n LOOP
+            _m[(_c - 1) * _n + _j] := _m[(_c - 1) * _n + _j] / _p;
+        END LOOP;
+        FOR _i IN 1.._n LOOP
+            CONTINUE WHEN _i = _c;
+            _f := _m[(_i - 1) * _n + _c];
+            CONTINUE WHEN _f = 0;
+            _m[(_i - 1) * _n + _c] := 0;
+            FOR _j IN 1.._n LOOP
+                _m[(_i - 1) * _n + _j] := _m[(_i - 1) * _n + _j] - _f * _m[(_c - 1) * _n + _j];
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    -- B(j, i) = −P(j, i) / P(i, i), j ≠ i; each active target i keeps its K largest positive weights
+    INSERT INTO reco.neighbor_weights (tenant_id, feature_key, neighbor_key, score)
+    SELECT p_tenant_id, w.source, w.target, w.score
+    FROM (SELECT _keys[j] AS source, _keys[i] AS target, -_m[(j - 1) * _n + i] / _m[(i - 1) * _n + i] AS score,
+                 row_number() OVER (PARTITION BY i ORDER BY -_m[(j - 1) * _n + i] / _m[(i - 1) * _n + i] DESC, j) AS r
+          FROM generate_series(1, _n) AS i CROSS JOIN generate_series(1, _n) AS j
+          WHERE i <> j) AS w
+    JOIN reco.features f ON f.tenant_id = p_tenant_id AND f.feature_key = w.target AND f.active
+    WHERE w.r <= least(_k, _n - 1) AND w.score > 0;
+    GET DIAGNOSTICS _n_rows = ROW_COUNT;
+    RETURN _n_rows;
+END $$;
+COMMENT ON FUNCTION reco._sql_ease_weights(int) IS
+$c$internal: EASE weights of a small catalog (at most reco._ease_sql_max() features) computed in SQL into
+reco.neighbor_weights, as jobs/ease.py does with numpy for any size$c$;
+
 CREATE OR REPLACE FUNCTION reco.job_feature_neighbors(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -543,7 +641,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Set neighbor_model to one of ' || array_to_string(reco._neighbor_models(), ', ') || '.';
     END IF;
-    IF _model = 'ease' AND NOT reco._python_step('ease') THEN
+    IF _model = 'ease' AND NOT reco._python_step('ease') AND reco._ease_in_sql(p_tenant_id)
+       AND (SELECT evaluation_of FROM reco.tenants WHERE tenant_id = p_tenant_id) IS NOT NULL THEN
+        -- an evaluation scope of a small catalog: the inverse in SQL (the same weights as numpy), so
+        -- reco.evaluate and reco.tune measure what the tenant serves; the tenant's own refresh stays numpy's
+        PERFORM reco._sql_ease_weights(p_tenant_id);
+    ELSIF _model = 'ease' AND NOT reco._python_step('ease') THEN
         -- EASE is a matrix inverse (numpy): pg_cron cannot compute it. Nothing is rebuilt; the
         -- rows in reco.feature_neighbors stay those of the last run, and the run says so.
         PERFORM reco._defer(p_tenant_id, 'feature_neighbors', format(
@@ -554,6 +657,8 @@ BEGIN
                      'no earlier run')));
         RETURN 0;
     END IF;
+    -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
+    DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'feature_neighbors';
 
     PERFORM reco._progress('feature_neighbors', p_tenant_id, _model || ' top-K');
     DELETE FROM reco.feature_neighbors WHERE tenant_id = p_tenant_id;

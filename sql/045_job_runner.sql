@@ -120,8 +120,10 @@ BEGIN
         COMMIT;
         _err := NULL;
         -- a job body may report: reco.job_message (what it did), reco.job_status 'deferred'
-        -- (part of its work left in reco.job_queue for `reco jobs loop`, see reco._defer)
-        PERFORM set_config('reco.job_status', '', true), set_config('reco.job_message', '', true);
+        -- (part of its work left in reco.job_queue for `reco jobs loop`, see reco._defer); reco.job_run
+        -- tells a body that this run is logged here (reco.tune, called directly, logs its own run)
+        PERFORM set_config('reco.job_status', '', true), set_config('reco.job_message', '', true),
+                set_config('reco.job_run', _run::text, true);
         BEGIN
             EXECUTE format('SELECT %s($1)', _job.procedure) INTO _rows USING _tenant.tenant_id;
         EXCEPTION WHEN OTHERS THEN

@@ -283,19 +283,102 @@ LANGUAGE sql STABLE AS $$
     ORDER BY array_position(reco._evaluation_models(), r.model)
 $$;
 
--- Store the scores of scope p_eval as a run of its tenant, with the settings in force there.
+-- The numpy steps an evaluation scope of tenant p_tenant_id needs to compute what the tenant serves
+-- (with p_settings overriding its settings): 'ease' when its neighbour model is EASE (a matrix
+-- inverse) over more features than SQL inverts (reco._ease_in_sql), 'svd' when its active catalog exceeds the 64 dimensions of the user vectors (SVD
+-- factors of the scope's own R: the live tenant's would have seen the held-out events). SQL alone
+-- computes neither; `reco evaluate` and `reco tune` (Python) compute both.
+CREATE OR REPLACE FUNCTION reco._evaluation_python_steps(p_tenant_id int, p_settings jsonb DEFAULT '{}')
+RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN coalesce(p_settings -> 'neighbor_model', reco.setting('neighbor_model', p_tenant_id)) #>> '{}' = 'ease'
+                  AND NOT reco._ease_in_sql(p_tenant_id)
+             THEN 'ease' END,
+        CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > 64
+             THEN 'svd' END], NULL)
+$$;
+COMMENT ON FUNCTION reco._evaluation_python_steps(int, jsonb) IS
+$c$internal: the numpy steps ('ease', 'svd') an evaluation or tune of the tenant needs to compute what it serves;
+reco.evaluate, reco.tune and their jobs refuse (or defer to `reco jobs loop`) when it is not empty.$c$;
+
+-- Refuse (feature_not_supported) an evaluation or tune from SQL of a tenant that needs numpy steps.
+CREATE OR REPLACE FUNCTION reco._evaluation_require_sql(p_tenant_id int, p_settings jsonb, p_what text)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    _steps text[] := reco._evaluation_python_steps(p_tenant_id, p_settings);
+BEGIN
+    IF cardinality(_steps) > 0 THEN
+        RAISE EXCEPTION '% of tenant "%" needs %, which SQL cannot compute: it would store numbers for a model the tenant does not serve',
+                        p_what, (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id),
+                        array_to_string(ARRAY(SELECT CASE s WHEN 'ease' THEN 'EASE neighbour weights (numpy)'
+                                                             ELSE 'SVD factors of a catalog above 64 features (numpy)' END
+                                              FROM unnest(_steps) AS s), ' and ')
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Run it with `reco %s` (Python, numpy steps included); CALL reco.run_job(%L) queues it for `reco jobs loop`.',
+                                p_what, p_what);
+    END IF;
+END $$;
+COMMENT ON FUNCTION reco._evaluation_require_sql(int, jsonb, text) IS
+    'internal: raise feature_not_supported (with the hint to run `reco evaluate` / `reco tune`) when an evaluation or tune of the tenant needs numpy';
+
+-- How scope p_eval was computed, from what it holds: its neighbour model and who built the
+-- neighbours (SQL, or numpy for EASE), how the user vectors' factors were made (exact one-hot in
+-- SQL, SVD by numpy, or the random projection SQL puts in SVD's place), where the ranking ran, and
+-- the steps that were deferred for lack of numpy (reco.job_queue rows of the scope: the job bodies
+-- queue what they cannot compute and remove the row once they computed it).
+-- p_python_steps: the numpy steps the caller computed for the scope ('ease', 'svd').
+CREATE OR REPLACE FUNCTION reco._evaluation_provenance(p_eval int, p_python_steps jsonb DEFAULT '[]')
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'neighbor_model', reco.setting('neighbor_model', p_eval),
+        'neighbors_k', reco.setting('neighbors_k', p_eval),
+        'neighbors_by', CASE WHEN reco.setting('neighbor_model', p_eval) #>> '{}' <> 'ease' THEN 'sql'
+                             WHEN p_python_steps ? 'ease' THEN 'numpy (jobs/ease.py)'
+                             ELSE 'sql (reco._sql_ease_weights)' END,
+        'factors', (SELECT coalesce(string_agg(DISTINCT ff.method, ','), 'none') FROM reco.feature_factors ff
+                    WHERE ff.tenant_id = p_eval),
+        'factors_by', (SELECT CASE string_agg(DISTINCT ff.method, ',') WHEN 'exact' THEN 'sql (one-hot, exact cosine)'
+                                   WHEN 'svd' THEN 'numpy (jobs/svd.py)'
+                                   WHEN 'random' THEN 'sql (random projection in place of SVD)' ELSE 'none' END
+                       FROM reco.feature_factors ff WHERE ff.tenant_id = p_eval),
+        'ranking', 'sql (reco.recommend_features)',
+        'python_steps', p_python_steps,
+        'not_computed', (SELECT coalesce(jsonb_agg(q.job || ': ' || q.reason ORDER BY q.job), '[]')
+                         FROM reco.job_queue q WHERE q.tenant_id = p_eval))
+$$;
+COMMENT ON FUNCTION reco._evaluation_provenance(int, jsonb) IS
+    'internal: how an evaluation scope was computed (neighbour model and by whom, factors, ranking, deferred steps): stored in reco.evaluation_runs.provenance';
+
+-- Store the scores of scope p_eval as a run of its tenant, with the settings in force there and how
+-- it was computed (reco._evaluation_provenance). A scope that could not compute a step the tenant's
+-- model needs (EASE or SVD without numpy) is refused: its numbers would be those of another model.
 CREATE OR REPLACE FUNCTION reco._evaluation_record(p_eval int, p_kind text, p_k int, p_options jsonb,
                                                    p_started timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     _run bigint;
+    -- the numpy steps computed for the scope: by this session (`reco tune`, reco.python_steps), or
+    -- named by the caller (`reco evaluate` records on another connection than the scope's)
+    _provenance jsonb := reco._evaluation_provenance(p_eval, (
+        SELECT coalesce(jsonb_agg(DISTINCT s), '[]')
+        FROM unnest(string_to_array(nullif(current_setting('reco.python_steps', true), ''), ',')
+                    || ARRAY(SELECT jsonb_array_elements_text(coalesce(p_options -> 'python_steps', '[]')))) AS s));
 BEGIN
-    INSERT INTO reco.evaluation_runs (tenant, kind, k, users, settings, options, started_at)
+    IF jsonb_array_length(_provenance -> 'not_computed') > 0 THEN
+        RAISE EXCEPTION 'evaluation scope % could not compute what its tenant serves: %', p_eval,
+                        (SELECT string_agg(x, '; ') FROM jsonb_array_elements_text(_provenance -> 'not_computed') AS x)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Run it with `reco evaluate` or `reco tune` (Python computes the numpy steps); nothing was stored.';
+    END IF;
+    INSERT INTO reco.evaluation_runs (tenant, kind, k, users, settings, options, started_at, provenance)
     SELECT s.slug, p_kind, p_k,
            (SELECT count(*) FROM reco.evaluation_holdouts h WHERE h.tenant_id = p_eval),
            (SELECT jsonb_object_agg(d.key, reco.setting(d.key, p_eval)) FROM reco.setting_definitions d),
-           coalesce(p_options, '{}'), p_started
+           coalesce(p_options, '{}'), p_started, _provenance
     FROM reco.tenants e JOIN reco.tenants s ON s.tenant_id = e.evaluation_of
     WHERE e.tenant_id = p_eval
     RETURNING run_id INTO _run;
@@ -304,6 +387,8 @@ BEGIN
     FROM reco._evaluation_scores(p_eval) AS sc;
     RETURN _run;
 END $$;
+COMMENT ON COLUMN reco.evaluation_runs.provenance IS
+    'how the run was computed: neighbour model and K, who built the neighbours (sql or numpy), the user-vector factors and who made them, where the ranking ran';
 
 -- ---------------------------------------------------------------------------------------
 -- reco.evaluate and the evaluate job
@@ -326,6 +411,7 @@ BEGIN
         RAISE EXCEPTION 'tenant "%" is an evaluation scope', p_tenant
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Evaluate the tenant it was made from.';
     END IF;
+    PERFORM reco._evaluation_require_sql(_tid, p_settings, 'evaluate');
     _eval := reco._evaluation_scope(_tid, p_users, 'pgreco', p_settings);
     FOREACH _model IN ARRAY reco._evaluation_models() LOOP
         PERFORM reco._progress('evaluate', _tid, 'ranking: ' || _model);
@@ -349,17 +435,34 @@ Example: SELECT * FROM reco.evaluate(10);$c$;
 
 CREATE OR REPLACE FUNCTION reco.job_evaluate(p_tenant_id int)
 RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT max(e.users)::bigint
-    FROM reco.evaluate(10, NULL, '{}', (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id)) AS e
-$$;
-COMMENT ON FUNCTION reco.job_evaluate(int) IS 'job body: reco.evaluate(10) for a tenant; returns the users evaluated';
+LANGUAGE plpgsql AS $$
+DECLARE
+    _slug text := (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id);
+    _done jsonb;
+BEGIN
+    IF reco._python_step('evaluate') THEN
+        -- the Python runner evaluated just before, in this session, numpy steps included (app/evaluate.py)
+        _done := nullif(current_setting('reco.evaluate_done', true), '')::jsonb -> _slug;
+        PERFORM set_config('reco.job_message', coalesce(_done ->> 'message', ''), true);
+        RETURN (_done ->> 'users')::bigint;
+    END IF;
+    IF cardinality(reco._evaluation_python_steps(p_tenant_id)) > 0 THEN
+        PERFORM reco._defer(p_tenant_id, 'evaluate', format(
+            'the evaluation needs %s (numpy): queued for `reco jobs loop`; nothing stored',
+            array_to_string(reco._evaluation_python_steps(p_tenant_id), ' and ')));
+        RETURN 0;
+    END IF;
+    RETURN (SELECT max(e.users)::bigint FROM reco.evaluate(10, NULL, '{}', _slug) AS e);
+END $$;
+COMMENT ON FUNCTION reco.job_evaluate(int) IS
+$c$job body: reco.evaluate(10) for a tenant; returns the users evaluated. A tenant whose evaluation needs numpy
+(EASE, SVD) is deferred to `reco jobs loop`, which evaluates it from Python.$c$;
 
 CREATE OR REPLACE VIEW reco.evaluations AS
 SELECT r.run_id, r.tenant, r.kind, r.k, r.started_at, r.finished_at - r.started_at AS took,
        x.model, x.users, round(x.hit_rate::numeric, 4) AS hit_rate, round(x.mrr::numeric, 4) AS mrr,
        round(x.ndcg::numeric, 4) AS ndcg, round(x.coverage::numeric, 4) AS coverage,
-       r.settings
+       r.settings, r.provenance
 FROM reco.evaluation_runs r
 JOIN reco.evaluation_results x USING (run_id);
 COMMENT ON VIEW reco.evaluations IS

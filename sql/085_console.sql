@@ -384,6 +384,7 @@ BEGIN
         'runs', (SELECT coalesce(json_agg(json_build_object(
                             'run_id', r.run_id, 'k', r.k, 'users', r.users, 'started_at', r.started_at,
                             'finished_at', r.finished_at, 'seconds', extract(epoch FROM r.finished_at - r.started_at),
+                            'provenance', r.provenance,
                             'models', (SELECT json_agg(json_build_object(
                                                   'model', x.model, 'ndcg', x.ndcg, 'hit_rate', x.hit_rate,
                                                   'mrr', x.mrr, 'coverage', x.coverage, 'users', x.users)
@@ -392,35 +393,47 @@ BEGIN
                           ORDER BY r.started_at, r.run_id), '[]')
                  FROM (SELECT * FROM reco.evaluation_runs r WHERE r.tenant = _slug AND r.kind = 'evaluate'
                        ORDER BY r.started_at DESC LIMIT _limit) AS r),
-        -- the latest 10 runs of the tune job: trials, best NDCG, the chosen trial, whether applied
-        'tunes', (SELECT coalesce(json_agg(t ORDER BY t.started_at DESC), '[]')
-                  FROM (SELECT tt.tune, min(r.started_at) AS started_at, max(r.finished_at) AS finished_at,
-                               count(*) AS trials, max(tt.ndcg) AS best_ndcg,
-                               (array_agg(tt.trial ORDER BY tt.run_id DESC) FILTER (WHERE tt.chosen))[1] AS chosen,
-                               bool_or(tt.applied) AS applied,
-                               (array_agg(tt.gain ORDER BY tt.run_id DESC) FILTER (WHERE tt.gain IS NOT NULL))[1] AS gain,
-                               (array_agg(tt.se ORDER BY tt.run_id DESC) FILTER (WHERE tt.se IS NOT NULL))[1] AS se
-                        FROM reco.tune_trials tt JOIN reco.evaluation_runs r ON r.run_id = tt.run_id
-                        WHERE tt.tenant = _slug
-                        GROUP BY tt.tune
-                        ORDER BY min(r.started_at) DESC LIMIT 10) AS t),
-        -- the trials of the latest tune, in the order they ran
+        -- the latest 10 tunes, from their final decision (reco.tune_summaries): NDCG@10 on the holdout of
+        -- the tenant's settings, of the tuned configuration and of what is served, the gain and its
+        -- fold, the settings applied (or that would be)
+        'tunes', (SELECT coalesce(json_agg(t ORDER BY t.finished_at DESC), '[]')
+                  FROM (SELECT s.tune, s.started_at, s.finished_at, s.trials, s.confirmations,
+                               round(s.baseline_ndcg::numeric, 4) AS baseline_ndcg,
+                               round(s.tuned_ndcg::numeric, 4) AS tuned_ndcg, s.served,
+                               round(s.served_ndcg::numeric, 4) AS served_ndcg, round(s.gain::numeric, 4) AS gain,
+                               round(s.se::numeric, 4) AS se, s.users, s.fold, s.settings, s.applied, s.note
+                        FROM reco.tune_summaries s
+                        WHERE s.tenant = _slug
+                        ORDER BY s.finished_at DESC LIMIT 10) AS t),
+        -- what each stage of the latest tune chose, whether it is applied, and the fold of its gain
+        'stages', (SELECT coalesce(json_agg(json_build_object(
+                              'stage', d.stage, 'chosen', d.settings, 'applied', d.applied,
+                              'changed', d.kept <> d.incumbent, 'gain', round(d.gain::numeric, 4),
+                              'se', round(d.se::numeric, 4), 'fold', d.fold, 'note', d.note)
+                            ORDER BY d.position), '[]')
+                   FROM reco.tune_decisions d
+                   WHERE d.tenant = _slug AND d.stage <> 'final'
+                     AND d.tune = (SELECT s.tune FROM reco.tune_summaries s WHERE s.tenant = _slug
+                                   ORDER BY s.finished_at DESC LIMIT 1)),
+        -- the trials of the latest tune (its second fold's too, named), in the order they ran
         'trials', (SELECT coalesce(json_agg(json_build_object(
-                              'run_id', tt.run_id, 'tune', tt.tune, 'stage', tt.stage, 'trial', tt.trial,
-                              'users', tt.users, 'ndcg', tt.ndcg, 'hit_rate', tt.hit_rate, 'kept', tt.kept,
-                              'chosen', tt.chosen, 'applied', tt.applied, 'gain', tt.gain, 'se', tt.se,
-                              'seconds', extract(epoch FROM tt.took))
+                              'run_id', tt.run_id, 'tune', tt.tune, 'fold', tt.fold, 'stage', tt.stage,
+                              'trial', tt.trial, 'users', tt.users, 'ndcg', tt.ndcg, 'hit_rate', tt.hit_rate,
+                              'kept', tt.kept, 'chosen', tt.chosen, 'applied', tt.applied, 'served', tt.served,
+                              'gain', tt.gain, 'se', tt.se, 'seconds', extract(epoch FROM tt.took))
                             ORDER BY tt.run_id), '[]')
                    FROM (SELECT * FROM reco.tune_trials tt
                          WHERE tt.tenant = _slug
-                           AND tt.tune = (SELECT t2.tune FROM reco.tune_trials t2 WHERE t2.tenant = _slug
-                                          ORDER BY t2.run_id DESC LIMIT 1)
+                           AND split_part(tt.tune, '/', 1) = (SELECT split_part(t2.tune, '/', 1) FROM reco.tune_trials t2
+                                                              WHERE t2.tenant = _slug ORDER BY t2.run_id DESC LIMIT 1)
                          ORDER BY tt.run_id LIMIT 500) AS tt));
 END $$;
 COMMENT ON FUNCTION reco.console_evaluations(int, text) IS
 $c$the console's evaluation history as JSON: the latest p_limit (default 50, at most 500) runs of reco.evaluate,
-oldest first, each with NDCG, HitRate, MRR and coverage per model; the latest 10 runs of the tune job (trials,
-best NDCG, chosen trial, applied, gain and its standard error); the trials of the latest tune (reco.tune_trials).
+oldest first, each with NDCG, HitRate, MRR and coverage per model; the latest 10 tunes (reco.tune_summaries: NDCG@10
+on the holdout of the tenant's settings, the tuned configuration and what is served, gain ± se and its fold, the
+settings applied); what each stage of the latest tune chose and whether it is applied (reco.tune_decisions); the
+trials of the latest tune, second fold included (reco.tune_trials).
 Example: SELECT reco.console_evaluations();$c$;
 
 -- ---------------------------------------------------------------------------------------

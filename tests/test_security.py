@@ -68,6 +68,10 @@ def after_jobs(conn, slug: str, key: str) -> None:
                      (key, f"{p}-U{u}", Jsonb({"scenario": "home"} if u % 2 else {}), f"{p}-r{u}"))
     conn.execute("INSERT INTO reco.job_queue (tenant_id, job, reason) VALUES (reco._tenant_id(%s), 'tune', 'test')",
                  (slug,))
+    conn.execute("""INSERT INTO reco.tune_decisions (tenant, tune, stage, position, kept, fold)
+                    SELECT %s, 'test', 'final', 6, max(run_id), 'holdout'
+                    FROM reco.evaluation_runs WHERE tenant = %s""",
+                 (slug, slug))
     pairs = """SELECT DISTINCT ON (i.user_key) i.tenant_id, i.user_key, i.feature_key, i.first_at
                FROM reco.interactions i WHERE i.tenant_id = reco._tenant_id(%s) ORDER BY i.user_key LIMIT 3"""
     conn.execute(f"INSERT INTO reco.neighbor_weights SELECT tenant_id, feature_key, feature_key, 1 FROM ({pairs}) x",

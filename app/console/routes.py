@@ -523,7 +523,8 @@ async def evaluations(request: Request) -> Response:
                               "series": [{"label": m, "kind": "line", "scale": "y",
                                           "values": [next((v[metric] for v in r["models"] or [] if v["model"] == m),
                                                           None) for r in runs]} for m in models]}
-    trials = page["trials"]
+    # the chart plots the holdout's trials only: the second fold's NDCG is on other users
+    trials = [t for t in page["trials"] if t.get("fold", "holdout") == "holdout"]
     if trials:
         # the x axis names each stage at its first trial
         names = [t["stage"] if i == 0 or trials[i - 1]["stage"] != t["stage"] else "" for i, t in enumerate(trials)]
