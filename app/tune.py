@@ -108,7 +108,9 @@ def tune(url: str, tenant: str | None, *, users: int | None = None, apply: bool 
                               (tid, scope, name, baseline, apply, skipped))
     settings = summary.get("settings") or {}
     gain, se = summary.get("gain") or 0.0, summary.get("se") or 0.0
-    verdict = (f"applied {settings}" if summary.get("applied") else f"would apply {settings}" if settings
+    verdict = (f"applied {settings}" if summary.get("applied")
+               else f"not applied: {summary['not_applied']} (would apply {settings})" if summary.get("not_applied")
+               else f"would apply {settings}" if settings
                else "kept the settings (no trial beat them by more than the noise)")
     confirmed = (f" (+{summary['confirmations']} on a second fold)" if summary.get("confirmations") else "")
     message = (f"{summary.get('trials')} trials{confirmed}; baseline NDCG@10 "

@@ -319,6 +319,7 @@ DECLARE
     _apply boolean;
     _old_tau jsonb := reco.setting('decay_tau_days', p_tenant_id);
     _seen record;
+    _blocked text;
 BEGIN
     -- the trial the stages kept last (measured like the baseline: the 'seen' stage ranks
     -- differently and is judged on its own below)
@@ -352,22 +353,28 @@ BEGIN
         _settings := _settings || jsonb_build_object('seen_factor', reco.setting('seen_factor', p_scope));
     END IF;
     _apply := p_apply AND _settings <> '{}';
+    -- a running experiment whose arms read a changed key keeps its settings (sql/012_settings_guard.sql)
+    _blocked := CASE WHEN _apply AND coalesce(current_setting('reco.settings_force', true), '') = ''
+                     THEN reco.settings_change_blocked(p_tenant_id, ARRAY(SELECT jsonb_object_keys(_settings))) END;
+    _apply := _apply AND _blocked IS NULL;
     IF _apply THEN
+        PERFORM set_config('reco.settings_source', 'tune ' || p_tune, true);
         FOR _key IN SELECT jsonb_object_keys(_settings) LOOP
             PERFORM reco.set_setting(_key, _settings -> _key, _slug);
         END LOOP;
+        PERFORM set_config('reco.settings_source', '', true);
         IF _settings ? 'decay_tau_days' AND _settings -> 'decay_tau_days' IS DISTINCT FROM _old_tau THEN
             PERFORM reco.rebuild_interactions(_slug);
         END IF;
     END IF;
     UPDATE reco.evaluation_runs
     SET options = options || jsonb_build_object('chosen', true, 'applied', _apply, 'gain', _gain, 'se', _se,
-                                                'users', _n, 'settings', _settings)
+                                                'users', _n, 'settings', _settings, 'not_applied', _blocked)
     WHERE run_id = _best.run_id;
     RETURN jsonb_build_object(
         'tune', p_tune, 'seen_gain', _seen.gain, 'seen_se', _seen.se, 'baseline_ndcg', (SELECT ndcg FROM reco.evaluation_results WHERE run_id = p_baseline AND model = 'hybrid'),
         'best_ndcg', _best.ndcg, 'best_run', _best.run_id, 'gain', _gain, 'se', _se, 'users', _n,
-        'min_gain_se', _min, 'applied', _apply, 'settings', _settings,
+        'min_gain_se', _min, 'applied', _apply, 'settings', _settings, 'not_applied', _blocked,
         'trials', (SELECT count(*) FROM reco.evaluation_runs WHERE kind = 'tune' AND options ->> 'tune' = p_tune),
         'confirmations', (SELECT count(*) FROM reco.evaluation_runs WHERE kind = 'tune' AND options ->> 'tune' = p_tune || '/fold1'),
         'skipped', to_jsonb(p_skipped));
@@ -446,6 +453,16 @@ here (listed under "skipped"); `reco tune` runs them. A tenant that serves EASE 
 its baseline needs numpy too. Returns a summary. Run the jobs afterwards.
 Example: SELECT reco.tune();$c$;
 
+-- What a tune did to the tenant's settings, in the job's message.
+CREATE OR REPLACE FUNCTION reco._tune_verdict(p_summary jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN (p_summary ->> 'applied')::boolean THEN 'applied ' || (p_summary ->> 'settings')
+                WHEN p_summary ->> 'not_applied' IS NOT NULL
+                    THEN format('not applied: %s (would apply %s)', p_summary ->> 'not_applied', p_summary ->> 'settings')
+                ELSE 'kept the settings' END
+$$;
+
 CREATE OR REPLACE FUNCTION reco.job_tune(p_tenant_id int)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -466,10 +483,9 @@ BEGIN
     IF jsonb_array_length(coalesce(_r -> 'skipped', '[]')) > 0 THEN
         PERFORM reco._defer(p_tenant_id, 'tune', format(
             'tuned without the EASE trials (numpy): %s; the full search is queued for `reco jobs loop`',
-            CASE WHEN (_r ->> 'applied')::boolean THEN 'applied ' || (_r ->> 'settings') ELSE 'kept the settings' END));
+            reco._tune_verdict(_r)));
     ELSE
-        PERFORM set_config('reco.job_message', CASE WHEN (_r ->> 'applied')::boolean
-            THEN 'applied ' || (_r ->> 'settings') ELSE 'kept the settings' END, true);
+        PERFORM set_config('reco.job_message', reco._tune_verdict(_r), true);
     END IF;
     RETURN (_r ->> 'trials')::bigint;
 END $$;
