@@ -10,14 +10,18 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
-from tests.test_engine import recommend, world  # noqa: F401  (the fixture)
+from tests import test_engine
+from tests.test_engine import recommend
 from tests.test_tune import _crafted
+
+world = test_engine.world  # the fixture: six features, six users, the jobs run
 
 
 def _experiment(conn, name: str = "boost", overrides: dict | None = None, scenario: str = "default",
                 start: bool = True) -> None:
     conn.execute("SELECT reco.create_experiment(%s, %s, %s)",
-                 (name, Jsonb([{"name": "control"}, {"name": "treatment", "overrides": overrides or {"weight_usercf": 0.5}}]),
+                 (name, Jsonb([{"name": "control"},
+                               {"name": "treatment", "overrides": overrides or {"weight_usercf": 0.5}}]),
                   Jsonb({"scenario": scenario})))
     if start:
         conn.execute("SELECT reco.start_experiment(%s)", (name,))
@@ -37,9 +41,9 @@ def test_a_change_the_control_serves_is_refused_naming_the_experiment(world):
     assert exc.value.sqlstate == "55000"
     assert '"boost"' in exc.value.diag.message_primary and "weight_itemcf" in exc.value.diag.message_primary
     assert "force_settings_change" in exc.value.diag.message_hint
-    # a reset (back to a different default) and a DBA's direct UPDATE are refused the same way (the guard is on the table)
+    # a reset (to a different default) and a direct UPDATE are refused the same way (a trigger guards the table)
     with pytest.raises(psycopg.Error) as exc:
-        world.execute("SELECT reco.reset_setting('min_segment_users')")  # the fixture set it to 1 (default 30)
+        world.execute("SELECT reco.reset_setting('min_segment_users')")  # fixture: 1, default 30
     assert exc.value.sqlstate == "55000"
     with pytest.raises(psycopg.Error) as exc:
         world.execute("UPDATE reco.settings SET value = '5' WHERE key = 'min_segment_users'")
