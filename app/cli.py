@@ -832,14 +832,11 @@ def jobs_list(tenant: TenantOpt = None) -> None:
         if tenant is not None:
             conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
         rows = conn.execute(
-            """SELECT j.name, j.schedule, j.depends_on, j.in_all, t.slug AS tenant, r.status, r.started_at,
-                      extract(epoch FROM r.finished_at - r.started_at)::float8 AS seconds, r.rows_written
-               FROM reco.tenants t CROSS JOIN reco.jobs j
-               -- a run logged for tenant 'all' (a numpy step that failed for every tenant) counts for each
-               LEFT JOIN LATERAL (SELECT * FROM reco.job_runs r WHERE r.job = j.name AND r.tenant IN (t.slug, 'all')
-                                  ORDER BY r.run_id DESC LIMIT 1) r ON true
-               WHERE CASE WHEN %(tenant)s::text IS NULL THEN t.evaluation_of IS NULL ELSE t.slug = %(tenant)s END
-               ORDER BY t.tenant_id, j.position""", {"tenant": tenant}).fetchall()
+            """SELECT job AS name, schedule, depends_on, in_all, tenant, status, started_at, seconds, rows_written,
+                      waiting_since, waiting_for
+               FROM reco.job_status
+               WHERE CASE WHEN %(tenant)s::text IS NULL THEN NOT evaluation_scope ELSE tenant = %(tenant)s END
+               ORDER BY tenant = 'default' DESC, tenant, position""", {"tenant": tenant}).fetchall()
     cells = [[r["name"], r["tenant"], r["schedule"],
               f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "-", r["status"] or "-",
               f"{r['rows_written']:,}" if r["rows_written"] is not None else "-",
@@ -857,6 +854,11 @@ def jobs_list(tenant: TenantOpt = None) -> None:
               for n, j in jobs.items() if j["in_all"]]
     console.print(f"'all' runs, in order: {', '.join(in_all)}; by name or on their schedule only: "
                   f"{', '.join(n for n, j in jobs.items() if not j['in_all'])}", markup=False, highlight=False)
+    for r in rows:
+        if r["waiting_since"] is not None:
+            console.print(f"{r['tenant']}: serving a fallback since {r['waiting_since']:%Y-%m-%d %H:%M %Z} "
+                          f"({r['name']} waits for Python): {r['waiting_for']}. `reco jobs loop` (or "
+                          f"`reco jobs run {r['name']}`) computes it.", style="yellow", markup=False, highlight=False)
 
 
 def _check_job(url: str, name: str, tenant: str | None) -> None:
