@@ -685,6 +685,24 @@ def bench_quality(
         _print_json(out)
 
 
+@bench_app.command("sql-only")
+def bench_sql_only(
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then the SQL tune, and both passes again")] = False,
+    reuse: Annotated[bool, typer.Option(help="keep the data already loaded in <db>_quality")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """What running the jobs from SQL alone (pg_cron, no `reco jobs loop`) costs on MovieLens-100K."""
+    from app import sql_only
+
+    log = (lambda line: None) if as_json else (lambda line: err.print(f"  {line}", markup=False, highlight=False))
+    result = sql_only.run(db.database_url(), reuse=reuse, tune=tune, log=log)
+    if as_json:
+        _print_json(result.as_json())
+        return
+    for line in sql_only.lines(result):
+        console.print(line, markup=False, highlight=False)
+
+
 @bench_app.command("ease")
 def bench_ease(
     sizes: Annotated[str, typer.Option(help="catalog sizes (features), comma-separated")] = "1000,2000,4000,6000,8000",
