@@ -43,8 +43,10 @@ class SqlOnlyResult:
 
 
 def _sql_jobs(url: str, tenant: str) -> tuple[float, dict[str, str]]:
-    """CALL reco.run_job('all') from a session that names no Python step: pg_cron's way."""
+    """CALL reco.run_job('all') from a session that names no Python step: pg_cron's way. The SVD factors
+    of an earlier Python pass are dropped first: a tenant that never had `reco jobs loop` has none."""
     with quality._connect(url) as conn:
+        conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = reco._tenant_id(%s)", (tenant,))
         last = conn.execute("SELECT coalesce(max(run_id), 0) AS n FROM reco.job_runs").fetchone()["n"]
         t0 = time.perf_counter()
         conn.execute("CALL reco.run_job('all', %s)", (tenant,))

@@ -1,7 +1,8 @@
 """reco.settings_history: every change of a tenant's settings (who or what, when, the key, the value in
 force before and after), written by a trigger on reco.settings (sql/012_settings_guard.sql), so the
 experiment report can show what changed under a running experiment and a refused change is never
-silently half-applied.
+silently half-applied. reco.feature_factors.method gains 'sql' (factors by subspace iteration in SQL,
+for the user vectors when the Python runner's SVD is not there).
 
 Revision ID: 0020
 Revises: 0017
@@ -32,6 +33,10 @@ CREATE TABLE reco.settings_history (
     experiments text[] NOT NULL DEFAULT '{}'
 );
 CREATE INDEX settings_history_tenant_id_changed_at_idx ON reco.settings_history (tenant_id, changed_at);
+
+-- feature factors computed in SQL (subspace iteration, sql/041_sql_factors.sql) when Python is not there
+ALTER TABLE reco.feature_factors DROP CONSTRAINT feature_factors_method_check,
+    ADD CONSTRAINT feature_factors_method_check CHECK (method IN ('exact', 'svd', 'random', 'sql'));
 """
     )
 
