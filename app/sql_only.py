@@ -27,6 +27,7 @@ class Pass:
     label: str
     jobs_seconds: float
     statuses: dict[str, str]
+    embeddings_seconds: float  # the job that computes the feature factors and user vectors
     ndcg: dict[str, float]
     hit: dict[str, float]
 
@@ -42,24 +43,44 @@ class SqlOnlyResult:
         return asdict(self)
 
 
-def _sql_jobs(url: str, tenant: str) -> tuple[float, dict[str, str]]:
+def _runs_since(url: str, last: int) -> dict[str, tuple[str, float]]:
+    with quality._connect(url) as conn:
+        return {r["job"]: (r["status"], r["s"]) for r in conn.execute(
+            "SELECT job, status, extract(epoch FROM finished_at - started_at)::float8 AS s FROM reco.job_runs"
+            " WHERE run_id > %s ORDER BY run_id", (last,))}
+
+
+def _last_run(url: str) -> int:
+    with quality._connect(url) as conn:
+        return conn.execute("SELECT coalesce(max(run_id), 0) AS n FROM reco.job_runs").fetchone()["n"]
+
+
+def _sql_jobs(url: str, tenant: str) -> tuple[float, dict[str, tuple[str, float]]]:
     """CALL reco.run_job('all') from a session that names no Python step: pg_cron's way. The SVD factors
     of an earlier Python pass are dropped first: a tenant that never had `reco jobs loop` has none."""
+    last = _last_run(url)
     with quality._connect(url) as conn:
         conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = reco._tenant_id(%s)", (tenant,))
-        last = conn.execute("SELECT coalesce(max(run_id), 0) AS n FROM reco.job_runs").fetchone()["n"]
         t0 = time.perf_counter()
         conn.execute("CALL reco.run_job('all', %s)", (tenant,))
         seconds = time.perf_counter() - t0
-        runs = conn.execute("SELECT job, status FROM reco.job_runs WHERE run_id > %s ORDER BY run_id", (last,))
-        return seconds, {r["job"]: r["status"] for r in runs}
+    return seconds, _runs_since(url, last)
 
 
-def _measure(url: str, split: quality.Split, label: str, seconds: float, statuses: dict[str, str],
+def _python_jobs(url: str, tenant: str, log: Log) -> tuple[float, dict[str, tuple[str, float]]]:
+    """The Python runner (jobs.runner, numpy steps included), as `reco jobs run all`."""
+    last = _last_run(url)
+    seconds, _ = quality.run_jobs(url, tenant, log)
+    return seconds, _runs_since(url, last)
+
+
+def _measure(url: str, split: quality.Split, label: str, jobs: tuple[float, dict[str, tuple[str, float]]],
              log: Log) -> Pass:
     m = quality.measure(url, split, models=MODELS, log=log)
-    return Pass(label, round(seconds, 1), statuses, {k: round(v.ndcg, 4) for k, v in m.scores.items()},
-                {k: round(v.hit, 4) for k, v in m.scores.items()})
+    seconds, runs = jobs
+    return Pass(label, round(seconds, 1), {j: s for j, (s, _) in runs.items()},
+                round(runs.get("embeddings", ("", 0.0))[1], 1),
+                {k: round(v.ndcg, 4) for k, v in m.scores.items()}, {k: round(v.hit, 4) for k, v in m.scores.items()})
 
 
 def run(base_url: str, *, reuse: bool = False, tune: bool = False, log: Log = quality._quiet) -> SqlOnlyResult:
@@ -79,12 +100,11 @@ def run(base_url: str, *, reuse: bool = False, tune: bool = False, log: Log = qu
             result.tune_message = (f"applied {summary.get('settings')}" if summary.get("applied")
                                    else f"kept the settings ({summary.get('not_applied') or 'no gain above noise'})")
         log(f"{name}: jobs from SQL only")
-        seconds, statuses = _sql_jobs(url, quality.TENANT)
-        result.passes.append(_measure(url, split, f"{name}, SQL only (pg_cron)", seconds, statuses, log))
+        jobs = _sql_jobs(url, quality.TENANT)
+        result.passes.append(_measure(url, split, f"{name}, SQL only (pg_cron)", jobs, log))
         log(f"{name}: jobs from the Python runner")
-        seconds, runs = quality.run_jobs(url, quality.TENANT, log)
-        result.passes.append(_measure(url, split, f"{name}, Python runner", seconds,
-                                      {r["job"]: r["status"] for r in runs}, log))
+        jobs = _python_jobs(url, quality.TENANT, log)
+        result.passes.append(_measure(url, split, f"{name}, Python runner", jobs, log))
     return result
 
 
@@ -96,7 +116,8 @@ def lines(r: SqlOnlyResult) -> list[str]:
         deferred = [j for j, s in p.statuses.items() if s == "deferred"]
         out.append(f"{p.label:38} hybrid NDCG@10 {p.ndcg['hybrid']:.4f} ({p.ndcg['hybrid'] / r.popularity_ndcg:.2f}× "
                    f"the floor), Hit@10 {p.hit['hybrid']:.4f}; UserCF alone {p.ndcg['usercf']:.4f}; "
-                   f"jobs {p.jobs_seconds:.0f} s" + (f"; deferred: {', '.join(deferred)}" if deferred else ""))
+                   f"jobs {p.jobs_seconds:.0f} s (embeddings {p.embeddings_seconds:.0f} s)"
+                   + (f"; deferred: {', '.join(deferred)}" if deferred else ""))
     for sql, py in zip(r.passes[::2], r.passes[1::2], strict=True):
         gap = py.ndcg["hybrid"] - sql.ndcg["hybrid"]
         out.append(f"{sql.label.split(',')[0]}: SQL only costs {gap:+.4f} NDCG@10 "
