@@ -114,7 +114,7 @@ def test_history_keeps_every_change_with_the_values_in_force(world):
     assert not any(h["forced"] for h in rows)
 
 
-def test_the_report_and_the_console_show_changes_made_while_it_ran(world, db_url):
+def test_the_report_and_the_console_show_changes_made_while_it_ran(world, db_url, cli_env):
     world.execute("SELECT reco.set_setting('mmr_lambda', '0.8')")  # before: not the experiment's
     _experiment(world)
     world.execute("SELECT reco.set_setting('evaluation_users', '300')")
@@ -128,6 +128,14 @@ def test_the_report_and_the_console_show_changes_made_while_it_ran(world, db_url
     settings = [r for r in report if r["section"] == "settings"]
     assert [r["metric"] for r in settings] == ["evaluation_users", "weight_prior"]
     assert "forced: hotfix" in settings[1]["note"] and "served the new value" in settings[1]["note"]
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    res = CliRunner().invoke(app, ["experiment", "report", "boost"])
+    assert res.exit_code == 0, res.output
+    first = res.stdout.splitlines()[:2]
+    assert first[0].startswith("settings changed while it ran:") and "evaluation_users" in first[0]
+    assert "weight_prior" in first[1] and "forced: hotfix" in first[1]
     # after the stop, a change is no longer the experiment's
     world.execute("SELECT reco.stop_experiment('boost')")
     world.execute("SELECT reco.set_setting('weight_prior', '0.03')")
