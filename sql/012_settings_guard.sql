@@ -161,3 +161,34 @@ COMMENT ON FUNCTION reco.experiment_settings_changes(text, text) IS
 $c$the tenant's settings changes while an experiment ran (started_at to stopped_at or now), each with whether its
 arms read the key (arms_read: the control, or an arm without its own override, served the new value) and whether it
 was forced, with the reason. Example: SELECT * FROM reco.experiment_settings_changes('usercf-boost');$c$;
+
+-- A scenario's overrides are settings too, for the experiments running in it: the same rule.
+CREATE OR REPLACE FUNCTION reco.assert_scenario_change_allowed(p_tenant_id int, p_scenario text, p_old jsonb,
+                                                               p_new jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    _why text;
+BEGIN
+    SELECT string_agg(format('"%s" reads %s', x.name, x.keys), '; ' ORDER BY x.name) INTO _why
+    FROM (SELECT e.name, string_agg(k.key, ', ' ORDER BY k.key) AS keys
+          FROM reco.experiments e
+          CROSS JOIN (SELECT o.key FROM jsonb_object_keys(coalesce(p_old, '{}') || coalesce(p_new, '{}')) AS o(key)
+                      WHERE p_old -> o.key IS DISTINCT FROM p_new -> o.key) AS k
+          WHERE e.tenant_id = p_tenant_id AND e.scenario = p_scenario AND e.status = 'running'
+            AND EXISTS (SELECT 1 FROM reco.experiment_variants v
+                        WHERE v.experiment_id = e.experiment_id AND NOT v.overrides ? k.key)
+          GROUP BY e.name) AS x;
+    IF _why IS NOT NULL AND coalesce(current_setting('reco.settings_force', true), '') = '' THEN
+        RAISE EXCEPTION 'scenario change refused: running experiment %', _why
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('The scenario''s overrides are what the control of an experiment in "%s" serves. Stop the '
+                                'experiment first, or force it with a reason: BEGIN; SELECT '
+                                'reco.force_settings_change(''why''); <the change>; COMMIT;', p_scenario);
+    END IF;
+END $$;
+COMMENT ON FUNCTION reco.assert_scenario_change_allowed(int, text, jsonb, jsonb) IS
+$c$raise object_not_in_prerequisite_state when changing a scenario's overrides from p_old to p_new changes a key that
+an arm of an experiment running in that scenario serves (a variant without its own override), unless
+reco.force_settings_change was called in this transaction. reco.upsert_scenario calls it. Example:
+SELECT reco.assert_scenario_change_allowed(reco._tenant_id('default'), 'home', '{}', '{"mmr_lambda": 0.8}');$c$;

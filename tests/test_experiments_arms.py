@@ -180,3 +180,20 @@ def test_a_tune_under_a_running_experiment_leaves_the_control_alone_and_says_why
     conn.execute("CALL reco.run_job('tune')")
     assert conn.execute("SELECT reco.setting('decay_tau_days', 1) AS v").fetchone()["v"] in (3, 14)
     assert any(h["key"] == "decay_tau_days" and h["changed_by"].startswith("tune ") for h in _history(conn))
+
+
+def test_a_scenario_change_under_its_running_experiment_is_refused(world, db_url):
+    world.execute("SELECT reco.upsert_scenario('home', '{\"mmr_lambda\": 0.9}')")
+    _experiment(world, scenario="home")
+    with pytest.raises(psycopg.Error) as exc:
+        world.execute("SELECT reco.upsert_scenario('home', '{\"mmr_lambda\": 0.5}')")
+    assert exc.value.sqlstate == "55000" and '"boost"' in exc.value.diag.message_primary
+    assert "mmr_lambda" in exc.value.diag.message_primary
+    # the same overrides with a new description, another scenario: allowed
+    world.execute("SELECT reco.upsert_scenario('home', '{\"mmr_lambda\": 0.9}', 'new text')")
+    world.execute("SELECT reco.upsert_scenario('email', '{\"mmr_lambda\": 0.5}')")
+    with psycopg.connect(db_url) as tx:
+        tx.execute("SELECT reco.force_settings_change('agreed')")
+        tx.execute("SELECT reco.upsert_scenario('home', '{\"mmr_lambda\": 0.5}')")
+    assert world.execute("SELECT overrides FROM reco.scenarios WHERE name = 'home'").fetchone()["overrides"] == {
+        "mmr_lambda": 0.5}
