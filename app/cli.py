@@ -698,6 +698,24 @@ def bench_quality(
         _print_json(out)
 
 
+@bench_app.command("sql-only")
+def bench_sql_only(
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then the SQL tune, and both passes again")] = False,
+    reuse: Annotated[bool, typer.Option(help="keep the data already loaded in <db>_quality")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """What running the jobs from SQL alone (pg_cron, no `reco jobs loop`) costs on MovieLens-100K."""
+    from app import sql_only
+
+    log = (lambda line: None) if as_json else (lambda line: err.print(f"  {line}", markup=False, highlight=False))
+    result = sql_only.run(db.database_url(), reuse=reuse, tune=tune, log=log)
+    if as_json:
+        _print_json(result.as_json())
+        return
+    for line in sql_only.lines(result):
+        console.print(line, markup=False, highlight=False)
+
+
 @bench_app.command("ease")
 def bench_ease(
     sizes: Annotated[str, typer.Option(help="catalog sizes (features), comma-separated")] = "1000,2000,4000,6000,8000",
@@ -900,14 +918,11 @@ def jobs_list(tenant: TenantOpt = None) -> None:
         if tenant is not None:
             conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
         rows = conn.execute(
-            """SELECT j.name, j.schedule, j.depends_on, j.in_all, t.slug AS tenant, r.status, r.started_at,
-                      extract(epoch FROM r.finished_at - r.started_at)::float8 AS seconds, r.rows_written
-               FROM reco.tenants t CROSS JOIN reco.jobs j
-               -- a run logged for tenant 'all' (a numpy step that failed for every tenant) counts for each
-               LEFT JOIN LATERAL (SELECT * FROM reco.job_runs r WHERE r.job = j.name AND r.tenant IN (t.slug, 'all')
-                                  ORDER BY r.run_id DESC LIMIT 1) r ON true
-               WHERE CASE WHEN %(tenant)s::text IS NULL THEN t.evaluation_of IS NULL ELSE t.slug = %(tenant)s END
-               ORDER BY t.tenant_id, j.position""", {"tenant": tenant}).fetchall()
+            """SELECT job AS name, schedule, depends_on, in_all, tenant, status, started_at, seconds, rows_written,
+                      waiting_since, waiting_for
+               FROM reco.job_status
+               WHERE CASE WHEN %(tenant)s::text IS NULL THEN NOT evaluation_scope ELSE tenant = %(tenant)s END
+               ORDER BY tenant = 'default' DESC, tenant, position""", {"tenant": tenant}).fetchall()
     cells = [[r["name"], r["tenant"], r["schedule"],
               f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "-", r["status"] or "-",
               f"{r['rows_written']:,}" if r["rows_written"] is not None else "-",
@@ -925,6 +940,11 @@ def jobs_list(tenant: TenantOpt = None) -> None:
               for n, j in jobs.items() if j["in_all"]]
     console.print(f"'all' runs, in order: {', '.join(in_all)}; by name or on their schedule only: "
                   f"{', '.join(n for n, j in jobs.items() if not j['in_all'])}", markup=False, highlight=False)
+    for r in rows:
+        if r["waiting_since"] is not None:
+            console.print(f"{r['tenant']}: serving a fallback since {r['waiting_since']:%Y-%m-%d %H:%M %Z} "
+                          f"({r['name']} waits for Python): {r['waiting_for']}. `reco jobs loop` (or "
+                          f"`reco jobs run {r['name']}`) computes it.", style="yellow", markup=False, highlight=False)
 
 
 def _check_job(url: str, name: str, tenant: str | None) -> None:

@@ -143,6 +143,9 @@ def _lift(r: dict) -> str:
 def print_report(rows: list[dict], name: str) -> None:
     out = Console(soft_wrap=True, width=max(console.width, 160))
     for r in rows:
+        if r["section"] == "settings":
+            out.print(f"settings changed while it ran: {r['note']}", style="yellow", markup=False, highlight=False)
+    for r in rows:
         if r["section"] == "srm":
             out.print(f"[bold]sample ratio[/bold]: {r['note']}")
     table = Table(title=f"experiment {name}", title_justify="left")

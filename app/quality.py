@@ -363,6 +363,21 @@ def load(url: str, data: Dataset, split: Split, tenant: str = TENANT) -> LoadSta
     return LoadStats(n_features, n_users, n_events, time.perf_counter() - t0)
 
 
+def ensure_loaded(url: str, data: Dataset, split: Split, log: Log = _quiet) -> tuple[LoadStats | None, list[str]]:
+    """The train interactions in tenant ``movielens``: kept when complete (its settings reset to the
+    defaults, the reset keys returned), else (re)loaded (the load's figures returned)."""
+    expected = split.sizes()["train"]
+    stored = tenant_events(url, TENANT)
+    if stored == expected:
+        log(f"reusing tenant {TENANT} ({stored:,} events)")
+        return None, reset_settings(url, TENANT)
+    if stored is not None:
+        with _connect(url) as conn:
+            conn.execute("SELECT reco.drop_tenant(%s)", (TENANT,))
+    log(f"loading {TENANT}: {len(data.items):,} items, {len(data.users):,} users, {expected:,} events")
+    return load(url, data, split), []
+
+
 def _json(obj) -> str:
     return json.dumps(obj)
 
@@ -523,18 +538,7 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
     log(f"split: {split.sizes()}; plain popularity NDCG@10 {popularity.ndcg:.4f}, Hit@10 {popularity.hit:.4f}")
 
     url = quality_database(base_url, reuse=reuse)
-    expected = split.sizes()["train"]
-    stored = tenant_events(url, TENANT)
-    stats, reset = None, []
-    if stored == expected:
-        log(f"reusing tenant {TENANT} ({stored:,} events)")
-        reset = reset_settings(url, TENANT)
-    else:
-        if stored is not None:
-            with _connect(url) as conn:
-                conn.execute("SELECT reco.drop_tenant(%s)", (TENANT,))
-        log(f"loading {TENANT}: {len(data.items):,} items, {len(data.users):,} users, {expected:,} events")
-        stats = load(url, data, split)
+    stats, reset = ensure_loaded(url, data, split, log)
     log("jobs")
     jobs_seconds, _ = run_jobs(url, TENANT, log)
     defaults = measure(url, split, log=log)

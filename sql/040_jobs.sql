@@ -336,11 +336,15 @@ BEGIN
         PERFORM reco._defer(p_tenant_id, 'embeddings', CASE WHEN _svd_ok
             THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
                         to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
+            WHEN _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int
+            THEN 'SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use factors computed in SQL (subspace iteration, sql/041_sql_factors.sql) until then'
             ELSE 'SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use a random projection until then' END);
     ELSE  -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
         DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'embeddings';
     END IF;
-    IF _active <= 64 OR NOT _svd_ok THEN
+    IF _active > 64 AND NOT _svd_ok AND _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int THEN
+        PERFORM reco._sql_factors(p_tenant_id);
+    ELSIF _active <= 64 OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
         INSERT INTO reco.feature_factors (tenant_id, feature_key, factor, method)
         SELECT p_tenant_id, f.feature_key,

@@ -158,6 +158,35 @@ tenant. Guarded by an advisory lock (a concurrent second run is logged as skippe
 Call it outside a transaction block: it commits after each run. Example: CALL reco.run_job('feature_neighbors');$c$;
 
 -- ---------------------------------------------------------------------------------------
+-- Status: what a DBA reads (reco jobs list, the console's overview, /metrics)
+-- ---------------------------------------------------------------------------------------
+
+-- A job whose run left its Python step (EASE, SVD) in reco.job_queue keeps serving a fallback (the
+-- neighbours of the last full run, a random projection or older factors for the user vectors)
+-- until `reco jobs loop` computes it: waiting_since and waiting_for say so, next to the last run.
+CREATE OR REPLACE VIEW reco.job_status AS
+SELECT t.slug AS tenant, j.name AS job, j.schedule, j.depends_on, j.in_all, j.position, j.description,
+       l.status, l.started_at, l.finished_at,
+       extract(epoch FROM coalesce(l.finished_at, clock_timestamp()) - l.started_at)::float8 AS seconds,
+       l.rows_written, l.message, s.finished_at AS last_success_at,
+       q.requested_at AS waiting_since, q.reason AS waiting_for,
+       t.evaluation_of IS NOT NULL AS evaluation_scope
+FROM reco.tenants t
+CROSS JOIN reco.jobs j
+-- a run logged for tenant 'all' (a numpy step that failed for every tenant) counts for each
+LEFT JOIN LATERAL (SELECT r.* FROM reco.job_runs r WHERE r.job = j.name AND r.tenant IN (t.slug, 'all')
+                   ORDER BY r.run_id DESC LIMIT 1) AS l ON true
+LEFT JOIN LATERAL (SELECT r.finished_at FROM reco.job_runs r
+                   WHERE r.job = j.name AND r.tenant IN (t.slug, 'all') AND r.status = 'succeeded'
+                   ORDER BY r.run_id DESC LIMIT 1) AS s ON true
+LEFT JOIN reco.job_queue q ON q.tenant_id = t.tenant_id AND q.job = j.name;
+COMMENT ON VIEW reco.job_status IS
+$c$every job of every tenant: its schedule, its latest run (status, start, end, seconds, rows, message), its latest
+success, and waiting_since / waiting_for: since when the tenant serves a fallback because the job's Python step
+(EASE neighbours, SVD factors, the tune's EASE trials) waits for `reco jobs loop` (reco.job_queue; NULL: nothing
+waits). Example: SELECT tenant, job, waiting_since, waiting_for FROM reco.job_status WHERE waiting_since IS NOT NULL;$c$;
+
+-- ---------------------------------------------------------------------------------------
 -- pg_cron
 -- ---------------------------------------------------------------------------------------
 

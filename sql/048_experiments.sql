@@ -112,6 +112,8 @@ BEGIN
         RAISE EXCEPTION 'the default scenario is the tenant''s settings'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Change them with reco.set_setting.';
     END IF;
+    PERFORM reco.assert_scenario_change_allowed(_tid, p_name, (SELECT s.overrides FROM reco.scenarios s
+                                                               WHERE s.tenant_id = _tid AND s.name = p_name), p_overrides);
     INSERT INTO reco.scenarios (tenant_id, name, overrides, description)
     VALUES (_tid, p_name, _overrides, coalesce(p_description, ''))
     ON CONFLICT ON CONSTRAINT scenarios_pkey

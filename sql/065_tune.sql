@@ -401,9 +401,11 @@ DECLARE
     _old_tau jsonb := reco.setting('decay_tau_days', p_tenant_id);
     _key text;
 BEGIN
+    PERFORM set_config('reco.settings_source', 'tune', true);  -- reco.settings_history says who
     FOR _key IN SELECT jsonb_object_keys(p_settings) LOOP
         PERFORM reco.set_setting(_key, p_settings -> _key, _slug);
     END LOOP;
+    PERFORM set_config('reco.settings_source', '', true);
     IF p_settings ? 'decay_tau_days' AND p_settings -> 'decay_tau_days' IS DISTINCT FROM _old_tau THEN
         PERFORM reco.rebuild_interactions(_slug);
     END IF;
@@ -442,6 +444,7 @@ DECLARE
     _seen jsonb;
     _note text;
     _apply boolean;
+    _blocked text;
 BEGIN
     SELECT * INTO _g FROM reco._tune_gain(p_baseline, _tuned) AS g;
     IF _tuned <> p_baseline AND coalesce(_g.gain > _min * _g.se, false) THEN
@@ -485,6 +488,10 @@ BEGIN
     WHERE d.key <> 'evaluation_users' AND _config ? d.key
       AND (_config -> d.key) IS DISTINCT FROM reco.setting(d.key, p_tenant_id);
     _apply := p_apply AND _settings <> '{}';
+    -- a running experiment whose arms read a changed key keeps its settings (sql/012_settings_guard.sql)
+    _blocked := CASE WHEN _apply AND coalesce(current_setting('reco.settings_force', true), '') = ''
+                     THEN reco.settings_change_blocked(p_tenant_id, ARRAY(SELECT jsonb_object_keys(_settings))) END;
+    _apply := _apply AND _blocked IS NULL;
     -- each stage's choice is applied when the settings it changed are among those applied
     UPDATE reco.tune_decisions d
     SET applied = _apply AND EXISTS (SELECT 1 FROM jsonb_each(d.settings) e WHERE _settings -> e.key = e.value)
@@ -497,11 +504,12 @@ BEGIN
     VALUES (_slug, p_tune, 'final', cardinality(reco._tune_stages()) + 1, p_baseline, _tuned, _measured,
             _final.gain, _final.se, _final.users, 'holdout', _settings, _apply, _served,
             _note || CASE WHEN _apply THEN '; applied' WHEN _settings = '{}' THEN '; nothing to change'
+                          WHEN _blocked IS NOT NULL THEN '; not applied: ' || _blocked
                           ELSE '; not applied (apply false)' END);
     IF _apply THEN
         PERFORM reco._tune_apply(p_tenant_id, _settings);
     END IF;
-    RETURN reco._tune_summary(_slug, p_tune) || jsonb_build_object('skipped', to_jsonb(p_skipped));
+    RETURN reco._tune_summary(_slug, p_tune) || jsonb_build_object('skipped', to_jsonb(p_skipped), 'not_applied', _blocked);
 END $$;
 
 -- A tune's summary from reco.tune_decisions (one source for reco.tune's result, the job's log and

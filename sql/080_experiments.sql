@@ -345,6 +345,17 @@ BEGIN
             'the experiment is a draft: start it with reco.start_experiment';
         RETURN;
     END IF;
+    -- the tenant's settings changes while it ran (sql/012_settings_guard.sql): a change its arms read
+    -- means two periods served differently
+    RETURN QUERY SELECT 'settings', NULL::text, c.key, NULL::bigint, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8,
+        NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::text,
+        format('%s: %s %s → %s by %s%s%s', to_char(c.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'), c.key,
+               c.old_value, c.new_value, c.changed_by,
+               CASE WHEN c.arms_read THEN '; the arms without their own override served the new value'
+                    ELSE '; no arm reads it' END,
+               CASE WHEN c.forced THEN format(' (forced: %s)', c.reason) ELSE '' END)
+    FROM reco.experiment_settings_changes(p_name, p_tenant) AS c;
 
     IF _e.kind = 'interleave' THEN
         -- per user, the uses of shown features credited to each side; a user prefers the side
@@ -678,7 +689,8 @@ BEGIN
         NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, _decision, array_to_string(_reasons, '; ');
 END $$;
 COMMENT ON FUNCTION reco.experiment_report(text, text) IS
-$c$an experiment's report, one row per section: 'srm' first (users per variant against the weights, χ² p; a
+$c$an experiment's report, one row per section: 'settings' first (each change of the tenant's settings while it
+ran, reco.experiment_settings_changes, described in note), then 'srm' (users per variant against the weights, χ² p; a
 mismatch at p < 0.001 invalidates the rest), then per metric (primary, secondary, guardrails) the control's row
 and each treatment's: n users, mean, lift (absolute) and its CI (Newcombe for proportions), relative lift and CI
 (log ratio for proportions), p, adjusted p (Holm over the treatments for the primary metric, Benjamini-Hochberg

@@ -112,19 +112,19 @@ BEGIN
                   FROM reco.interactions i WHERE i.tenant_id = _tid),
         'events_per_day', (SELECT coalesce(json_agg(row_to_json(d) ORDER BY d.day), '[]')
                            FROM reco.console_events_per_day(30, _slug) AS d),
-        -- every job of the catalog with its latest run (this tenant's) and latest success
+        -- every job of the catalog with its latest run (this tenant's), latest success and, when its
+        -- Python step waits, since when the tenant serves a fallback (reco.job_status)
         'jobs', (SELECT coalesce(json_agg(json_build_object(
-                            'job', j.name, 'description', j.description, 'schedule', j.schedule, 'in_all', j.in_all,
-                            'status', l.status, 'started_at', l.started_at,
-                            'seconds', extract(epoch FROM l.finished_at - l.started_at),
-                            'rows', l.rows_written, 'message', l.message,
-                            'last_success_at', s.finished_at) ORDER BY j.position), '[]')
-                 FROM reco.jobs j
-                 LEFT JOIN LATERAL (SELECT r.* FROM reco.job_runs r WHERE r.job = j.name AND r.tenant = _slug
-                                    ORDER BY r.started_at DESC LIMIT 1) AS l ON true
-                 LEFT JOIN LATERAL (SELECT r.finished_at FROM reco.job_runs r
-                                    WHERE r.job = j.name AND r.tenant = _slug AND r.status = 'succeeded'
-                                    ORDER BY r.started_at DESC LIMIT 1) AS s ON true),
+                            'job', j.job, 'description', j.description, 'schedule', j.schedule, 'in_all', j.in_all,
+                            'status', j.status, 'started_at', j.started_at,
+                            'seconds', extract(epoch FROM j.finished_at - j.started_at),
+                            'rows', j.rows_written, 'message', j.message,
+                            'last_success_at', j.last_success_at, 'waiting_since', j.waiting_since,
+                            'waiting_for', j.waiting_for) ORDER BY j.position), '[]')
+                 FROM reco.job_status j WHERE j.tenant = _slug),
+        'fallbacks', (SELECT coalesce(json_agg(json_build_object('job', j.job, 'since', j.waiting_since,
+                                                                 'reason', j.waiting_for) ORDER BY j.waiting_since), '[]')
+                      FROM reco.job_status j WHERE j.tenant = _slug AND j.waiting_since IS NOT NULL),
         'runs', (SELECT coalesce(json_agg(json_build_object(
                             'run_id', r.run_id, 'job', r.job, 'status', r.status, 'started_at', r.started_at,
                             'seconds', extract(epoch FROM coalesce(r.finished_at, clock_timestamp()) - r.started_at),
@@ -147,7 +147,8 @@ END $$;
 COMMENT ON FUNCTION reco.console_overview(text) IS
 $c$the console's overview of a tenant as JSON: catalog size (features, active, paid-only, categories), users (all,
 paid), usage (events, user × feature pairs, users with events, first and last event), events per day (30 days,
-reco.console_events_per_day), every job with its latest run and latest success, the 30 latest job runs with
+reco.console_events_per_day), every job with its latest run and latest success, fallbacks (the jobs whose Python
+step waits for `reco jobs loop`, since when and what is served meanwhile), the 30 latest job runs with
 their durations, the latest evaluation (per model NDCG, HitRate, MRR, coverage) and the experiments.
 Example: SELECT reco.console_overview();$c$;
 

@@ -235,12 +235,16 @@ END $$;
 COMMENT ON FUNCTION reco.api_readiness() IS
     'what /readyz compares with the code: {"schema": the Alembic revision, "sql_files": {file: checksum}}';
 
-CREATE OR REPLACE FUNCTION reco.api_job_health()
-RETURNS TABLE (job text, tenant text, last_success float8, failed_24h int, last_failed boolean)
+-- its columns grew (waiting_since): CREATE OR REPLACE cannot change a function's result type
+DROP FUNCTION IF EXISTS reco.api_job_health();
+CREATE FUNCTION reco.api_job_health()
+RETURNS TABLE (job text, tenant text, last_success float8, failed_24h int, last_failed boolean, waiting_since float8)
 LANGUAGE sql STABLE AS $$
-    SELECT j.name, t.slug, extract(epoch FROM s.finished_at)::float8, coalesce(f.n, 0)::int, l.status = 'failed'
+    SELECT j.name, t.slug, extract(epoch FROM s.finished_at)::float8, coalesce(f.n, 0)::int, l.status = 'failed',
+           extract(epoch FROM q.requested_at)::float8
     FROM reco.jobs j
     CROSS JOIN reco.tenants t
+    LEFT JOIN reco.job_queue q ON q.tenant_id = t.tenant_id AND q.job = j.name
     JOIN LATERAL (SELECT r.status FROM reco.job_runs r
                   WHERE r.job = j.name AND r.tenant = t.slug AND r.status IN ('succeeded', 'failed', 'deferred')
                     AND r.started_at > now() - interval '30 days'
@@ -257,7 +261,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION reco.api_job_health() IS
 $c$per job and tenant that ran it in the last 30 days: the end of the last success (epoch seconds, NULL: none), the
-failed runs in the last 24 hours, whether the last finished run failed (/metrics)$c$;
+failed runs in the last 24 hours, whether the last finished run failed, since when its Python step waits for
+`reco jobs loop` while the tenant serves a fallback (epoch seconds, NULL: nothing waits; reco.job_status) (/metrics)$c$;
 
 -- ---------------------------------------------------------------------------------------
 -- Generated entry points: reco.api_<name>(p_key text, <the parameters of reco.<name> but its

@@ -238,8 +238,9 @@ def test_ease_under_plain_call_is_deferred_then_picked_up(conn, db_url):
 
 
 def test_svd_under_plain_call_is_deferred(conn, db_url):
-    """70 active features > 64 dims: the SVD needs numpy. A plain CALL uses a random projection (no
-    SVD yet) or the last SVD factors, names them, and queues the SVD; the runner clears the queue."""
+    """70 active features > 64 dims: the SVD needs numpy. A plain CALL uses factors computed in SQL (a
+    random projection above sql_factors_max_features) when there is no SVD yet, or the last SVD
+    factors, names them, and queues the SVD; the runner clears the queue."""
     conn.execute("SELECT reco.upsert_features(%s)", (Jsonb(
         [{"feature_id": f"f{i}", "category": f"c{i % 7}"} for i in range(70)]),))
     conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
@@ -253,11 +254,19 @@ def test_svd_under_plain_call_is_deferred(conn, db_url):
     def queued() -> list[str]:
         return [r["job"] for r in conn.execute("SELECT job FROM reco.job_queue")]
 
+    # above sql_factors_max_features: a random projection
+    conn.execute("SELECT reco.set_setting('sql_factors_max_features', '69')")
     conn.execute("CALL reco.run_job('embeddings')")
     run = last_run(conn, "embeddings")
     assert run["status"] == "deferred" and "random projection" in run["message"]
     assert methods() == {"random": 70} and queued() == ["embeddings"]
     assert conn.execute("SELECT count(*) AS n FROM reco.user_vectors").fetchone()["n"] == 40
+    # within it (the default): factors computed in SQL (tests/test_sql_only.py checks what they are worth)
+    conn.execute("SELECT reco.reset_setting('sql_factors_max_features')")
+    conn.execute("CALL reco.run_job('embeddings')")
+    run = last_run(conn, "embeddings")
+    assert run["status"] == "deferred" and "computed in SQL" in run["message"]
+    assert methods() == {"sql": 70} and queued() == ["embeddings"]
 
     assert [r["status"] for r in run_job(db_url, "embeddings")] == ["succeeded"]
     assert methods() == {"svd": 70} and queued() == []

@@ -92,11 +92,15 @@ class _JobRegistry:
                                    labels=["job", "tenant"])
         last_failed = GaugeMetricFamily("reco_job_last_run_failed", "1 when the job's last finished run failed",
                                         labels=["job", "tenant"])
-        for job, tenant, success_at, failures, was_failed in self.jobs or ():
+        waiting = GaugeMetricFamily("reco_job_waiting_since_timestamp_seconds",
+                                    "since when the job's Python step waits for `reco jobs loop` while the tenant "
+                                    "serves a fallback (Unix time; 0 = nothing waits)", labels=["job", "tenant"])
+        for job, tenant, success_at, failures, was_failed, waiting_since in self.jobs or ():
             last.add_metric([job, tenant], success_at or 0)
             failed.add_metric([job, tenant], failures)
             last_failed.add_metric([job, tenant], 1 if was_failed else 0)
-        yield from (last, failed, last_failed)
+            waiting.add_metric([job, tenant], waiting_since or 0)
+        yield from (last, failed, last_failed, waiting)
 
 
 def configure_logging(level: str) -> None:

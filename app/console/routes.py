@@ -615,9 +615,9 @@ def report_view(page: dict) -> dict:
     rows = page.get("report") or []
     variants = (page["experiment"].get("variants") or [])
     control = variants[0]["name"] if variants else None
-    by = {s: [r for r in rows if r.get("section") == s] for s in ("srm", "sequential", "decision")}
+    by = {s: [r for r in rows if r.get("section") == s] for s in ("srm", "sequential", "decision", "settings")}
     metrics = [r for r in rows if r.get("section") in METRIC_SECTIONS]
-    known = {"srm", "sequential", "decision", *METRIC_SECTIONS}
+    known = {"srm", "sequential", "decision", "settings", *METRIC_SECTIONS}
     other = [r for r in rows if r.get("section") not in known]
     intervals = []
     for r in metrics:
@@ -664,4 +664,5 @@ def report_view(page: dict) -> dict:
                   for r in by["srm"])
     has = {k: any(r.get(k) is not None for r in metrics) for k in ("cuped_lift", "p_better", "p_adjusted", "note")}
     return {"control": control, "srm": by["srm"], "srm_bad": srm_bad, "split": split, "metrics": metrics, "has": has,
-            "sequential": by["sequential"], "decision": by["decision"], "other": other, "plots": plots}
+            "sequential": by["sequential"], "decision": by["decision"], "settings": by["settings"], "other": other,
+            "plots": plots}
