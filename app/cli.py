@@ -214,6 +214,10 @@ def _print_import(result) -> None:
     if result.rejected_file:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(result.reasons.items()))
         console.print(f"  rejected rows ({reasons}) written to {result.rejected_file}")
+    from rich.markup import escape
+
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 @app.command("import")

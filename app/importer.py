@@ -12,6 +12,10 @@ Malformed lines (too many or too few fields, an unterminated quote, bytes that a
 file's encoding, NUL characters) make PostgreSQL's COPY refuse the whole file. Then the file
 is read again in Python: well-formed records are staged, each malformed one goes to the
 rejects file with its line number and reason (field ``csv``), and the import goes on.
+
+Header names lose a RecBole type suffix (``age:token`` is the column ``age``), so RecBole's atomic
+files import with ``--delimiter tab``. A users file none of whose attribute columns is in the
+setting ``segment_attributes`` gets a warning: every user would fall into one segment.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 import threading
 import time
@@ -45,6 +50,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 COPY_BLOCK = 1 << 20
+#: RecBole's atomic-file header fields, ``name:type``: the name is the column
+RECBOLE_TYPE = re.compile(r"^(?P<name>.+):(?:token|token_seq|float|float_seq)$")
 #: The ``field`` of a rejected malformed line (its reason says what is wrong with it).
 MALFORMED = "csv"
 #: A malformed record: its ``line`` (first physical line, less the header), the reason, its fields.
@@ -66,6 +73,7 @@ class ImportResult:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     analyzed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -104,7 +112,13 @@ def read_header(path: Path, delimiter: str, encoding: str) -> list[str]:
     header = next(csv.reader(lines(), delimiter=delimiter), None)
     if not header:
         raise ImportFileError(f"{path} is empty")
-    return [h.strip() for h in header]
+    return [strip_type(h.strip()) for h in header]
+
+
+def strip_type(column: str) -> str:
+    """``age:token`` -> ``age`` (RecBole's atomic files type every header field); others as they are."""
+    m = RECBOLE_TYPE.match(column)
+    return m["name"] if m else column
 
 
 def resolve_columns(kind: str, file_columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
@@ -119,6 +133,7 @@ def resolve_columns(kind: str, file_columns: list[str], mapping: dict[str, str])
         if target not in FIELDS[kind]:
             raise ImportFileError(f"--map {target}=...: {kind} have no field {target!r} "
                                f"(fields: {', '.join(FIELDS[kind])})")
+        source = source if source in file_columns else strip_type(source)
         if source not in file_columns:
             raise ImportFileError(f"--map {target}={source}: no column {source!r} in the file "
                                f"(columns: {', '.join(file_columns)})")
@@ -169,6 +184,8 @@ def import_csv(
             rejected += [(line, MALFORMED, reason) for line, reason, _values in malformed]
             rejected.sort()
             result.rejected = len(rejected)
+            if kind == "users":
+                result.warnings += segment_warnings(conn, file_columns, target_columns, tenant)
             if result.accepted:
                 # a bulk write: fresh statistics before anything reads the new rows (autovacuum
                 # may take minutes, and a plan made for an empty table nests loops over all of them)
@@ -183,6 +200,23 @@ def import_csv(
                 conn.execute("SELECT reco.drop_import_stage(%s)", (stage_name,))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def segment_warnings(conn, file_columns: list[str], target_columns: dict[str, str],
+                     tenant: str | None) -> list[str]:
+    """A warning when a users file has attribute columns but none is a segment attribute."""
+    attributes = [c for c in file_columns if c not in target_columns.values()]
+    row = conn.execute(
+        "SELECT value FROM reco.effective_settings WHERE key = 'segment_attributes' AND tenant = "
+        "coalesce(%s, nullif(current_setting('reco.tenant', true), ''), 'default')", (tenant,)).fetchone()
+    names = [n for n in (row[0] if row else []) if n != "paid"]
+    if not attributes or set(attributes) & set(names):
+        return []
+    example = ", ".join(f'"{a}"' for a in attributes[:3])
+    return [f"no attribute column ({', '.join(attributes)}) is in the setting segment_attributes "
+            f"({', '.join(names) or 'none but paid'}): every user falls into one segment. Set it, e.g. "
+            f"SELECT reco.set_setting('segment_attributes', '[{example}]'"
+            + (f", '{tenant}'" if tenant else "") + ");"]
 
 
 def _copy(conn, stage, path: Path, file_columns, has_header: bool, delimiter: str,
