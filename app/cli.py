@@ -233,7 +233,7 @@ def import_cmd(
     tenant: TenantOpt = None,
 ) -> None:
     """Import a CSV file (header row; documented columns; COPY + one set-based merge)."""
-    from app.importer import ImportFileError
+    from app.importer import ImportFileError, ImportInterrupted
 
     if kind not in ("users", "features", "plans", "events"):
         raise typer.BadParameter("KIND must be users, features, plans or events")
@@ -243,6 +243,14 @@ def import_cmd(
     except ImportFileError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    except ImportInterrupted as exc:
+        r = exc.result
+        stored = (f"{r.merged:,} of {exc.total:,} rows merged and stored ({r.accepted:,} accepted, "
+                  f"{r.duplicates:,} duplicates)" if exc.total
+                  else "nothing stored (interrupted while reading the file)")
+        err.print(f"interrupted after {r.seconds:.1f} s: {kind}: {stored}. The import is idempotent: "
+                  f"run the same command again to import the rest.", markup=False, highlight=False)
+        raise typer.Exit(130) from None
     _print_import(result)
 
 

@@ -20,6 +20,7 @@ setting ``segment_attributes`` gets a warning: every user would fall into one se
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -50,6 +51,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 COPY_BLOCK = 1 << 20
+#: staged rows merged per transaction (one chunk: the unit a Ctrl-C loses)
+CHUNK_ROWS = 50_000
 #: RecBole's atomic-file header fields, ``name:type``: the name is the column
 RECBOLE_TYPE = re.compile(r"^(?P<name>.+):(?:token|token_seq|float|float_seq)$")
 #: The ``field`` of a rejected malformed line (its reason says what is wrong with it).
@@ -62,6 +65,16 @@ class ImportFileError(ValueError):
     """A problem with the file or the options (not with single rows)."""
 
 
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an import: the chunks merged so far are stored (``result``), the rest not.
+
+    Running the same import again finishes it: ingest is idempotent."""
+
+    def __init__(self, result: ImportResult, total: int) -> None:
+        super().__init__()
+        self.result, self.total = result, total
+
+
 @dataclass
 class ImportResult:
     kind: str
@@ -72,6 +85,7 @@ class ImportResult:
     rejected_file: Path | None = None
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    merged: int = 0  # staged rows whose chunk was merged (committed)
     analyzed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -156,7 +170,7 @@ def import_csv(
     mapping: dict[str, str] | None = None,
     encoding: str = "utf-8",
     tenant: str | None = None,
-    chunk_rows: int = 50_000,
+    chunk_rows: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -169,12 +183,14 @@ def import_csv(
     file_columns = read_header(path, delimiter, encoding) if has_header else list(columns or [])
     target_columns = resolve_columns(kind, file_columns, mapping or {})
     workers = workers or min(2, os.cpu_count() or 1)
+    chunk_rows = chunk_rows or CHUNK_ROWS
     result = ImportResult(kind)
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         # drops the stale staging of imports that died, then makes ours, locked to this session
         stage_name = conn.execute("SELECT reco.create_import_stage(%s)", (file_columns,)).fetchone()[0]
         stage = sql.Identifier("reco", stage_name)
+        staged = 0
         try:
             staged, last_line, malformed = _copy(conn, stage, path, file_columns, has_header,
                                                  delimiter, encoding, progress)
@@ -195,9 +211,13 @@ def import_csv(
                                                        malformed, has_header, delimiter)
                 for _, fld, _reason in rejected:
                     result.reasons[fld] = result.reasons.get(fld, 0) + 1
+        except KeyboardInterrupt:
+            result.seconds = time.perf_counter() - t0
+            raise ImportInterrupted(result, staged) from None
         finally:
-            if not conn.broken:
-                conn.execute("SELECT reco.drop_import_stage(%s)", (stage_name,))
+            if not conn.broken and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT reco.drop_import_stage(%s)", (stage_name,))
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -391,13 +411,27 @@ def _merge(url: str, kind: str, stage_name: str, target_columns: dict[str, str],
         with lock:
             result.accepted += report["accepted"]
             result.duplicates += report["duplicates"]
+            result.merged += hi - lo + 1
             rejected.extend((r["index"], r["field"], r["reason"]) for r in report["rejected"])
             progress.advance("merge", hi - lo + 1)
 
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for future in [pool.submit(run, c) for c in chunks]:
-                future.result()
+        for future in [pool.submit(run, c) for c in chunks]:
+            future.result()
+    except BaseException:
+        # Ctrl-C (or a failed chunk): start no more chunks, cancel the running ones (each
+        # rolls back whole), then wait for the workers, which no longer have anything to do
+        pool.shutdown(wait=False, cancel_futures=True)
+        with lock:
+            running = list(connections)
+        for c in running:
+            with contextlib.suppress(psycopg.Error):
+                c.cancel_safe()
+        pool.shutdown(wait=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         for c in connections:
             c.close()
