@@ -1263,7 +1263,7 @@ def evaluate(
                 table.add_row(str(i), f"{st['decay_tau_days']:g}", f"{st['mmr_lambda']:g}",
                               *(f"{st['weight_' + n]:g}" for n in ("itemcf", "usercf", "prior", "popularity")),
                               f"{p.hit_rate:.4f}", f"{p.ndcg:.4f}", str(p.run_id))
-            console.print(table)
+            _print_table(table)
             console.print(f"{len(points)} settings tried; stored as runs of kind 'grid' in reco.evaluation_runs")
         if apply_:
             for line in ev.apply(url, tenant, points[0].settings):
@@ -1278,7 +1278,7 @@ def evaluate(
     for model, s in result.scores.items():
         table.add_row(model, f"{s['hit_rate']:.4f}", f"{s['mrr']:.4f}", f"{s['ndcg']:.4f}",
                       f"{s['coverage']:.4f}", MODEL_NOTES.get(model, ""))
-    console.print(table)
+    _print_table(table)  # in a pipe as wide as its cells, not wrapped at 80 columns
     if "hybrid" not in result.scores:  # nobody held out: nothing was ranked
         console.print(no_users)
         console.print(f"stored as run {result.run_id} with 0 users ({result.seconds:.1f} s)")

@@ -106,12 +106,16 @@ def list_(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         rows = conn.execute("SELECT * FROM reco.experiment_list WHERE tenant = (SELECT slug FROM reco.tenants"
                             " WHERE tenant_id = reco._tenant_id(%s)) ORDER BY name", (tenant,)).fetchall()
+    from app.cli import _print_table
+
     table = Table("experiment", "scenario", "kind", "status", "traffic", "primary", "variants", "started")
+    for column in table.columns[:2]:  # names are never cut (in a pipe the table is as wide as its cells)
+        column.no_wrap = True
     for r in rows:
         table.add_row(r["name"], r["scenario"], r["kind"], r["status"], f"{r['traffic']:.0%}", r["primary_metric"],
                       ", ".join(f"{v['name']} ({v['weight']:g})" for v in r["variants"]),
                       f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "")
-    console.print(table)
+    _print_table(table)
 
 
 def _pct(v, signed: bool = True) -> str:

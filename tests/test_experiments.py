@@ -385,3 +385,19 @@ def test_an_experiment_in_the_default_scenario_reaches_plain_calls(world):  # no
     world.execute("SELECT reco.stop_experiment('all-pop')")
     assert {u: _ranking(world, u, {"seed": 0.3}) for u in before} == before
     assert any(before[u] != _ranking(world, u, {**pop, "seed": 0.3}) for u in before)
+
+
+def test_cli_list_keeps_names_whole_in_a_pipe(conn, cli_env):
+    """CliRunner's output is not a terminal (`reco experiment list | grep …`): the name and the
+    scenario are printed whole, however wide the table."""
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    name, scenario = "onboarding-checklist-usercf-boost-2026-q4-long", "home-page-recommendations-strip"
+    conn.execute("SELECT reco.upsert_scenario(%s, '{}')", (scenario,))
+    create(conn, name, [{"name": "control-with-a-long-name"}, {"name": "treatment-with-a-long-name"}],
+           scenario=scenario)
+    listed = CliRunner().invoke(cli, ["experiment", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert name in listed.stdout and scenario in listed.stdout
