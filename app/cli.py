@@ -438,16 +438,18 @@ def demo(
                  f"SELECT * FROM reco.recommend_features('{who}', 5{sql_tenant});",
                  f"{reco} recommend {who} --explain{opt}"):
         console.print(f"  {line}", markup=False, highlight=False)
+    key, new = demo_key(url, tenant, settings.data_dir)
+    kept = f"{'new' if new else 'the same as last time'}; kept in {settings.data_dir / DEMO_KEYS}"
     if not serve_api:
+        console.print(f"\n[bold]REST API[/bold] key {key} ({kept}); serve it with: {reco} serve --port {port}",
+                      soft_wrap=True, highlight=False)
         console.print(f"  {reco} db stop             # when done", markup=False, highlight=False)
         return
-    key, new = demo_key(url, tenant, settings.data_dir)
     base = f"http://localhost:{port}"
     auth = f'-H "Authorization: Bearer {key}"'
     event = "'" + json.dumps({"user_id": who, "feature_id": "batch-mode",
                               "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "'"
-    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key} "
-                  f"({'new' if new else 'the same as last time'}; kept in {settings.data_dir / DEMO_KEYS})",
+    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key} ({kept})",
                   soft_wrap=True, highlight=False)
     import importlib.util
 
