@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -89,9 +90,10 @@ def create(name: str,
 @experiment_app.command("start")
 def start(name: str, tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
-        e = conn.execute("SELECT * FROM reco.start_experiment(%s, %s)", (name, tenant)).fetchone()
-    console.print(f"experiment {name} running since {e['started_at']:%Y-%m-%d %H:%M} "
-                  f"(users in [{e['ns_start']:.4f}, {e['ns_start'] + e['traffic']:.4f}) of scenario {e['scenario']})")
+        e = conn.execute("SELECT reco.start_experiment(%s, %s) AS e", (name, tenant)).fetchone()["e"]
+    since = datetime.fromisoformat(e["started_at"])
+    console.print(f"experiment {name} running since {since:%Y-%m-%d %H:%M} "
+                  f"(users in [{e['users_from']:.4f}, {e['users_to']:.4f}) of scenario {e['scenario']})")
 
 
 @experiment_app.command("stop")

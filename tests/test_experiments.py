@@ -81,7 +81,11 @@ def test_running_experiments_in_a_scenario_never_share_a_user(conn):
     assert {a["experiment"] for a in assignments(conn, "default", 200)} == {"elsewhere"}
     # stopping one frees its slice for the next
     conn.execute("SELECT reco.stop_experiment('one')")
-    assert conn.execute("SELECT (reco.start_experiment('three')).status").fetchone()["status"] == "running"
+    started = conn.execute("SELECT reco.start_experiment('three') AS e").fetchone()["e"]
+    # readable in psql (jsonb, not the table's raw tuple): the slice its users come from
+    assert started.pop("started_at") and started == {"name": "three", "status": "running", "scenario": "home",
+                                                      "traffic": 0.3, "users_from": 0, "users_to": 0.3}
+    assert conn.execute("SELECT reco.start_experiment('three') ->> 'status' AS s").fetchone()["s"] == "running"
 
 
 def test_experiment_definitions_are_checked(conn):
