@@ -209,3 +209,20 @@ def test_hostile_ids_and_names_stay_text(server, page):
     page.goto(f"{base}/console/features")
     assert XSS_NAME in page.inner_text("main")
     assert page.problems == []
+
+
+def test_number_and_time_labels(page):
+    """console.js's labels, in the browser without a server: 7.5 not "7.500"; time axes in 24-hour
+    time (uPlot's own default is 12-hour), a date per day tick."""
+    static = Path(__file__).resolve().parent.parent / "app" / "console" / "static"
+    page.set_content("<!doctype html><html><body></body></html>")
+    page.add_script_tag(path=str(static / "vendor" / "uPlot.iife.min.js"))
+    page.add_script_tag(path=str(static / "console.js"))
+    assert page.evaluate("() => [7.5, 2.5, 0.25, 0.123, 12.5, 3, 1234].map(window.recoConsole.fmt)") == [
+        "7.5", "2.5", "0.25", "0.123", "12.5", "3", "1,234"]
+    # 2026-12-07 13:00 and 14:00 UTC, hour ticks; then two midnights, day ticks
+    assert page.evaluate("() => window.recoConsole.timeTicks(null, [1796648400, 1796652000], 0, 50, 3600)") == [
+        "13:00\n12-07", "14:00"]
+    assert page.evaluate("() => window.recoConsole.timeTicks(null, [1796601600, 1796688000], 0, 50, 86400)") == [
+        "12-07", "12-08"]
+    assert page.problems == []
