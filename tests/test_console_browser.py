@@ -226,3 +226,25 @@ def test_number_and_time_labels(page):
     assert page.evaluate("() => window.recoConsole.timeTicks(null, [1796601600, 1796688000], 0, 50, 86400)") == [
         "12-07", "12-08"]
     assert page.problems == []
+
+
+def test_tables_are_not_clipped_at_1280_px(server, browser):
+    """At a 1280 px wide window, no table of the overview (the latest job runs, beside the last
+    evaluation) or of the experiments list hides columns behind a scroll bar."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{server['base']}/console/login")
+        pg.fill("#key", server["key"])
+        pg.click("button[type=submit]")
+        pg.wait_for_load_state("load")
+        for path in ("/console", "/console/experiments"):
+            pg.goto(server["base"] + path)
+            pg.wait_for_load_state("load")
+            hidden = pg.evaluate("""() => Array.from(document.querySelectorAll('main table')).map(t => {
+                const box = t.closest('.scroll, .card');
+                return box.scrollWidth - box.clientWidth;
+            })""")
+            assert hidden and all(h <= 0 for h in hidden), (path, hidden)
+    finally:
+        context.close()
