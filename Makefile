@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make demo   set up, start the embedded PostgreSQL, migrate, load demo data, run the jobs
+#               (and serve the REST API on port 8000; make demo PORT=8010 for another port)
 #   make test   set up (with test dependencies) and run the whole test suite
 # and the documentation site: make docs (generate the reference pages, build site/ offline, strict)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -23,7 +24,7 @@ $(VENV)/.installed-docs: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/reco demo
+	$(BIN)/reco demo$(if $(PORT), --port $(PORT))
 
 # headless Chromium for the console's browser tests (tests/test_console_browser.py): Debian's package,
 # installed when running as root where apt-get exists; elsewhere a note, and those tests skip saying why.

@@ -218,6 +218,10 @@ def _print_import(result) -> None:
     if result.rejected_file:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(result.reasons.items()))
         console.print(f"  rejected rows ({reasons}) written to {result.rejected_file}")
+    from rich.markup import escape
+
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 @app.command("import")
@@ -233,7 +237,7 @@ def import_cmd(
     tenant: TenantOpt = None,
 ) -> None:
     """Import a CSV file (header row; documented columns; COPY + one set-based merge)."""
-    from app.importer import ImportFileError
+    from app.importer import ImportFileError, ImportInterrupted
 
     if kind not in ("users", "features", "plans", "events"):
         raise typer.BadParameter("KIND must be users, features, plans or events")
@@ -243,6 +247,14 @@ def import_cmd(
     except ImportFileError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    except ImportInterrupted as exc:
+        r = exc.result
+        stored = (f"{r.merged:,} of {exc.total:,} rows merged and stored ({r.accepted:,} accepted, "
+                  f"{r.duplicates:,} duplicates)" if exc.total
+                  else "nothing stored (interrupted while reading the file)")
+        err.print(f"interrupted after {r.seconds:.1f} s: {kind}: {stored}. The import is idempotent: "
+                  f"run the same command again to import the rest.", markup=False, highlight=False)
+        raise typer.Exit(130) from None
     _print_import(result)
 
 
@@ -430,16 +442,18 @@ def demo(
                  f"SELECT * FROM reco.recommend_features('{who}', 5{sql_tenant});",
                  f"{reco} recommend {who} --explain{opt}"):
         console.print(f"  {line}", markup=False, highlight=False)
+    key, new = demo_key(url, tenant, settings.data_dir)
+    kept = f"{'new' if new else 'the same as last time'}; kept in {settings.data_dir / DEMO_KEYS}"
     if not serve_api:
+        console.print(f"\n[bold]REST API[/bold] key {key} ({kept}); serve it with: {reco} serve --port {port}",
+                      soft_wrap=True, highlight=False)
         console.print(f"  {reco} db stop             # when done", markup=False, highlight=False)
         return
-    key, new = demo_key(url, tenant, settings.data_dir)
     base = f"http://localhost:{port}"
     auth = f'-H "Authorization: Bearer {key}"'
     event = "'" + json.dumps({"user_id": who, "feature_id": "batch-mode",
                               "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}) + "'"
-    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key} "
-                  f"({'new' if new else 'the same as last time'}; kept in {settings.data_dir / DEMO_KEYS})",
+    console.print(f"\n[bold]REST API[/bold] on {base} (docs: {base}/docs), key {key} ({kept})",
                   soft_wrap=True, highlight=False)
     import importlib.util
 
@@ -1383,7 +1397,7 @@ def evaluate(
                 table.add_row(str(i), f"{st['decay_tau_days']:g}", f"{st['mmr_lambda']:g}",
                               *(f"{st['weight_' + n]:g}" for n in ("itemcf", "usercf", "prior", "popularity")),
                               f"{p.hit_rate:.4f}", f"{p.ndcg:.4f}", str(p.run_id))
-            console.print(table)
+            _print_table(table)
             console.print(f"{len(points)} settings tried; stored as runs of kind 'grid' in reco.evaluation_runs")
         if apply_:
             for line in ev.apply(url, tenant, points[0].settings):
@@ -1398,7 +1412,7 @@ def evaluate(
     for model, s in result.scores.items():
         table.add_row(model, f"{s['hit_rate']:.4f}", f"{s['mrr']:.4f}", f"{s['ndcg']:.4f}",
                       f"{s['coverage']:.4f}", MODEL_NOTES.get(model, ""))
-    console.print(table)
+    _print_table(table)  # in a pipe as wide as its cells, not wrapped at 80 columns
     if "hybrid" not in result.scores:  # nobody held out: nothing was ranked
         console.print(no_users)
         console.print(f"stored as run {result.run_id} with 0 users ({result.seconds:.1f} s)")

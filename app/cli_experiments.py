@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -89,9 +90,10 @@ def create(name: str,
 @experiment_app.command("start")
 def start(name: str, tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
-        e = conn.execute("SELECT * FROM reco.start_experiment(%s, %s)", (name, tenant)).fetchone()
-    console.print(f"experiment {name} running since {e['started_at']:%Y-%m-%d %H:%M} "
-                  f"(users in [{e['ns_start']:.4f}, {e['ns_start'] + e['traffic']:.4f}) of scenario {e['scenario']})")
+        e = conn.execute("SELECT reco.start_experiment(%s, %s) AS e", (name, tenant)).fetchone()["e"]
+    since = datetime.fromisoformat(e["started_at"])
+    console.print(f"experiment {name} running since {since:%Y-%m-%d %H:%M} "
+                  f"(users in [{e['users_from']:.4f}, {e['users_to']:.4f}) of scenario {e['scenario']})")
 
 
 @experiment_app.command("stop")
@@ -106,12 +108,16 @@ def list_(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         rows = conn.execute("SELECT * FROM reco.experiment_list WHERE tenant = (SELECT slug FROM reco.tenants"
                             " WHERE tenant_id = reco._tenant_id(%s)) ORDER BY name", (tenant,)).fetchall()
+    from app.cli import _print_table
+
     table = Table("experiment", "scenario", "kind", "status", "traffic", "primary", "variants", "started")
+    for column in table.columns[:2]:  # names are never cut (in a pipe the table is as wide as its cells)
+        column.no_wrap = True
     for r in rows:
         table.add_row(r["name"], r["scenario"], r["kind"], r["status"], f"{r['traffic']:.0%}", r["primary_metric"],
                       ", ".join(f"{v['name']} ({v['weight']:g})" for v in r["variants"]),
                       f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "")
-    console.print(table)
+    _print_table(table)
 
 
 def _pct(v, signed: bool = True) -> str:

@@ -12,13 +12,19 @@ Malformed lines (too many or too few fields, an unterminated quote, bytes that a
 file's encoding, NUL characters) make PostgreSQL's COPY refuse the whole file. Then the file
 is read again in Python: well-formed records are staged, each malformed one goes to the
 rejects file with its line number and reason (field ``csv``), and the import goes on.
+
+Header names lose a RecBole type suffix (``age:token`` is the column ``age``), so RecBole's atomic
+files import with ``--delimiter tab``. A users file none of whose attribute columns is in the
+setting ``segment_attributes`` gets a warning: every user would fall into one segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import re
 import sys
 import threading
 import time
@@ -45,6 +51,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 COPY_BLOCK = 1 << 20
+#: staged rows merged per transaction (one chunk: the unit a Ctrl-C loses)
+CHUNK_ROWS = 50_000
+#: RecBole's atomic-file header fields, ``name:type``: the name is the column
+RECBOLE_TYPE = re.compile(r"^(?P<name>.+):(?:token|token_seq|float|float_seq)$")
 #: The ``field`` of a rejected malformed line (its reason says what is wrong with it).
 MALFORMED = "csv"
 #: A malformed record: its ``line`` (first physical line, less the header), the reason, its fields.
@@ -53,6 +63,16 @@ Malformed = tuple[int, str, list[str]]
 
 class ImportFileError(ValueError):
     """A problem with the file or the options (not with single rows)."""
+
+
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an import: the chunks merged so far are stored (``result``), the rest not.
+
+    Running the same import again finishes it: ingest is idempotent."""
+
+    def __init__(self, result: ImportResult, total: int) -> None:
+        super().__init__()
+        self.result, self.total = result, total
 
 
 @dataclass
@@ -65,7 +85,9 @@ class ImportResult:
     rejected_file: Path | None = None
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    merged: int = 0  # staged rows whose chunk was merged (committed)
     analyzed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -104,7 +126,13 @@ def read_header(path: Path, delimiter: str, encoding: str) -> list[str]:
     header = next(csv.reader(lines(), delimiter=delimiter), None)
     if not header:
         raise ImportFileError(f"{path} is empty")
-    return [h.strip() for h in header]
+    return [strip_type(h.strip()) for h in header]
+
+
+def strip_type(column: str) -> str:
+    """``age:token`` -> ``age`` (RecBole's atomic files type every header field); others as they are."""
+    m = RECBOLE_TYPE.match(column)
+    return m["name"] if m else column
 
 
 def resolve_columns(kind: str, file_columns: list[str], mapping: dict[str, str]) -> dict[str, str]:
@@ -119,6 +147,7 @@ def resolve_columns(kind: str, file_columns: list[str], mapping: dict[str, str])
         if target not in FIELDS[kind]:
             raise ImportFileError(f"--map {target}=...: {kind} have no field {target!r} "
                                f"(fields: {', '.join(FIELDS[kind])})")
+        source = source if source in file_columns else strip_type(source)
         if source not in file_columns:
             raise ImportFileError(f"--map {target}={source}: no column {source!r} in the file "
                                f"(columns: {', '.join(file_columns)})")
@@ -141,7 +170,7 @@ def import_csv(
     mapping: dict[str, str] | None = None,
     encoding: str = "utf-8",
     tenant: str | None = None,
-    chunk_rows: int = 50_000,
+    chunk_rows: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -154,12 +183,14 @@ def import_csv(
     file_columns = read_header(path, delimiter, encoding) if has_header else list(columns or [])
     target_columns = resolve_columns(kind, file_columns, mapping or {})
     workers = workers or min(2, os.cpu_count() or 1)
+    chunk_rows = chunk_rows or CHUNK_ROWS
     result = ImportResult(kind)
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         # drops the stale staging of imports that died, then makes ours, locked to this session
         stage_name = conn.execute("SELECT reco.create_import_stage(%s)", (file_columns,)).fetchone()[0]
         stage = sql.Identifier("reco", stage_name)
+        staged = 0
         try:
             staged, last_line, malformed = _copy(conn, stage, path, file_columns, has_header,
                                                  delimiter, encoding, progress)
@@ -169,6 +200,8 @@ def import_csv(
             rejected += [(line, MALFORMED, reason) for line, reason, _values in malformed]
             rejected.sort()
             result.rejected = len(rejected)
+            if kind == "users":
+                result.warnings += segment_warnings(conn, file_columns, target_columns, tenant)
             if result.accepted:
                 # a bulk write: fresh statistics before anything reads the new rows (autovacuum
                 # may take minutes, and a plan made for an empty table nests loops over all of them)
@@ -178,11 +211,32 @@ def import_csv(
                                                        malformed, has_header, delimiter)
                 for _, fld, _reason in rejected:
                     result.reasons[fld] = result.reasons.get(fld, 0) + 1
+        except KeyboardInterrupt:
+            result.seconds = time.perf_counter() - t0
+            raise ImportInterrupted(result, staged) from None
         finally:
-            if not conn.broken:
-                conn.execute("SELECT reco.drop_import_stage(%s)", (stage_name,))
+            if not conn.broken and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT reco.drop_import_stage(%s)", (stage_name,))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def segment_warnings(conn, file_columns: list[str], target_columns: dict[str, str],
+                     tenant: str | None) -> list[str]:
+    """A warning when a users file has attribute columns but none is a segment attribute."""
+    attributes = [c for c in file_columns if c not in target_columns.values()]
+    row = conn.execute(
+        "SELECT value FROM reco.effective_settings WHERE key = 'segment_attributes' AND tenant = "
+        "coalesce(%s, nullif(current_setting('reco.tenant', true), ''), 'default')", (tenant,)).fetchone()
+    names = [n for n in (row[0] if row else []) if n != "paid"]
+    if not attributes or set(attributes) & set(names):
+        return []
+    example = ", ".join(f'"{a}"' for a in attributes[:3])
+    return [f"no attribute column ({', '.join(attributes)}) is in the setting segment_attributes "
+            f"({', '.join(names) or 'none but paid'}): every user falls into one segment. Set it, e.g. "
+            f"SELECT reco.set_setting('segment_attributes', '[{example}]'"
+            + (f", '{tenant}'" if tenant else "") + ");"]
 
 
 def _copy(conn, stage, path: Path, file_columns, has_header: bool, delimiter: str,
@@ -357,13 +411,27 @@ def _merge(url: str, kind: str, stage_name: str, target_columns: dict[str, str],
         with lock:
             result.accepted += report["accepted"]
             result.duplicates += report["duplicates"]
+            result.merged += hi - lo + 1
             rejected.extend((r["index"], r["field"], r["reason"]) for r in report["rejected"])
             progress.advance("merge", hi - lo + 1)
 
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for future in [pool.submit(run, c) for c in chunks]:
-                future.result()
+        for future in [pool.submit(run, c) for c in chunks]:
+            future.result()
+    except BaseException:
+        # Ctrl-C (or a failed chunk): start no more chunks, cancel the running ones (each
+        # rolls back whole), then wait for the workers, which no longer have anything to do
+        pool.shutdown(wait=False, cancel_futures=True)
+        with lock:
+            running = list(connections)
+        for c in running:
+            with contextlib.suppress(psycopg.Error):
+                c.cancel_safe()
+        pool.shutdown(wait=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         for c in connections:
             c.close()

@@ -120,14 +120,9 @@ def read_wheel(path: Path) -> Dataset:
 
 def _records(text: str) -> Iterable[dict[str, str]]:
     """Rows of an atomic file (tab-separated; header ``name:type``) as dicts by field name."""
-    lines = text.splitlines()
-    if not lines:
-        return
-    names = [h.split(":", 1)[0] for h in lines[0].split("\t")]
-    for line in lines[1:]:
-        if line.strip():
-            values = line.split("\t")
-            yield dict(zip(names, values + [""] * (len(names) - len(values)), strict=False))
+    from app.movielens import atomic_records
+
+    return atomic_records(text)
 
 
 def parse_inter(text: str) -> list[tuple[str, str, float]]:

@@ -13,7 +13,18 @@ DECLARE
     _id int;
 BEGIN
     SELECT tenant_id INTO _id FROM reco.tenants WHERE slug = _slug;
-    IF _id IS NULL THEN
+    IF _id IS NULL AND row_security_active('reco.tenants') AND pg_has_role('reco_analyst', 'MEMBER') THEN
+        -- an analyst: row-level security hides every tenant not granted to it, so say that,
+        -- and which ones it reads (creating the tenant is not the answer)
+        RAISE EXCEPTION 'role "%" sees no tenant "%"', current_user, _slug
+            USING ERRCODE = 'no_data_found',
+                  HINT = coalesce(
+                      (SELECT format('It reads %s: pass one (p_tenant), or SET reco.tenant = %L.',
+                                     string_agg(format('%L', slug), ', ' ORDER BY slug), min(slug))
+                       FROM reco.tenants WHERE evaluation_of IS NULL),
+                      format('It reads no tenant: the owner grants one with reco analysts grant --tenant T %s.',
+                             current_user));
+    ELSIF _id IS NULL THEN
         RAISE EXCEPTION 'unknown tenant "%"', _slug
             USING ERRCODE = 'no_data_found',
                   HINT = format('Create it with SELECT reco.create_tenant(%L);', _slug);

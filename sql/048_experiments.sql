@@ -291,15 +291,35 @@ is an always-valid sequential test that may be read at any time), alpha (0.05), 
 SELECT reco.create_experiment('usercf-boost', '[{"name": "control"}, {"name": "boost", "overrides": {"weight_usercf": 0.3}}]',
                               '{"scenario": "home", "traffic": 0.5, "guardrail_metrics": ["uses"]}');$c$;
 
+-- what start_experiment returns: the experiment as a reader wants it (not the raw row)
+CREATE OR REPLACE FUNCTION reco._started(p_e reco.experiments)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object('name', p_e.name, 'status', p_e.status, 'scenario', p_e.scenario,
+                              'traffic', p_e.traffic, 'users_from', p_e.ns_start,
+                              'users_to', p_e.ns_start + p_e.traffic, 'started_at', p_e.started_at)
+$$;
+COMMENT ON FUNCTION reco._started(reco.experiments) IS
+    'internal: the jsonb reco.start_experiment returns for an experiment row';
+
+-- start_experiment returned the reco.experiments row until 2026-12-08 (a raw tuple in psql):
+-- drop that version once; this can go when no database older than that is migrated
+DO $$
+BEGIN
+    IF pg_get_function_result(to_regprocedure('reco.start_experiment(text, text)')) = 'reco.experiments' THEN
+        DROP FUNCTION reco.start_experiment(text, text);
+    END IF;
+END $$;
+
 CREATE OR REPLACE FUNCTION reco.start_experiment(p_name text, p_tenant text DEFAULT NULL)
-RETURNS reco.experiments
+RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     _e reco.experiments := reco._experiment(p_name, p_tenant);
     _start float8;
 BEGIN
     IF _e.status = 'running' THEN
-        RETURN _e;
+        RETURN reco._started(_e);
     ELSIF _e.status = 'stopped' THEN
         RAISE EXCEPTION 'experiment "%" is stopped', p_name USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'A stopped experiment is not restarted (its users would mix two periods): create a new one.';
@@ -321,10 +341,12 @@ BEGIN
     END IF;
     UPDATE reco.experiments SET status = 'running', started_at = now(), ns_start = _start
     WHERE experiment_id = _e.experiment_id RETURNING * INTO _e;
-    RETURN _e;
+    RETURN reco._started(_e);
 END $$;
 COMMENT ON FUNCTION reco.start_experiment(text, text) IS
-    'start a draft experiment: from now on its share of the scenario''s users is served by its variants. Example: SELECT reco.start_experiment(''usercf-boost'');';
+$c$start a draft experiment: from now on its share of the scenario's users is served by its variants. Returns
+{"name", "status", "scenario", "traffic", "users_from", "users_to", "started_at"}: the slice [users_from, users_to) of
+the scenario's hash space its users come from. Example: SELECT reco.start_experiment('usercf-boost');$c$;
 
 CREATE OR REPLACE FUNCTION reco.stop_experiment(p_name text, p_tenant text DEFAULT NULL)
 RETURNS reco.experiments

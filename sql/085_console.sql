@@ -280,7 +280,8 @@ LANGUAGE sql STABLE AS $$
                'feature_id', x.feature_id, 'name', x.name, 'category', x.category, 'requires_paid', x.requires_paid,
                'active', x.active, 'users', x.users, 'uses', x.uses, 'success_rate', x.success_rate)
              ORDER BY x.users DESC NULLS LAST, x.feature_id), '[]')
-    FROM (SELECT f.feature_id, f.name, f.category, f.requires_paid, f.active, s.users, s.uses, s.success_rate
+    FROM (SELECT f.feature_id, f.name, f.category, f.requires_paid, f.active, s.users, s.uses,
+                 CASE WHEN s.successes + s.failures > 0 THEN s.success_rate END AS success_rate  -- none: NULL, not 50 %
           FROM reco.features f
           LEFT JOIN reco.feature_stats s ON s.tenant_id = f.tenant_id AND s.attribute = '*' AND s.value = '*'
                                         AND s.feature_key = f.feature_key
@@ -349,7 +350,9 @@ BEGIN
                                 'attribute', s.attribute, 'value', s.value, 'users', s.users, 'uses', s.uses,
                                 'segment_users', g.users, 'share', s.users::float8 / nullif(g.users, 0),
                                 'lift', (s.users::float8 / nullif(g.users, 0)) / nullif(a.users::float8 / nullif(ga.users, 0), 0),
-                                'success_rate', s.success_rate, 'prior', p.prob)
+                                -- NULL, not the smoothed 50 %, where no use has a success or failure recorded
+                                'success_rate', CASE WHEN s.successes + s.failures > 0 THEN s.success_rate END,
+                                'prior', p.prob)
                               ORDER BY s.attribute, s.users DESC, s.value), '[]')
                      FROM (SELECT * FROM reco.feature_stats s
                            WHERE s.tenant_id = _tid AND s.feature_key = _f.feature_key AND s.attribute <> '*'

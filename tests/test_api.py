@@ -257,7 +257,10 @@ def test_unreachable_database_degrades_then_recovers(seeded, db_url):
             r = c.get("/v1/users/U1/recommendations", params={"k": 3})
             assert r.status_code == 200 and r.json()["degraded"] is True
         assert c.get("/readyz").status_code == 503
-        error(c.put("/v1/users/U9", json={"paid": True}), 503, "database_unavailable")
+        assert error(c.put("/v1/users/U9", json={"paid": True}), 503, "database_unavailable"
+                     )["hint"].startswith("Nothing was stored.")
+        # a read stores nothing anyway: its 503 does not say so
+        assert "stored" not in error(c.get("/v1/users/U1/plan"), 503, "database_unavailable")["hint"]
         # a key never seen working cannot be checked now: no data for it
         error(c.get("/v1/users/U1/recommendations", headers={"Authorization": "Bearer pgr_unknown"}),
               503, "database_unavailable")

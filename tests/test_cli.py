@@ -291,10 +291,12 @@ def test_demo_one_tenant_its_counts_and_one_key(cli_env, tmp_path, monkeypatch):
     assert json.loads(key_file.read_text()) == {"shop": key}
     assert "--tenant shop" in res.stdout
 
-    # a second run: the same key, no new one
-    res = runner.invoke(app, args, env={"RECO_TENANT": "shop"})
+    # a second run, loading without serving: the same key, no new one, and it says so
+    res = runner.invoke(app, [*args, "--no-serve"], env={"RECO_TENANT": "shop"})
     assert res.exit_code == 0, res.output
+    assert served == [port]
     assert re.search(r"key (pgr_\w+)", res.stdout).group(1) == key and "the same as last time" in res.stdout
+    assert f"serve --port {port}" in res.stdout
     assert _sql(cli_env, "SELECT count(*) FROM reco.api_keys") == [(1,)]
     # a revoked key is replaced
     assert runner.invoke(app, ["keys", "revoke", key[:12], "--tenant", "shop"]).exit_code == 0
@@ -311,3 +313,21 @@ def test_demo_one_tenant_its_counts_and_one_key(cli_env, tmp_path, monkeypatch):
         assert res.exit_code == 0, res.output
         shown = re.findall(r"│ \d+\s+│ ([a-z0-9-]+)\s+│ ([A-Z][^│]*?)\s+│", res.stdout)
         assert len(shown) == 3 and all(names[f] == n for f, n in shown), res.stdout
+
+
+def test_make_demo_takes_a_port():
+    """`make demo PORT=8010` serves on 8010 (dry run: the command make would run)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    ran = subprocess.run(["make", "-n", "demo", "PORT=8010"], cwd=root, capture_output=True, text=True, check=True)
+    assert ran.stdout.splitlines()[-1].endswith("reco demo --port 8010")
+    ran = subprocess.run(["make", "-n", "demo"], cwd=root, capture_output=True, text=True, check=True)
+    assert ran.stdout.splitlines()[-1].endswith("reco demo")
+
+
+def test_scenario_set_says_what_it_stored(cli_env):
+    res = runner.invoke(app, ["scenario", "set", "home", "--overrides", '{"mmr_lambda": 0.9}'])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == 'scenario home: {"mmr_lambda": 0.9}'

@@ -266,7 +266,8 @@ def test_overview(web):
                  "hybrid", "NDCG@10", "SELECT reco.console_overview(&#39;default&#39;);"):
         assert text in r.text, text
     spec = charts(r.text)["events-per-day"]
-    assert spec["type"] == "time" and len(spec["x"]) == 30 and sum(spec["series"][0]["values"]) > 0
+    # 30 days of data up to today (the experiment's clicks); today, not over yet, is not plotted
+    assert spec["type"] == "time" and len(spec["x"]) == 29 and sum(spec["series"][0]["values"]) > 0
     assert [s["label"] for s in spec["series"]] == ["events", "users"]
 
 
@@ -294,7 +295,8 @@ def test_features_and_a_feature(web):
     for text in ("Usage over time", "Similar features", "used together", "Segments that use it", "industry = "):
         assert text in r.text, text
     spec = charts(r.text)["feature-usage"]
-    assert len(spec["x"]) == 30 and [s["label"] for s in spec["series"]] == ["uses", "users", "first-time users"]
+    assert len(spec["x"]) == 29  # 30 days to today, which is not over yet: not plotted
+    assert [s["label"] for s in spec["series"]] == ["uses", "users", "first-time users"]
     assert web.get("/console/feature?id=background-removal&days=abc").status_code == 200
     assert web.get("/console/feature?id=no-such").status_code == 404
 
@@ -416,3 +418,53 @@ def test_database_unavailable_is_a_page_not_a_crash(world, monkeypatch):
         assert r.status_code == 503 and "Database unavailable" in r.text
         r = post_login(c, {"key": "whatever"})
         assert r.status_code == 503
+
+
+# --- the first hour (issue 25) ----------------------------------------------------------------
+
+def test_the_login_placeholder_looks_like_a_key(world, anon):
+    key = anon.get("/console/login").text
+    assert 'placeholder="pgr_…"' in key and world["key"].startswith("pgr_")
+
+
+def test_today_is_not_plotted_as_a_cliff():
+    """Today's counts are of a day not over yet: the daily charts end with yesterday."""
+    today = datetime.now(UTC).date()
+    rows = [{"day": (today - timedelta(days=n)).isoformat(), "events": 100, "users": 10} for n in (2, 1, 0)]
+    rows[-1]["events"] = 3
+    spec = routes.daily_chart(rows, [("events", "events", "bars")])
+    assert spec["x"] == [routes._day(r["day"]) for r in rows[:2]] and spec["series"][0]["values"] == [100, 100]
+
+
+def test_sample_ratio_with_no_users_is_not_a_pass(world, web):
+    with psycopg.connect(world["url"], autocommit=True) as conn:
+        conn.execute("SELECT reco.upsert_scenario('nobody-here', '{}')")
+        conn.execute("SELECT reco.create_experiment('unseen', %s, %s)",
+                     (Jsonb([{"name": "control"}, {"name": "b"}]), Jsonb({"scenario": "nobody-here"})))
+        conn.execute("SELECT reco.start_experiment('unseen')")
+    html = web.get("/console/experiment?name=unseen").text
+    assert "No users assigned yet: nothing to check." in html
+    assert "srm-ok" not in html and "srm-none" in html
+    assert "srm-ok" in web.get("/console/experiment?name=usercf-boost").text
+
+
+def test_success_rate_is_empty_without_success_data(world):
+    """feature_stats smooths the success rate to 50 % when no use has a success or failure recorded:
+    the console shows none then."""
+    with psycopg.connect(world["url"], autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT reco.upsert_features('[{\"feature_id\": \"no-outcome\"}]')")
+        day = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        conn.execute("SELECT reco.ingest_events(%s)", (Jsonb(
+            [{"event_id": f"no-outcome-{u}", "user_id": u, "feature_id": "no-outcome", "occurred_at": day}
+             for u in ("U1", "U2", "U3")]),))
+        conn.execute("SELECT reco.job_feature_stats(reco._tenant_id('default'))")
+        stats = conn.execute("""SELECT count(*) AS n, min(success_rate) AS rate, max(successes + failures) AS known
+                                FROM reco.feature_stats s JOIN reco.features f USING (tenant_id, feature_key)
+                                WHERE f.feature_id = 'no-outcome'""").fetchone()
+        assert stats["n"] > 1 and stats["rate"] == 0.5 and stats["known"] == 0
+        page = conn.execute("SELECT reco.console_feature('no-outcome') AS p").fetchone()["p"]
+        assert page["segments"] and all(s["success_rate"] is None for s in page["segments"])
+        listed = conn.execute("SELECT reco.console_features('no-outcome') AS p").fetchone()["p"]
+        assert [f["success_rate"] for f in listed] == [None]
+        used = conn.execute("SELECT reco.console_feature('background-removal') AS p").fetchone()["p"]
+        assert any(s["success_rate"] is not None for s in used["segments"])

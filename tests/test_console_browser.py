@@ -209,3 +209,42 @@ def test_hostile_ids_and_names_stay_text(server, page):
     page.goto(f"{base}/console/features")
     assert XSS_NAME in page.inner_text("main")
     assert page.problems == []
+
+
+def test_number_and_time_labels(page):
+    """console.js's labels, in the browser without a server: 7.5 not "7.500"; time axes in 24-hour
+    time (uPlot's own default is 12-hour), a date per day tick."""
+    static = Path(__file__).resolve().parent.parent / "app" / "console" / "static"
+    page.set_content("<!doctype html><html><body></body></html>")
+    page.add_script_tag(path=str(static / "vendor" / "uPlot.iife.min.js"))
+    page.add_script_tag(path=str(static / "console.js"))
+    assert page.evaluate("() => [7.5, 2.5, 0.25, 0.123, 12.5, 3, 1234].map(window.recoConsole.fmt)") == [
+        "7.5", "2.5", "0.25", "0.123", "12.5", "3", "1,234"]
+    # 2026-12-07 13:00 and 14:00 UTC, hour ticks; then two midnights, day ticks
+    assert page.evaluate("() => window.recoConsole.timeTicks(null, [1796648400, 1796652000], 0, 50, 3600)") == [
+        "13:00\n12-07", "14:00"]
+    assert page.evaluate("() => window.recoConsole.timeTicks(null, [1796601600, 1796688000], 0, 50, 86400)") == [
+        "12-07", "12-08"]
+    assert page.problems == []
+
+
+def test_tables_are_not_clipped_at_1280_px(server, browser):
+    """At a 1280 px wide window, no table of the overview (the latest job runs, beside the last
+    evaluation) or of the experiments list hides columns behind a scroll bar."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{server['base']}/console/login")
+        pg.fill("#key", server["key"])
+        pg.click("button[type=submit]")
+        pg.wait_for_load_state("load")
+        for path in ("/console", "/console/experiments"):
+            pg.goto(server["base"] + path)
+            pg.wait_for_load_state("load")
+            hidden = pg.evaluate("""() => Array.from(document.querySelectorAll('main table')).map(t => {
+                const box = t.closest('.scroll, .card');
+                return box.scrollWidth - box.clientWidth;
+            })""")
+            assert hidden and all(h <= 0 for h in hidden), (path, hidden)
+    finally:
+        context.close()

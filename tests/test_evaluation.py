@@ -242,3 +242,16 @@ def test_cli_json_and_parallel_ranking(tiny, cli_env):
     for model, s in out["results"].items():
         if model != "hybrid_explore":
             assert s["ndcg"] == pytest.approx(sql[model]["ndcg"], abs=1e-4), model
+
+
+def test_cli_table_in_a_pipe_is_not_wrapped_at_80_columns(tiny, cli_env):
+    """CliRunner's output is not a terminal (as in `reco evaluate | less`): each model's note stays on
+    its row's line."""
+    from app.cli import MODEL_NOTES, app
+
+    result = CliRunner().invoke(app, ["evaluate", "--k", "3", "--users", "0"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for model, note in MODEL_NOTES.items():
+        if model in ("hybrid", "baseline", "hybrid_explore"):
+            assert any(model in line and note in line for line in lines), (model, result.stdout)

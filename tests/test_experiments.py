@@ -80,7 +80,11 @@ def test_running_experiments_in_a_scenario_never_share_a_user(conn):
     assert {a["experiment"] for a in assignments(conn, "default", 200)} == {"elsewhere"}
     # stopping one frees its slice for the next
     conn.execute("SELECT reco.stop_experiment('one')")
-    assert conn.execute("SELECT (reco.start_experiment('three')).status").fetchone()["status"] == "running"
+    started = conn.execute("SELECT reco.start_experiment('three') AS e").fetchone()["e"]
+    # readable in psql (jsonb, not the table's raw tuple): the slice its users come from
+    assert started.pop("started_at") and started == {"name": "three", "status": "running", "scenario": "home",
+                                                      "traffic": 0.3, "users_from": 0, "users_to": 0.3}
+    assert conn.execute("SELECT reco.start_experiment('three') ->> 'status' AS s").fetchone()["s"] == "running"
 
 
 def test_experiment_definitions_are_checked(conn):
@@ -381,3 +385,19 @@ def test_an_experiment_in_the_default_scenario_reaches_plain_calls(world):
     world.execute("SELECT reco.stop_experiment('all-pop')")
     assert {u: _ranking(world, u, {"seed": 0.3}) for u in before} == before
     assert any(before[u] != _ranking(world, u, {**pop, "seed": 0.3}) for u in before)
+
+
+def test_cli_list_keeps_names_whole_in_a_pipe(conn, cli_env):
+    """CliRunner's output is not a terminal (`reco experiment list | grep …`): the name and the
+    scenario are printed whole, however wide the table."""
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    name, scenario = "onboarding-checklist-usercf-boost-2026-q4-long", "home-page-recommendations-strip"
+    conn.execute("SELECT reco.upsert_scenario(%s, '{}')", (scenario,))
+    create(conn, name, [{"name": "control-with-a-long-name"}, {"name": "treatment-with-a-long-name"}],
+           scenario=scenario)
+    listed = CliRunner().invoke(cli, ["experiment", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert name in listed.stdout and scenario in listed.stdout

@@ -244,3 +244,34 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(seeded, db_url, fl
         exported = set(samples(c))
     missing = sorted(used - exported)
     assert not missing, f"used by app/observability but not exported: {missing}"
+
+
+def test_a_database_outage_is_logged_once_with_timestamps():
+    """psycopg_pool warns once per failed connection attempt (70 lines in a short outage, with no
+    timestamp when nothing configured its logger): through the API's logging setup the first
+    warning and the recovery are logged, with timestamps; a second outage is logged again."""
+    import sys
+
+    script = """
+import logging
+from app.api.metrics import configure_logging
+configure_logging("info")
+pool = logging.getLogger("psycopg.pool")
+for outage in (1, 2):
+    for i in range(35):
+        for name in ("pool-1", "pool-2"):
+            pool.warning("error connecting in %r: %s", name, "connection refused")
+    pool.info("connection requested from %r", "pool-1")
+    pool.info("adding new connection to the pool")
+    pool.info("adding new connection to the pool")
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    lines = ran.stderr.splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING psycopg\.pool: "
+    assert len(lines) == 4, ran.stderr
+    for line in lines[::2]:
+        assert re.match(stamp + "error connecting in 'pool-1': connection refused \\(the database is unreachable",
+                        line), line
+    for line in lines[1::2]:
+        assert re.match(stamp + r"the database is reachable again \(69 more pool errors not logged\)$", line), line

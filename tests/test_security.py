@@ -341,6 +341,28 @@ def test_cli_analysts_grant_list_revoke(cli_env, conn, roles):
     assert runner.invoke(analysts_app, ["revoke", "--all", carol]).exit_code == 1  # nothing left to revoke
 
 
+def test_an_analyst_without_a_tenant_is_told_it_sees_none_not_to_create_it(conn, db_url, roles):
+    """The default tenant exists but is not the analyst's: the error says the role sees no such
+    tenant and names the ones it reads (the owner still gets "unknown tenant ... create it")."""
+    dana = roles()
+    conn.execute("SELECT reco.create_tenant('acme'), reco.create_tenant('initech')")
+    conn.execute("SELECT reco.grant_analyst(%s, 'acme'), reco.grant_analyst(%s, 'initech')", (dana, dana))
+    with connect_as(db_url, dana) as c:
+        for call in ["SELECT reco.console_overview()", "SELECT reco.console_overview('nosuch')"]:
+            with pytest.raises(psycopg.errors.NoDataFound) as exc:
+                c.execute(call)
+            slug = "default" if "()" in call else "nosuch"
+            assert exc.value.diag.message_primary == f'role "{dana}" sees no tenant "{slug}"'
+            assert exc.value.diag.message_hint == "It reads 'acme', 'initech': pass one (p_tenant), " \
+                                                  "or SET reco.tenant = 'acme'."
+        c.execute("SET reco.tenant = 'acme'")
+        assert c.execute("SELECT reco.console_overview() AS o").fetchone()["o"]["tenant"] == "acme"
+    with pytest.raises(psycopg.errors.NoDataFound) as exc:
+        conn.execute("SELECT reco.console_overview('nosuch')")
+    assert exc.value.diag.message_primary == 'unknown tenant "nosuch"'
+    assert "reco.create_tenant" in exc.value.diag.message_hint
+
+
 # --- reco_api ---------------------------------------------------------------------------------------
 
 def test_reco_api_reads_no_table(two, db_url):

@@ -97,10 +97,13 @@ def invalid(fields: list[dict[str, str]], code: str = "validation_error") -> Api
     return ApiError(422, code, "; ".join(f"{f['field']}: {f['reason']}" for f in fields), fields=fields)
 
 
-def unavailable(what: str) -> ApiError:
+def unavailable(what: str, *, read: bool = False) -> ApiError:
+    """503 for a request that did not reach the database; a write's hint says nothing was stored
+    (a read stores nothing anyway)."""
     return ApiError(503, "database_unavailable",
                     f"the database is unreachable or too slow: {what} was not done",
-                    hint="Nothing was stored. Retry later; GET /readyz tells when the database is back.")
+                    hint=("" if read else "Nothing was stored. ")
+                    + "Retry later; GET /readyz tells when the database is back.")
 
 
 class BodyTooLarge(StarletteHTTPException):

@@ -103,15 +103,53 @@ class _JobRegistry:
         yield from (last, failed, last_failed, waiting)
 
 
+class PoolOutageLog(logging.Filter):
+    """psycopg_pool's logger (``psycopg.pool``) during an outage: it warns once per failed
+    connection attempt of each pool (tens in a few seconds). The first warning passes, the rest
+    are counted, and the first connection made again is logged with that count; the pool's INFO
+    chatter is dropped."""
+
+    RECOVERED = "adding new connection to the pool"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suppressed: int | None = None  # None: no outage going on
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            if self.suppressed is None:
+                self.suppressed = 0
+                record.msg = f"{record.msg} (the database is unreachable; the pool's further errors are " \
+                             "counted, not logged, until a connection succeeds)"
+                return True
+            self.suppressed += 1
+            return False
+        if self.suppressed is not None and record.getMessage() == self.RECOVERED:
+            record.msg, record.args = "the database is reachable again (%d more pool errors not logged)", \
+                (self.suppressed,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            self.suppressed = None
+            return True
+        return False
+
+
 def configure_logging(level: str) -> None:
     """The pgreco loggers at the level given (RECO_LOG_LEVEL); a stderr handler when nothing
-    else (uvicorn configures only its own loggers) would print them."""
+    else (uvicorn configures only its own loggers) would print them. psycopg_pool's logger goes
+    through the same handler, once per outage (PoolOutageLog)."""
     logger = logging.getLogger("pgreco")
     logger.setLevel(level.upper())
+    pool = logging.getLogger("psycopg.pool")
+    pool.setLevel(logging.INFO)  # the filter needs the INFO record of a new connection
+    if not any(isinstance(f, PoolOutageLog) for f in pool.filters):
+        pool.addFilter(PoolOutageLog())
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+        if not pool.handlers:
+            pool.addHandler(handler)
+            pool.propagate = False
 
 
 def request_id(scope) -> str:

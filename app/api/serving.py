@@ -121,7 +121,7 @@ async def plan(request: Request) -> Response:
         body = await st.read("SELECT reco.api_plan(%s, %s, %s)", (key, p["user_id"], rid))
     except (psycopg.Error, PoolTimeout) as exc:
         if unreachable(exc):
-            raise unavailable("pricing the plans") from exc
+            raise unavailable("pricing the plans", read=True) from exc
         raise from_db(exc) from exc
     st.seen(key)
     return Response(body, media_type="application/json", headers={"X-Request-ID": rid})
@@ -137,7 +137,7 @@ async def ping(request: Request) -> Response:
                              (key,))
     except (psycopg.Error, PoolTimeout) as exc:
         if unreachable(exc):
-            raise unavailable("the ping") from exc
+            raise unavailable("the ping", read=True) from exc
         raise from_db(exc) from exc
     return Response(body, media_type="application/json")
 

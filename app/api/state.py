@@ -335,7 +335,7 @@ class ApiState:
         working within api_key_ttl (it cannot be checked now, and an unchecked key gets no data)."""
         slug = self.tenants.get(key)
         if not slug or slug not in self.popular or not self.trusted(key):
-            raise unavailable("the request")
+            raise unavailable("the request", read=True)
         DEGRADED.labels(route).inc()
         ids = [f for f in self.popular[slug] if f != exclude][:k]
         n = len(ids)

@@ -429,7 +429,10 @@ def _epoch(value: Any) -> int | None:
 
 
 def daily_chart(rows: list[dict], series: list[tuple[str, str, str]]) -> dict | None:
-    """rows with 'day' and counts -> a time chart; series: (column, label, kind[:scale])."""
+    """rows with 'day' and counts -> a time chart; series: (column, label, kind[:scale]). Today
+    (UTC) is left out: a day not over yet would plot as a cliff towards 0."""
+    today = datetime.now(UTC).date().isoformat()
+    rows = [r for r in rows if str(r["day"])[:10] != today]
     if not rows or not any(r.get(col) for r in rows for col, _, _ in series):
         return None
     out = []
@@ -663,6 +666,6 @@ def report_view(page: dict) -> dict:
                   "mismatch" in str(r.get("note") or "").lower() or str(r.get("decision") or "").startswith("invalid")
                   for r in by["srm"])
     has = {k: any(r.get(k) is not None for r in metrics) for k in ("cuped_lift", "p_better", "p_adjusted", "note")}
-    return {"control": control, "srm": by["srm"], "srm_bad": srm_bad, "split": split, "metrics": metrics, "has": has,
-            "sequential": by["sequential"], "decision": by["decision"], "settings": by["settings"], "other": other,
-            "plots": plots}
+    return {"control": control, "srm": by["srm"], "srm_bad": srm_bad, "srm_empty": not total, "split": split,
+            "metrics": metrics, "has": has, "sequential": by["sequential"], "decision": by["decision"],
+            "settings": by["settings"], "other": other, "plots": plots}

@@ -6,8 +6,8 @@
 - reco.tune_decisions: one row per stage of a tune (and its floor and final decision): the
   incumbent, the stage's best, the trial kept, the paired gain and its standard error, the fold(s)
   they come from, the settings the stage chose and whether they were applied; the final row names
-  what is served (the hybrid, or one component alone when it beat the hybrid: the component floor). reco.tune_trials, the
-  console and `reco tune` read "kept", "chosen" and "applied" from here only.
+  what is served (the hybrid, or one component alone when it beat the hybrid: the component floor).
+  reco.tune_trials, the console and `reco tune` read "kept", "chosen" and "applied" from here only.
 
 Revision ID: 0019
 Revises: 0017

@@ -14,9 +14,23 @@
     var a = Math.abs(v);
     if (a >= 1000) return Math.round(v).toLocaleString("en-US");
     if (a >= 10 || Number.isInteger(v)) return String(Math.round(v * 10) / 10);
-    if (a >= 0.01) return v.toFixed(3);
+    if (a >= 0.01) return String(parseFloat(v.toFixed(3)));  // 7.5, not 7.500
     return v.toPrecision(2);
   }
+
+  // time-axis labels, 24-hour like every other time in the console (uPlot's default is 12-hour):
+  // a date per day tick; below a day the hour, with the date under the first tick and midnight
+  var dayLabel = uPlot.fmtDate("{MM}-{DD}"), hourLabel = uPlot.fmtDate("{HH}:{mm}");
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    return splits.map(function (v, i) {
+      if (v == null) return "";
+      var d = uPlot.tzDate(new Date(v * 1000), "Etc/UTC");
+      if (incr >= 86400) return dayLabel(d);
+      var h = hourLabel(d);
+      return i === 0 || h === "00:00" ? h + "\n" + dayLabel(d) : h;
+    });
+  }
+  window.recoConsole = { fmt: fmt, timeTicks: timeTicks };  // for the browser tests
 
   function pct(v) {
     return (v > 0 ? "+" : "") + (v * 100).toFixed(Math.abs(v) < 0.1 ? 1 : 0) + "%";
@@ -64,6 +78,10 @@
       series.push(o);
     });
     var xaxis = { grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d5d9df" } };
+    if (spec.type === "time") {
+      xaxis.values = timeTicks;
+      xaxis.size = 52;
+    }
     if (spec.xnames) {
       // numeric x with a name at some points (the tune job's stages): "12 tau"
       xaxis.values = function (u, vals) {
