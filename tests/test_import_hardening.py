@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.importer import MALFORMED, import_csv
-from app.migrate import ROOT
+from tests.conftest import ROOT
 
 runner = CliRunner()
 
