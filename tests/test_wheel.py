@@ -96,6 +96,9 @@ def test_the_wheel_migrates_and_recommends_outside_the_checkout(empty_db, tmp_pa
     assert sorted(p.name for p in (migrations_dir / "versions").glob("*.py")) == sorted(
         p.name for p in (ROOT / "migrations" / "versions").glob("*.py"))
     assert (migrations_dir / "env.py").is_file()
+    package = Path(where[0]).parent
+    for name in ("observability/grafana-dashboard.json", "observability/alerts.yml", "console/templates/base.html"):
+        assert (package / name).is_file(), name
 
     # the embedded server's data directory defaults to .reco in the working directory
     status = _run([bin_ / "reco", "db", "status"], cwd=work, env=_env(), check=False)
