@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-pg-cron lint bench docs clean stop
+.PHONY: demo test test-pg-cron lint bench docs wheel clean stop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	@echo "docs: site/index.html"
 
+# the wheel in dist/ (sql/ and migrations/ inside: docs/operations.md, "Installing from a wheel"). build/ is
+# removed first: setuptools ships whatever an earlier build left there (a file since deleted from sql/ too)
+wheel: $(VENV)/.installed
+	rm -rf build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	rm -rf build
+	@ls dist/pgreco-*.whl
+
 bench: $(VENV)/.installed
 	$(BIN)/reco bench ingest
 
@@ -71,4 +79,4 @@ stop:
 	-$(BIN)/reco db stop
 
 clean: stop
-	rm -rf $(VENV) .reco site
+	rm -rf $(VENV) .reco site build dist

@@ -1,5 +1,9 @@
 """`reco migrate`: Alembic's versioned DDL, then the repeatable sql/ files.
 
+The sql/ and migrations/ folders are found through ``importlib.resources`` (app/resources.py), so
+an installed wheel migrates as the checkout does; Alembic's settings are made here, in code (the
+checkout's alembic.ini serves ``alembic`` run by hand).
+
 The sql/ files hold the current definition of every function, procedure and view. They are
 applied in file-name order, all in one transaction, whenever any of them changed since the
 last run (checksums in ``reco.sql_files``), so a file may rely on the ones before it.
@@ -16,8 +20,8 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = ROOT / "sql"
+from app.resources import migrations_dir, sql_dir
+
 MIGRATE_LOCK = 7_281_001  # advisory lock key: one migration at a time
 
 
@@ -29,14 +33,16 @@ class MigrateResult:
 
 
 def alembic_config(url: str) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    """Alembic's configuration, without an ini file (what alembic.ini says that matters here)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))  # configparser
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["url"] = url
     return cfg
 
 
 def sql_files() -> list[Path]:
-    return sorted(SQL_DIR.glob("*.sql"))
+    return sorted(sql_dir().glob("*.sql"))
 
 
 def _checksum(path: Path) -> str:

@@ -18,7 +18,8 @@ class Settings(BaseSettings):
 
     #: libpq URI of an existing server. Unset: pgreco runs its own embedded PostgreSQL.
     database_url: str | None = None
-    #: Where the embedded server keeps its data (``<data_dir>/pgdata``).
+    #: Where the embedded server keeps its data (``<data_dir>/pgdata``). A relative path is taken
+    #: from the current directory: the checkout's root, or wherever an installed ``reco`` runs.
     data_dir: Path = Path(".reco")
     #: Database created and used on the embedded server.
     database_name: str = "reco"

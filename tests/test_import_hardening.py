@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.importer import MALFORMED, import_csv
-from app.migrate import ROOT
-from tests.helpers import PATIENT, backend_gone, wait_for
+from tests.helpers import PATIENT, ROOT, backend_gone, wait_for
 
 runner = CliRunner()
 

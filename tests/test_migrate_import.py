@@ -12,8 +12,8 @@ import psycopg
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.migrate import ROOT, is_current, migrate, sql_files
-from tests.helpers import PATIENT
+from app.migrate import is_current, migrate, sql_files
+from tests.helpers import PATIENT, ROOT
 
 runner = CliRunner()
 

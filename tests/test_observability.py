@@ -266,7 +266,7 @@ for outage in (1, 2):
     pool.info("adding new connection to the pool")
 """
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=ROOT)
     lines = ran.stderr.splitlines()
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING psycopg\.pool: "
     assert len(lines) == 4, ran.stderr
