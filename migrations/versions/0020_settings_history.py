@@ -5,14 +5,14 @@ silently half-applied. reco.feature_factors.method gains 'sql' (factors by subsp
 for the user vectors when the Python runner's SVD is not there).
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-08
 """
 
 from alembic import op
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

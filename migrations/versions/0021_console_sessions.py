@@ -4,14 +4,14 @@ of the key that opened it (sql/072_console_sessions.sql). The console cookie was
 itself, which anyone with a copy of api_keys could forge and nothing expired (issue 24).
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0020
 Create Date: 2026-12-08
 """
 
 from alembic import op
 
 revision = "0021"
-down_revision = "0017"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

@@ -3,14 +3,14 @@
 reco.repair_stored_settings() (sql/090_setting_repair.sql) fills it at every `reco migrate`.
 
 Revision ID: 0022
-Revises: 0017
+Revises: 0021
 Create Date: 2026-12-08
 """
 
 from alembic import op
 
 revision = "0022"
-down_revision = "0017"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

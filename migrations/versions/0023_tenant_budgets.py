@@ -4,14 +4,14 @@ column: NULL means the default, 0 means unlimited. Set with reco.set_tenant_budg
 the API reads it with reco.api_tenant_budget and keeps it for a few seconds (app.api.budgets).
 
 Revision ID: 0023
-Revises: 0017
+Revises: 0022
 Create Date: 2026-12-08
 """
 
 from alembic import op
 
 revision = "0023"
-down_revision = "0017"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
