@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from app import peeking
-from tests.test_engine import world  # noqa: F401  (the fixture)
 from tests.test_experiments import _report, _simulate, create
 
 LIMIT = 0.055

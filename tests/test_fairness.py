@@ -18,10 +18,7 @@ from psycopg.types.json import Jsonb
 from app.api.budgets import CONSOLE_BURST, Bucket, Budget, Slots
 from app.api.limits import MAX_BATCH
 from app.settings import Settings
-from tests import test_api
-from tests.test_api import DAY, client_for, error
-
-seeded = test_api.seeded
+from tests.helpers import DAY, client_for, error
 
 #: reco.job_bandit's lock, taken shared by every ingest of a tenant (sql/020_ingest.sql): holding it
 #: exclusively from a test connection makes that tenant's writes wait in the database, not the others'

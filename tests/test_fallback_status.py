@@ -10,9 +10,7 @@ from typer.testing import CliRunner
 
 from app.api import metrics
 from app.cli import app
-from tests import test_engine
 
-world = test_engine.world  # the fixture: six features, six users, the jobs run
 runner = CliRunner()
 
 
@@ -84,7 +82,8 @@ def test_the_console_overview_shows_the_fallback(world, db_url):
     job = next(j for j in overview["jobs"] if j["job"] == "feature_neighbors")
     assert job["waiting_since"] is not None and job["status"] == "deferred"
 
-    from tests.test_console import console_app, login
+    from tests.helpers import console_app
+    from tests.test_console import login
     key = world.execute("SELECT reco.create_api_key('default', 'console') AS k").fetchone()["k"]
     with TestClient(console_app(db_url), follow_redirects=False) as client:
         login(client, key)
