@@ -412,7 +412,9 @@ def test_a_report_that_cannot_be_made_is_said_on_the_page(world, web):
 def test_database_unavailable_is_a_page_not_a_crash(world, monkeypatch):
     monkeypatch.setattr(routes, "POOL_WAIT", 0.3)
     url = "postgresql://nobody@/reco?host=/nonexistent-socket-dir"
-    with TestClient(console_app(url), follow_redirects=False) as c:
+    # the API's pool wait as configured in production (the tests' generous one would wait PATIENT s
+    # for the tenant-budget lookup of the console's hook)
+    with TestClient(console_app(url, api_pool_timeout=0.3), follow_redirects=False) as c:
         c.cookies.set(routes.COOKIE, "pgs_" + "0" * 64, path="/console")
         r = c.get("/console")
         assert r.status_code == 503 and "Database unavailable" in r.text

@@ -62,16 +62,17 @@ def render(jobs: list[tuple] | None = None, per_tenant: bool = False) -> bytes:
 
 def by_job(jobs: list[tuple]) -> list[tuple]:
     """Per job over every tenant (tenant label "*"): the oldest last success (a tenant without one
-    counts as none), failed runs summed, the last run failed in any."""
+    counts as none), failed runs summed, the last run failed in any, the earliest wait for the loop."""
     out: dict[str, list] = {}
-    for job, _tenant, success_at, failures, was_failed in jobs:
+    for job, _tenant, success_at, failures, was_failed, waiting_since in jobs:
         if job not in out:
-            out[job] = [job, "*", success_at, failures, bool(was_failed)]
+            out[job] = [job, "*", success_at, failures, bool(was_failed), waiting_since]
             continue
         row = out[job]
         row[2] = None if row[2] is None or success_at is None else min(row[2], success_at)
         row[3] += failures
         row[4] = row[4] or bool(was_failed)
+        row[5] = min(w for w in (row[5], waiting_since) if w is not None) if row[5] or waiting_since else None
     return [tuple(r) for r in out.values()]
 
 
