@@ -28,6 +28,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         -- jobs
         ('neighbor_model', 'choice', NULL, NULL, NULL, '{cosine,rp3beta,ease}'),
         ('neighbors_k', 'integer', 1, 1000, 'neighbours', NULL),
+        ('sql_factors_max_features', 'integer', 64, 1000000, 'features', NULL),
         ('neighbor_shrinkage', 'number', 0, 1000000, 'users', NULL),
         ('rp3_alpha', 'number', 0.01, 10, 'exponent', NULL),
         ('rp3_beta', 'number', 0, 2, 'exponent', NULL),
