@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import socket
 import stat
@@ -321,9 +322,12 @@ def test_make_demo_takes_a_port():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    ran = subprocess.run(["make", "-n", "demo", "PORT=8010"], cwd=root, capture_output=True, text=True, check=True)
+    # run from `make test` too: the outer make's level and flags would add "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    make = ["make", "--no-print-directory", "-n", "demo"]
+    ran = subprocess.run([*make, "PORT=8010"], cwd=root, capture_output=True, text=True, check=True, env=env)
     assert ran.stdout.splitlines()[-1].endswith("reco demo --port 8010")
-    ran = subprocess.run(["make", "-n", "demo"], cwd=root, capture_output=True, text=True, check=True)
+    ran = subprocess.run(make, cwd=root, capture_output=True, text=True, check=True, env=env)
     assert ran.stdout.splitlines()[-1].endswith("reco demo")
 
 
