@@ -24,7 +24,8 @@ runner = CliRunner()
 
 #: commands that touch no tenant's data: the server, the schema, files, the REST server (its keys
 #: carry the tenant), the benchmarks (databases of their own) and `tenants` (SLUG argument)
-NO_TENANT = {"settings docs", "settings repairs", "db start", "db stop", "db status", "db url", "db psql", "migrate", "generate", "convert", "serve",
+NO_TENANT = {"settings docs", "settings repairs",
+             "db start", "db stop", "db status", "db url", "db psql", "migrate", "generate", "convert", "serve",
              "tenants create", "tenants list", "tenants drop", "tenants budget", "analysts list"}
 
 

@@ -67,7 +67,8 @@ def test_job_health_and_metrics_carry_the_waiting_since(world):
     health = {(r["job"], r["tenant"]): r for r in rows}
     assert health[("feature_neighbors", "default")]["waiting_since"] == since
     assert health[("embeddings", "default")]["waiting_since"] is None
-    families = text_string_to_metric_families(metrics.render([tuple(r.values()) for r in rows], per_tenant=True).decode())
+    rendered = metrics.render([tuple(r.values()) for r in rows], per_tenant=True)
+    families = text_string_to_metric_families(rendered.decode())
     gauge = next(f for f in families if f.name == "reco_job_waiting_since_timestamp_seconds")
     values = {(x.labels["job"], x.labels["tenant"]): x.value for x in gauge.samples}
     assert values[("feature_neighbors", "default")] == since and values[("embeddings", "default")] == 0
