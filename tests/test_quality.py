@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from app import quality as q
+from app.tools import quality as q
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 

@@ -28,7 +28,7 @@ def bench_ingest(
     batch_events: Annotated[int, typer.Option(help="events sent through reco.ingest_events")] = 200_000,
 ) -> None:
     """CSV import rate (events/s, interactions included) and reco.ingest_events in 1,000-event batches."""
-    from app import bench
+    from app.tools import bench
 
     url = bench.bench_database(db.database_url())
     out = demo_files(users, features, days, seed)
@@ -65,8 +65,8 @@ def bench_sql(
     import resource
     import time as _time
 
-    from app import bench
-    from app.demodata import SHAPES
+    from app.tools import bench
+    from app.tools.demodata import SHAPES
 
     if shape not in SHAPES:
         raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
@@ -117,10 +117,10 @@ def bench_experiment(
     the report's time over --scale-users users and --scale-exposures exposures."""
     import time as _time
 
-    from app import bench
-    from app.cli_experiments import print_report
-    from app.experiment_sim import report_at_scale, setup, simulate
-    from app.peeking import peeking_lines
+    from app.cli.experiments import print_report
+    from app.tools import bench
+    from app.tools.experiment_sim import report_at_scale, setup, simulate
+    from app.tools.peeking import peeking_lines
 
     base = db.database_url()
     url = bench.bench_database(base, "experiment")
@@ -192,7 +192,7 @@ def bench_soak(
     temporary directory, with the database stopped and started, restarted, and crashed (pg_ctl -m
     immediate) in the middle; prints accepted vs stored events, 503s for stored events, 5xx, and the time
     to recover after each restart. Exit status 1 when a target is missed."""
-    from app.soak import soak_command
+    from app.tools.soak import soak_command
 
     soak_command(minutes, users=users, read_rate=read_rate, write_rate=write_rate, batch=batch, down=down,
                  port=port, keep=keep, out=lambda line: console.print(line, markup=False, highlight=False))
@@ -208,7 +208,7 @@ def bench_quality(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Ranking quality on MovieLens-100K (RecBole 1.2.1's split) next to RecBole's baselines."""
-    from app import quality
+    from app.tools import quality
 
     if data not in ("movielens", "generated", "all"):
         raise typer.BadParameter("--data must be movielens, generated or all")
@@ -239,7 +239,7 @@ def bench_sql_only(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """What running the jobs from SQL alone (pg_cron, no `reco jobs loop`) costs on MovieLens-100K."""
-    from app import sql_only
+    from app.tools import sql_only
 
     log = (lambda line: None) if as_json else (lambda line: err.print(f"  {line}", markup=False, highlight=False))
     result = sql_only.run(db.database_url(), reuse=reuse, tune=tune, log=log)
@@ -262,7 +262,7 @@ def bench_ease(
     """Seconds and peak memory of the EASE numpy step (jobs/ease.py) per catalog size, a fresh process each."""
     from rich.table import Table
 
-    from app.bench_models import measure
+    from app.tools.bench_models import measure
     from jobs.ease import peak_bytes
 
     ns = [int(x) for x in sizes.split(",") if x.strip()]

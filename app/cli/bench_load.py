@@ -38,7 +38,7 @@ def bench_api(
 
     import psycopg
 
-    from app import bench, loadgen
+    from app.tools import bench, loadgen
 
     workers = workers or default_workers()
     base = db.database_url()
@@ -126,7 +126,7 @@ def bench_fairness(
     console pages), alternated; p50/p99 of each, the ratio, the floor (/v1/ping) and the 429s."""
     import psycopg
 
-    from app import bench, bench_fairness
+    from app.tools import bench, bench_fairness
 
     base = db.database_url()
     out = demo_files(users, 24, 90, seed)

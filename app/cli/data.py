@@ -128,8 +128,8 @@ def generate(
              "popularity, ~135 items per user)")] = "saas",
 ) -> None:
     """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product or a long-tail catalog."""
-    from app.demodata import SHAPES
-    from app.demodata import generate as gen
+    from app.tools.demodata import SHAPES
+    from app.tools.demodata import generate as gen
 
     if shape not in SHAPES:
         raise typer.BadParameter(f"--shape must be one of {', '.join(SHAPES)}")
@@ -152,7 +152,7 @@ def convert(
     out: Annotated[Path, typer.Option(help="output directory")] = Path(".reco/movielens"),
 ) -> None:
     """Turn a public dataset into pgreco CSV files (then `reco import` them)."""
-    from app.movielens import convert as convert_movielens
+    from app.tools.movielens import convert as convert_movielens
 
     if dataset != "movielens":
         raise typer.BadParameter("DATASET must be movielens")
@@ -170,7 +170,7 @@ def convert(
 
 def demo_files(users: int, features: int, days: int, seed: int, shape: str = "saas") -> Path:
     """Benchmark data in .reco/bench-*, generated once per parameter set (the generator is deterministic)."""
-    from app.demodata import generate as gen
+    from app.tools.demodata import generate as gen
 
     suffix = "" if shape == "saas" else f"-{shape}"  # the saas cache keeps its old name
     out = get_settings().data_dir / f"bench-{users}-{features}-{days}-{seed}{suffix}"

@@ -85,8 +85,8 @@ def demo(
 ) -> None:
     """Start the database, migrate, generate and import demo data into one tenant (created if need be),
     run its jobs, tune it once, and serve the REST API with the demo's API key (the same key every run)."""
-    from app.demodata import generate as gen
     from app.migrate import migrate as run_migrate
+    from app.tools.demodata import generate as gen
 
     settings = get_settings()
     tenant = tenant or settings.tenant

@@ -37,7 +37,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from app.bench import ServerProcess
+from app.tools.bench import ServerProcess
 
 #: what the soak measures against (issue 13)
 RECOVERY_TARGET_S = 2.0

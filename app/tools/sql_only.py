@@ -3,7 +3,7 @@
 A DBA who schedules the jobs with pg_cron and never runs `reco jobs loop` gets what SQL computes: the
 numpy steps (SVD feature factors above 64 features, EASE neighbours) are deferred (reco._defer) and the
 tenant serves a fallback (reco.job_status). This measures, on MovieLens-100K in RecBole's split (loaded
-by app.quality into ``<db>_quality``), in one run and on the same data: NDCG@10 of the hybrid and of
+by app.tools.quality into ``<db>_quality``), in one run and on the same data: NDCG@10 of the hybrid and of
 UserCF (the component the SVD feeds) after ``CALL reco.run_job('all')`` from a plain session (as pg_cron
 runs it), then after the Python runner's pass (jobs.runner, numpy steps included), each next to the
 popularity floor of the same split. With ``--tune`` the SQL tune (``SELECT reco.tune()``, as the tune
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from app import quality
+from app.tools import quality
 
 Log = Callable[[str], None]
 MODELS = ("hybrid", "usercf")

