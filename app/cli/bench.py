@@ -208,7 +208,7 @@ def bench_quality(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Ranking quality on MovieLens-100K (RecBole 1.2.1's split) next to RecBole's baselines."""
-    from app.tools import quality
+    from app.tools import quality, quality_generated, quality_report
 
     if data not in ("movielens", "generated", "all"):
         raise typer.BadParameter("--data must be movielens, generated or all")
@@ -219,14 +219,14 @@ def bench_quality(
         result = quality.run_movielens(base, reuse=reuse, tune=tune, log=log)
         out["movielens"] = result.as_json()
         if not as_json:
-            for line in quality.movielens_lines(result):
+            for line in quality_report.movielens_lines(result):
                 console.print(line, markup=False, highlight=False)
     if data in ("generated", "all"):
-        gen = quality.run_generated(base, reuse=reuse, fresh_database=data == "generated", log=log)
+        gen = quality_generated.run_generated(base, reuse=reuse, fresh_database=data == "generated", log=log)
         out["generated"] = gen.as_json()
         if not as_json:
             console.print("")
-            for line in quality.generated_lines(gen):
+            for line in quality_report.generated_lines(gen):
                 console.print(line, markup=False, highlight=False)
     if as_json:
         print_json(out)
