@@ -136,15 +136,7 @@ def demo(
         run_jobs("all", tenant, url=url)
 
     with db.connect(url) as conn:
-        rows = conn.execute(
-            """SELECT (SELECT count(*) FROM reco.users WHERE tenant_id = t) AS users,
-                      (SELECT count(*) FROM reco.features WHERE tenant_id = t) AS features,
-                      (SELECT count(*) FROM reco.plans WHERE tenant_id = t) AS plans,
-                      (SELECT count(*) FROM reco.events WHERE tenant_id = t) AS events,
-                      (SELECT count(*) FROM reco.interactions WHERE tenant_id = t) AS interactions,
-                      (SELECT count(*) FROM reco.feature_neighbors WHERE tenant_id = t) AS feature_neighbors,
-                      (SELECT count(*) FROM reco.user_vectors WHERE tenant_id = t) AS user_vectors
-               FROM reco._tenant_id(%s) AS t""", (tenant,)).fetchone()
+        rows = conn.execute("SELECT * FROM reco.tenant_row_counts(%s)", (tenant,)).fetchone()
         sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco._tenant_id(%s) "
                               "ORDER BY user_key LIMIT 1", (tenant,)).fetchone()
     console.print(f"[bold]tables[/bold]    tenant {tenant}: " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()),

@@ -30,15 +30,9 @@ def jobs_list(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         # a run whose backend died (killed, crashed) would otherwise show 'running' forever
         conn.execute("SELECT reco.fail_orphaned_job_runs()")
-        if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
-        rows = conn.execute(
-            """SELECT job AS name, schedule, depends_on, in_all, tenant, status, started_at, seconds, rows_written,
-                      waiting_since, waiting_for
-               FROM reco.job_status
-               WHERE CASE WHEN %(tenant)s::text IS NULL THEN NOT evaluation_scope ELSE tenant = %(tenant)s END
-               ORDER BY tenant = 'default' DESC, tenant, position""", {"tenant": tenant}).fetchall()
-    cells = [[r["name"], r["tenant"], r["schedule"],
+        # an unknown tenant: the error and its hint
+        rows = conn.execute("SELECT * FROM reco.job_overview(%s)", (tenant,)).fetchall()
+    cells = [[r["job"], r["tenant"], r["schedule"],
               f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "-", r["status"] or "-",
               f"{r['rows_written']:,}" if r["rows_written"] is not None else "-",
               f"{r['seconds']:.1f}" if r["seconds"] is not None else "-"] for r in rows]
@@ -50,7 +44,7 @@ def jobs_list(tenant: TenantOpt = None) -> None:
     for row in cells:
         table.add_row(*row)
     print_table(table)
-    jobs: dict[str, dict] = {r["name"]: r for r in rows}
+    jobs: dict[str, dict] = {r["job"]: r for r in rows}
     in_all = [n + (f" (after {', '.join(j['depends_on'])})" if j["depends_on"] else "")
               for n, j in jobs.items() if j["in_all"]]
     console.print(f"'all' runs, in order: {', '.join(in_all)}; by name or on their schedule only: "
@@ -58,8 +52,8 @@ def jobs_list(tenant: TenantOpt = None) -> None:
     for r in rows:
         if r["waiting_since"] is not None:
             console.print(f"{r['tenant']}: serving a fallback since {r['waiting_since']:%Y-%m-%d %H:%M %Z} "
-                          f"({r['name']} waits for Python): {r['waiting_for']}. `reco jobs loop` (or "
-                          f"`reco jobs run {r['name']}`) computes it.", style="yellow", markup=False, highlight=False)
+                          f"({r['job']} waits for Python): {r['waiting_for']}. `reco jobs loop` (or "
+                          f"`reco jobs run {r['job']}`) computes it.", style="yellow", markup=False, highlight=False)
 
 
 def _check_job(url: str, name: str, tenant: str | None) -> None:
@@ -128,15 +122,7 @@ def jobs_schedule(tenant: TenantOpt = None) -> None:
         if tenant is None:
             rows = conn.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
         else:
-            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
-            # cron.schedule with an existing name updates that job: re-running never duplicates
-            rows = conn.execute(
-                """SELECT s.jobname, s.schedule,
-                          cron.schedule(s.jobname, s.schedule, format('CALL reco.run_job(%%L, %%L)', s.name, %(t)s))
-                              AS jobid
-                   FROM (SELECT name, schedule, position, 'pgreco-' || name || '@' || %(t)s AS jobname
-                         FROM reco.jobs) s
-                   ORDER BY s.position""", {"t": tenant}).fetchall()
+            rows = conn.execute("SELECT * FROM reco.schedule_tenant_jobs(%s)", (tenant,)).fetchall()
     for r in rows:
         console.print(f"{r['jobname']:<28} {r['schedule']:<14} cron job {r['jobid']}", markup=False,
                       highlight=False)
@@ -150,10 +136,7 @@ def jobs_unschedule(tenant: TenantOpt = None) -> None:
         if tenant is None:
             n = conn.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"]
         else:
-            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
-            n = conn.execute("""SELECT count(cron.unschedule(jobid)) AS n FROM cron.job
-                                WHERE jobname LIKE 'pgreco-%%' AND right(jobname, length(%(s)s)) = %(s)s""",
-                             {"s": "@" + tenant}).fetchone()["n"]
+            n = conn.execute("SELECT reco.unschedule_tenant_jobs(%s) AS n", (tenant,)).fetchone()["n"]
     console.print(f"removed {n} pg_cron jobs")
 
 

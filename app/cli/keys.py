@@ -33,12 +33,8 @@ def keys_list(tenant: TenantOpt = None) -> None:
     """The keys: prefix, tenant, name, created, revoked (--tenant: that tenant's; without it and
     RECO_TENANT, every tenant's)."""
     with db.connect() as conn:
-        if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
-        rows = conn.execute("""SELECT k.prefix, t.slug AS tenant, k.name, k.created_at, k.revoked_at
-                               FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
-                               WHERE %(t)s::text IS NULL OR t.slug = %(t)s
-                               ORDER BY k.key_id""", {"t": tenant}).fetchall()
+        # an unknown tenant: the error and its hint
+        rows = conn.execute("SELECT * FROM reco.list_api_keys(%s)", (tenant,)).fetchall()
     for r in rows:
         r["created_at"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
         r["revoked_at"] = f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else ""

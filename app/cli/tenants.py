@@ -30,20 +30,6 @@ def tenants_create(slug: Slug) -> None:
                   f"use it with --tenant {slug} or RECO_TENANT={slug}", markup=False, highlight=False)
 
 
-def _tenant_counts(conn, slug: str | None = None, scopes: bool = False) -> list[dict]:
-    return conn.execute(
-        """SELECT t.slug AS tenant, t.tenant_id,
-                  (SELECT count(*) FROM reco.users u WHERE u.tenant_id = t.tenant_id) AS users,
-                  (SELECT count(*) FROM reco.features f WHERE f.tenant_id = t.tenant_id) AS features,
-                  (SELECT count(*) FROM reco.events e WHERE e.tenant_id = t.tenant_id) AS events,
-                  (SELECT count(*) FROM reco.api_keys k WHERE k.tenant_id = t.tenant_id AND k.revoked_at IS NULL)
-                      AS keys,
-                  t.created_at, e.slug AS evaluation_of
-           FROM reco.tenants t LEFT JOIN reco.tenants e ON e.tenant_id = t.evaluation_of
-           WHERE (%(slug)s::text IS NULL OR t.slug = %(slug)s) AND (%(scopes)s OR t.evaluation_of IS NULL)
-           ORDER BY t.tenant_id""", {"slug": slug, "scopes": scopes}).fetchall()
-
-
 @tenants_app.command("list")
 def tenants_list(
     scopes: Annotated[bool, typer.Option("--scopes", help="also the evaluation scopes (temporary tenants "
@@ -51,7 +37,7 @@ def tenants_list(
 ) -> None:
     """The tenants with their users, features, events and active API keys."""
     with db.connect() as conn:
-        rows = _tenant_counts(conn, scopes=scopes)
+        rows = conn.execute("SELECT * FROM reco.tenant_overview(NULL, %s)", (scopes,)).fetchall()
     for r in rows:
         r["created_at"] = f"{r['created_at']:%Y-%m-%d %H:%M}"
         for k in ("users", "features", "events", "keys"):
@@ -66,8 +52,8 @@ def tenants_drop(slug: Slug,
                  yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False) -> None:
     """Delete a tenant and every row it owns: SELECT reco.drop_tenant(SLUG) (not 'default')."""
     with db.connect() as conn:
-        conn.execute("SELECT reco._tenant_id(%s)", (slug,))  # an unknown tenant: the error and its hint
-        (r,) = _tenant_counts(conn, slug, scopes=True)
+        # an unknown tenant: the error and its hint
+        (r,) = conn.execute("SELECT * FROM reco.tenant_overview(%s, true)", (slug,)).fetchall()
         if slug != "default" and not yes:  # the default tenant: reco.drop_tenant refuses, with its reason
             what = f"{r['users']:,} users, {r['features']:,} features, {r['events']:,} events, {r['keys']:,} API keys"
             if not typer.confirm(f"drop tenant {slug} and every row it owns ({what})?", err=True):
