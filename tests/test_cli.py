@@ -215,7 +215,8 @@ def test_unmigrated_database_says_to_migrate(empty_db, monkeypatch, capsys):
     get_settings.cache_clear()
     try:
         for args, message in ((["recommend", "U1"], 'schema "reco" does not exist'),
-                              (["keys", "list"], 'relation "reco.api_keys" does not exist'),
+                              (["keys", "list"], 'schema "reco" does not exist'),
+                              (["settings", "repairs"], 'relation "reco.setting_repairs" does not exist'),
                               (["jobs", "list"], 'schema "reco" does not exist')):
             code, _out, err = _main(monkeypatch, capsys, *args)
             assert code == 1 and message in err, err
