@@ -271,10 +271,10 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 
 
 def seed_demo(url: str, tmp: Path, *, users: int = 200, days: int = 30, tune_users: int | None = None) -> str:
-    """Generated demo data (app.demodata) imported as `reco import` does, the jobs, an evaluation and
+    """Generated demo data (app.tools.demodata) imported as `reco import` does, the jobs, an evaluation and
     optionally the tune job; an API key of tenant default is returned."""
-    from app.demodata import generate
     from app.importer import import_csv
+    from app.tools.demodata import generate
     from jobs.runner import run_job
 
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)

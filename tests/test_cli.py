@@ -17,6 +17,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import app.cli as cli
+import app.cli.common as cli_common
+import app.cli.demo as cli_demo
 from app.cli import app
 from app.settings import get_settings
 
@@ -148,7 +150,7 @@ def test_jobs_list_per_tenant_with_full_names(cli_env, monkeypatch):
 
     # on an 80-column terminal too
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buf, width=80, force_terminal=True, color_system=None))
+    monkeypatch.setattr(cli_common, "console", Console(file=buf, width=80, force_terminal=True, color_system=None))
     assert runner.invoke(app, ["jobs", "list"]).exit_code == 0
     out = buf.getvalue()
     assert "…" not in out and max(len(ln) for ln in out.splitlines() if ln.startswith("feature_neighbors")) <= 80
@@ -213,7 +215,8 @@ def test_unmigrated_database_says_to_migrate(empty_db, monkeypatch, capsys):
     get_settings.cache_clear()
     try:
         for args, message in ((["recommend", "U1"], 'schema "reco" does not exist'),
-                              (["keys", "list"], 'relation "reco.api_keys" does not exist'),
+                              (["keys", "list"], 'schema "reco" does not exist'),
+                              (["settings", "repairs"], 'relation "reco.setting_repairs" does not exist'),
                               (["jobs", "list"], 'schema "reco" does not exist')):
             code, _out, err = _main(monkeypatch, capsys, *args)
             assert code == 1 and message in err, err
@@ -264,7 +267,7 @@ def test_demo_one_tenant_its_counts_and_one_key(cli_env, tmp_path, monkeypatch):
     monkeypatch.setenv("RECO_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     served = []
-    monkeypatch.setattr(cli, "run_server", lambda host, port, workers: served.append(port))
+    monkeypatch.setattr(cli_demo, "run_server", lambda host, port, workers: served.append(port))
     _seed(cli_env, "default", users=5)
     _seed(cli_env, "other", users=7)
     with socket.socket() as s:
@@ -288,7 +291,7 @@ def test_demo_one_tenant_its_counts_and_one_key(cli_env, tmp_path, monkeypatch):
     assert _sql(cli_env, """SELECT t.slug, count(u.*) FROM reco.tenants t LEFT JOIN reco.users u USING (tenant_id)
                             GROUP BY 1 ORDER BY 1""") == [("default", 5), ("other", 7), ("shop", 300)]
     key = re.search(r"key (pgr_\w+)", res.stdout).group(1)
-    key_file = tmp_path / cli.DEMO_KEYS
+    key_file = tmp_path / cli_demo.DEMO_KEYS
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert json.loads(key_file.read_text()) == {"shop": key}
     assert "--tenant shop" in res.stdout
@@ -302,9 +305,9 @@ def test_demo_one_tenant_its_counts_and_one_key(cli_env, tmp_path, monkeypatch):
     assert _sql(cli_env, "SELECT count(*) FROM reco.api_keys") == [(1,)]
     # a revoked key is replaced
     assert runner.invoke(app, ["keys", "revoke", key[:12], "--tenant", "shop"]).exit_code == 0
-    new, fresh = cli.demo_key(cli_env, "shop", tmp_path)
+    new, fresh = cli_demo.demo_key(cli_env, "shop", tmp_path)
     assert fresh and new != key and json.loads(key_file.read_text()) == {"shop": new}
-    assert cli.demo_key(cli_env, "shop", tmp_path) == (new, False)
+    assert cli_demo.demo_key(cli_env, "shop", tmp_path) == (new, False)
 
     # names next to ids, on the demo's catalog, for the tenant of RECO_TENANT or --tenant
     names = {r[0]: r[1] for r in _sql(cli_env, "SELECT feature_id, name FROM reco.features "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app import peeking
+from app.tools import peeking
 from tests.test_experiments import _report, _simulate, create
 
 LIMIT = 0.055

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.demodata import ceiling_metrics, generate
+from app.tools.demodata import ceiling_metrics, generate
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 FILES = ("users.csv", "features.csv", "plans.csv", "events.csv")

@@ -247,7 +247,8 @@ def test_cli_json_and_parallel_ranking(tiny, cli_env):
 def test_cli_table_in_a_pipe_is_not_wrapped_at_80_columns(tiny, cli_env):
     """CliRunner's output is not a terminal (as in `reco evaluate | less`): each model's note stays on
     its row's line."""
-    from app.cli import MODEL_NOTES, app
+    from app.cli import app
+    from app.cli.evaluation import MODEL_NOTES
 
     result = CliRunner().invoke(app, ["evaluate", "--k", "3", "--users", "0"])
     assert result.exit_code == 0, result.output

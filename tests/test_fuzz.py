@@ -242,7 +242,7 @@ def test_a_value_the_driver_refuses_is_a_422():
     assert (error.status, error.code) == (422, "invalid_data") and "NUL" in error.message
 
 
-# --- the soak's parts (reco bench soak runs the whole; see app/soak.py) ---------------------------
+# --- the soak's parts (reco bench soak runs the whole; see app/tools/soak.py) ---------------------
 
 def test_pools_retry_within_half_a_second_while_the_database_is_away(monkeypatch):
     """psycopg_pool retries a failed connection after 1 s, then 2 s: the API came back up to 2 s
@@ -291,7 +291,7 @@ def test_pools_retry_within_half_a_second_while_the_database_is_away(monkeypatch
 
 
 def test_soak_figures_count_by_event_id():
-    from app.soak import Answer, Outage, Soak, figures
+    from app.tools.soak_figures import Answer, Outage, Soak, figures
 
     s = Soak()
     s.batches = [["a1", "a2"], ["b1", "b2"], ["c1", "c2"], ["d1", "d2"], ["e1"], ["f1"]]

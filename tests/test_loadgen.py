@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app import loadgen
+from app.tools import loadgen
 from tests.helpers import PATIENT
 
 

@@ -8,7 +8,7 @@ import random
 
 from typer.testing import CliRunner
 
-from app.movielens import age_band
+from app.tools.movielens import age_band
 
 runner = CliRunner()
 
@@ -71,7 +71,7 @@ def test_convert_import_evaluate(tmp_path, cli_env, conn):
 
 def write_atomic(folder, src) -> None:
     """The same data as RecBole's atomic files (ml-100k.inter/.item/.user), from GroupLens' files in ``src``."""
-    from app.movielens import GENRES
+    from app.tools.movielens import GENRES
 
     with (folder / "ml-100k.item").open("w") as fh:
         fh.write("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n")

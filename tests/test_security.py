@@ -324,7 +324,7 @@ def test_roles_that_bypass_row_level_security_cannot_be_analysts(conn, roles):
 
 
 def test_cli_analysts_grant_list_revoke(cli_env, conn, roles):
-    from app.cli_security import analysts_app
+    from app.cli.security import analysts_app
 
     carol = roles()
     runner = CliRunner()

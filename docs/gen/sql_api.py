@@ -51,6 +51,7 @@ TOPICS = {
     "030_import.sql": "CSV import",
     "040_jobs.sql": "Job bodies",
     "045_job_runner.sql": "Job runner and pg_cron",
+    "046_cli_queries.sql": "Status queries (what the CLI prints)",
     "048_experiments.sql": "Scenarios, experiments and assignment",
     "050_serving.sql": "Serving",
     "060_evaluation.sql": "Offline evaluation",

@@ -1,6 +1,6 @@
 """`reco bench ease`: time and peak memory of the EASE numpy step (jobs/ease.py) per catalog size.
 
-Each size runs in a fresh Python process (``python -m app.bench_models child ...``) so its peak RSS
+Each size runs in a fresh Python process (``python -m app.tools.bench_models child ...``) so its peak RSS
 (``resource.getrusage``: ru_maxrss) is its own. The interactions are synthetic: ``users`` users with
 a median of ``per_user`` features each (log-normal), drawn with a Zipf-like popularity, which is the
 shape of `reco generate --shape long-tail`. Measured: RᵀR (the Gram matrix), the inverse and scaling
@@ -79,7 +79,7 @@ def measure(sizes: list[int], n_users: int = 10_000, per_user: int = 135, k: int
     """One fresh process per size; returns the children's measurements (or their error)."""
     results = []
     for n in sizes:
-        proc = subprocess.run([sys.executable, "-m", "app.bench_models", "child", str(n), str(n_users),
+        proc = subprocess.run([sys.executable, "-m", "app.tools.bench_models", "child", str(n), str(n_users),
                                str(per_user), str(k), str(lam), "1" if check else "0"],
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -89,7 +89,7 @@ def measure(sizes: list[int], n_users: int = 10_000, per_user: int = 135, k: int
     return results
 
 
-if __name__ == "__main__":  # python -m app.bench_models child N USERS PER_USER K LAMBDA CHECK
+if __name__ == "__main__":  # python -m app.tools.bench_models child N USERS PER_USER K LAMBDA CHECK
     _, cmd, n, u, m, kk, lm, chk = sys.argv
     assert cmd == "child"
     print(json.dumps(child(int(n), int(u), int(m), int(kk), float(lm), chk == "1")))

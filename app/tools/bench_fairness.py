@@ -1,6 +1,6 @@
 """`reco bench fairness`: does one tenant's flood move another tenant's latencies?
 
-A running API server (app.bench.ServerProcess, one worker, the per-key rate limit on) serves two
+A running API server (app.tools.bench.ServerProcess, one worker, the per-key rate limit on) serves two
 tenants with the same data. The quiet tenant sends a steady, open-loop load (requests start on a
 schedule, whether or not the previous ones have answered, so a slow server shows as latency, not as
 fewer requests): recommendations, single-event POSTs, console pages, and the floor (GET /v1/ping: the
@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app import bench
+from app.tools import bench
 
 Build = Callable[[int], bytes]
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from app import db
-from app.cli_common import TenantOpt, console
+from app.cli.common import TenantOpt, console
 
 analysts_app = typer.Typer(help="Analyst roles: read-only SQL access to one tenant's rows (row-level security).",
                            no_args_is_help=True)

@@ -3,7 +3,7 @@
 A DBA who schedules the jobs with pg_cron and never runs `reco jobs loop` gets what SQL computes: the
 numpy steps (SVD feature factors above 64 features, EASE neighbours) are deferred (reco._defer) and the
 tenant serves a fallback (reco.job_status). This measures, on MovieLens-100K in RecBole's split (loaded
-by app.quality into ``<db>_quality``), in one run and on the same data: NDCG@10 of the hybrid and of
+by app.tools.quality into ``<db>_quality``), in one run and on the same data: NDCG@10 of the hybrid and of
 UserCF (the component the SVD feeds) after ``CALL reco.run_job('all')`` from a plain session (as pg_cron
 runs it), then after the Python runner's pass (jobs.runner, numpy steps included), each next to the
 popularity floor of the same split. With ``--tune`` the SQL tune (``SELECT reco.tune()``, as the tune
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from app import quality
+from app.tools import quality, quality_data
 
 Log = Callable[[str], None]
 MODELS = ("hybrid", "usercf")
@@ -74,7 +74,7 @@ def _python_jobs(url: str, tenant: str, log: Log) -> tuple[float, dict[str, tupl
     return seconds, _runs_since(url, last)
 
 
-def _measure(url: str, split: quality.Split, label: str, jobs: tuple[float, dict[str, tuple[str, float]]],
+def _measure(url: str, split: quality_data.Split, label: str, jobs: tuple[float, dict[str, tuple[str, float]]],
              log: Log) -> Pass:
     m = quality.measure(url, split, models=MODELS, log=log)
     seconds, runs = jobs
@@ -84,10 +84,10 @@ def _measure(url: str, split: quality.Split, label: str, jobs: tuple[float, dict
 
 
 def run(base_url: str, *, reuse: bool = False, tune: bool = False, log: Log = quality._quiet) -> SqlOnlyResult:
-    wheel, _ = quality.fetch_wheel(quality.cache_dir())
-    data = quality.read_wheel(wheel)
-    split = quality.build_split(data.interactions)
-    popularity = quality.metrics(quality.popularity_rankings(split), split.test)
+    wheel, _ = quality_data.fetch_wheel(quality_data.cache_dir())
+    data = quality_data.read_wheel(wheel)
+    split = quality_data.build_split(data.interactions)
+    popularity = quality_data.metrics(quality_data.popularity_rankings(split), split.test)
     url = quality.quality_database(base_url, reuse=reuse)
     quality.ensure_loaded(url, data, split, log)
     result = SqlOnlyResult(split.sizes(), round(popularity.ndcg, 4))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app import db
-from app.cli_common import TenantOpt, console
+from app.cli.common import TenantOpt, console
 
 experiment_app = typer.Typer(help="A/B tests and interleaving: create, start, stop, list, report.",
                              no_args_is_help=True)
@@ -108,7 +108,7 @@ def list_(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         rows = conn.execute("SELECT * FROM reco.experiment_list WHERE tenant = (SELECT slug FROM reco.tenants"
                             " WHERE tenant_id = reco._tenant_id(%s)) ORDER BY name", (tenant,)).fetchall()
-    from app.cli import _print_table
+    from app.cli.common import print_table
 
     table = Table("experiment", "scenario", "kind", "status", "traffic", "primary", "variants", "started")
     for column in table.columns[:2]:  # names are never cut (in a pipe the table is as wide as its cells)
@@ -117,7 +117,7 @@ def list_(tenant: TenantOpt = None) -> None:
         table.add_row(r["name"], r["scenario"], r["kind"], r["status"], f"{r['traffic']:.0%}", r["primary_metric"],
                       ", ".join(f"{v['name']} ({v['weight']:g})" for v in r["variants"]),
                       f"{r['started_at']:%Y-%m-%d %H:%M}" if r["started_at"] else "")
-    _print_table(table)
+    print_table(table)
 
 
 def _pct(v, signed: bool = True) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from app import db
-from app.cli_common import console
+from app.cli.common import console
 from app.settings_catalog import markdown, rows
 
 settings_app = typer.Typer(help="Settings: their rules (type, range, unit), docs and repairs.", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""What checking the key in the database costs: ``python -m app.bench_keys [URL]`` (default: the
+"""What checking the key in the database costs: ``python -m app.tools.bench_keys [URL]`` (default: the
 configured database). The API passes the key and the database hashes it (reco._api_key); this
 prints, per call, the SHA-256 of a key, the whole key check (reco.api_tenant: the hash, the index
 probe, the plpgsql call) and beside each the floor measured in the same run (the same statement
