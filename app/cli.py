@@ -344,7 +344,7 @@ def demo_key(url: str, tenant: str, data_dir: Path) -> tuple[str, bool]:
     with db.connect(url) as conn:
         if isinstance(key, str) and conn.execute(
                 """SELECT 1 FROM reco.api_keys WHERE key_hash = sha256(convert_to(%s, 'UTF8'))
-                   AND revoked_at IS NULL AND tenant_id = reco._tenant_id(%s)""", (key, tenant)).fetchone():
+                   AND revoked_at IS NULL AND tenant_id = reco.tenant_id(%s)""", (key, tenant)).fetchone():
             return key, False
         key = conn.execute("SELECT reco.create_api_key(%s, 'make demo') AS k", (tenant,)).fetchone()["k"]
     keys[tenant] = key
@@ -407,7 +407,7 @@ def demo(
 
     # the tune job once, on a sample of the holdout (the whole search on 20,000 users would take
     # minutes; weekly, the job itself uses setting evaluation_users)
-    from app.tune import tune as run_tune
+    from jobs.tune import tune as run_tune
 
     with _progress() as bar:
         task = bar.add_task("tune", total=None)
@@ -429,8 +429,8 @@ def demo(
                       (SELECT count(*) FROM reco.interactions WHERE tenant_id = t) AS interactions,
                       (SELECT count(*) FROM reco.feature_neighbors WHERE tenant_id = t) AS feature_neighbors,
                       (SELECT count(*) FROM reco.user_vectors WHERE tenant_id = t) AS user_vectors
-               FROM reco._tenant_id(%s) AS t""", (tenant,)).fetchone()
-        sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco._tenant_id(%s) "
+               FROM reco.tenant_id(%s) AS t""", (tenant,)).fetchone()
+        sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco.tenant_id(%s) "
                               "ORDER BY user_key LIMIT 1", (tenant,)).fetchone()
     console.print(f"[bold]tables[/bold]    tenant {tenant}: " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()),
                   highlight=False)
@@ -682,7 +682,7 @@ def bench_soak(
 def bench_quality(
     data: Annotated[str, typer.Option(help="movielens (MovieLens-100K in RecBole's split), generated "
                                            "(the demo generator, offline evaluation) or all")] = "movielens",
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then tune (app.tune), re-run the jobs "
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then tune (jobs.tune), re-run the jobs "
                                                                  "and measure again")] = True,
     reuse: Annotated[bool, typer.Option(help="keep the data already loaded in <db>_quality")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -930,7 +930,7 @@ def jobs_list(tenant: TenantOpt = None) -> None:
         # a run whose backend died (killed, crashed) would otherwise show 'running' forever
         conn.execute("SELECT reco.fail_orphaned_job_runs()")
         if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
+            conn.execute("SELECT reco.tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
         rows = conn.execute(
             """SELECT job AS name, schedule, depends_on, in_all, tenant, status, started_at, seconds, rows_written,
                       waiting_since, waiting_for
@@ -965,7 +965,7 @@ def _check_job(url: str, name: str, tenant: str | None) -> None:
     """An unknown job or tenant fails here, before any progress bar is drawn."""
     with db.connect(url) as conn:
         if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # raises with a hint
+            conn.execute("SELECT reco.tenant_id(%s)", (tenant,))  # raises with a hint
         names = [r["name"] for r in conn.execute("SELECT name FROM reco.jobs ORDER BY position")]
     if name != "all" and name not in names:
         err.print(f'error: unknown job "{name}"', markup=False, highlight=False)
@@ -1027,7 +1027,7 @@ def jobs_schedule(tenant: TenantOpt = None) -> None:
         if tenant is None:
             rows = conn.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
         else:
-            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
+            conn.execute("SELECT reco.require_pg_cron(), reco.tenant_id(%s)", (tenant,))
             # cron.schedule with an existing name updates that job: re-running never duplicates
             rows = conn.execute(
                 """SELECT s.jobname, s.schedule,
@@ -1049,7 +1049,7 @@ def jobs_unschedule(tenant: TenantOpt = None) -> None:
         if tenant is None:
             n = conn.execute("SELECT reco.unschedule_jobs() AS n").fetchone()["n"]
         else:
-            conn.execute("SELECT reco._require_pg_cron(), reco._tenant_id(%s)", (tenant,))
+            conn.execute("SELECT reco.require_pg_cron(), reco.tenant_id(%s)", (tenant,))
             n = conn.execute("""SELECT count(cron.unschedule(jobid)) AS n FROM cron.job
                                 WHERE jobname LIKE 'pgreco-%%' AND right(jobname, length(%(s)s)) = %(s)s""",
                              {"s": "@" + tenant}).fetchone()["n"]
@@ -1127,7 +1127,7 @@ def tenants_drop(slug: Slug,
                  yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False) -> None:
     """Delete a tenant and every row it owns: SELECT reco.drop_tenant(SLUG) (not 'default')."""
     with db.connect() as conn:
-        conn.execute("SELECT reco._tenant_id(%s)", (slug,))  # an unknown tenant: the error and its hint
+        conn.execute("SELECT reco.tenant_id(%s)", (slug,))  # an unknown tenant: the error and its hint
         (r,) = _tenant_counts(conn, slug, scopes=True)
         if slug != "default" and not yes:  # the default tenant: reco.drop_tenant refuses, with its reason
             what = f"{r['users']:,} users, {r['features']:,} features, {r['events']:,} events, {r['keys']:,} API keys"
@@ -1200,7 +1200,7 @@ def keys_list(tenant: TenantOpt = None) -> None:
     RECO_TENANT, every tenant's)."""
     with db.connect() as conn:
         if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
+            conn.execute("SELECT reco.tenant_id(%s)", (tenant,))  # an unknown tenant: the error and its hint
         rows = conn.execute("""SELECT k.prefix, t.slug AS tenant, k.name, k.created_at, k.revoked_at
                                FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
                                WHERE %(t)s::text IS NULL OR t.slug = %(t)s
@@ -1222,7 +1222,7 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its firs
             other = conn.execute(
                 """SELECT t.slug FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
                    WHERE k.revoked_at IS NULL AND k.prefix = left(%(p)s, 12)
-                     AND k.tenant_id <> reco._tenant_id(%(t)s)""", {"p": prefix, "t": tenant}).fetchone()
+                     AND k.tenant_id <> reco.tenant_id(%(t)s)""", {"p": prefix, "t": tenant}).fetchone()
             if other:
                 err.print(f"error: key {prefix[:12]} belongs to tenant {other['slug']}, not {tenant}; "
                           "nothing revoked", markup=False, highlight=False)
@@ -1285,7 +1285,7 @@ def tune(
 ) -> None:
     """Search the tenant's settings (neighbour model and K, τ, weights, seen handling, MMR λ) on a
     holdout of its own data; apply the best when it beats the current settings by more than the noise."""
-    from app.tune import tune as run_tune
+    from jobs.tune import tune as run_tune
 
     url = db.database_url()
     with _progress() as bar:
@@ -1480,7 +1480,7 @@ def _explain(reasons: dict) -> str:
 
 #: a serving function's rows with each feature's name (the catalog's), in rank order
 _WITH_NAMES = """SELECT r.*, f.name FROM {call} r
-                 LEFT JOIN reco.features f ON f.tenant_id = reco._tenant_id(%(tenant)s) AND f.feature_id = r.feature_id
+                 LEFT JOIN reco.features f ON f.tenant_id = reco.tenant_id(%(tenant)s) AND f.feature_id = r.feature_id
                  ORDER BY r.rank"""
 
 

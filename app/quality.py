@@ -12,7 +12,7 @@ full-ranking protocol): ``exclude_seen`` removes the train items, the validation
 dropped from the list when it appears.
 
 A second section (``--data generated``) runs the project's own offline evaluation
-(``app.evaluate``) on the demo generator's data, for the targets hybrid >= 1.3 x popularity
+(``jobs.evaluate``) on the demo generator's data, for the targets hybrid >= 1.3 x popularity
 and no component above the hybrid.
 
 Everything but the database work (the wheel, the split, the metrics, the report) is plain
@@ -382,7 +382,7 @@ def reset_settings(url: str, tenant: str, keep: tuple[str, ...] = ("segment_attr
     a reset τ rebuilds the interactions. Returns the keys reset."""
     with _connect(url) as conn:
         keys = [r["key"] for r in conn.execute(
-            "SELECT key FROM reco.settings WHERE tenant_id = reco._tenant_id(%s) ORDER BY key", (tenant,))]
+            "SELECT key FROM reco.settings WHERE tenant_id = reco.tenant_id(%s) ORDER BY key", (tenant,))]
         reset = [k for k in keys if k not in keep]
         for key in reset:
             conn.execute("SELECT reco.reset_setting(%s, %s)", (key, tenant))
@@ -542,11 +542,11 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
                              stats is None, jobs_seconds, defaults, reset=reset, in_database=in_database)
     if tune:
         try:
-            from app.tune import tune as run_tune  # imported only when tuning
+            from jobs.tune import tune as run_tune  # imported only when tuning
         except ModuleNotFoundError as exc:
-            if exc.name != "app.tune":
+            if exc.name != "jobs.tune":
                 raise
-            result.tuned = Tuned(False, {}, 0, 0.0, "app.tune is not available: tuning skipped")
+            result.tuned = Tuned(False, {}, 0, 0.0, "jobs.tune is not available: tuning skipped")
             return result
 
         def progress(step: str, done: int, total: int) -> None:
@@ -614,11 +614,11 @@ def run_generated(base_url: str, *, reuse: bool = False, fresh_database: bool = 
                   log: Log = _quiet) -> GeneratedResult:
     """Demo data (20,000 users, 24 features, 90 days, seed 3; cached in
     .reco/bench-quality-generated) in tenant ``generated`` of <db>_quality, the jobs, then
-    app.evaluate.evaluate(url, 'generated', users=0)."""
+    jobs.evaluate.evaluate(url, 'generated', users=0)."""
     from app.demodata import ceiling_metrics, generate
-    from app.evaluate import evaluate
     from app.importer import import_csv
     from app.settings import get_settings
+    from jobs.evaluate import evaluate
 
     out = get_settings().data_dir / "bench-quality-generated"
     made = False
@@ -723,7 +723,7 @@ def movielens_lines(r: MovieLensResult) -> list[str]:
 def generated_lines(g: GeneratedResult) -> list[str]:
     lines = [f"Generated data (demo generator: {GENERATED['users']:,} users, {GENERATED['features']} features, "
              f"{GENERATED['days']} days, seed {GENERATED['seed']}), the project's offline evaluation "
-             f"(app.evaluate, every eligible user)",
+             f"(jobs.evaluate, every eligible user)",
              f"{'model':<40} {'NDCG@10':>7} {'Hit@10':>7} {'MRR@10':>7}"]
     for model, s in g.scores.items():
         lines.append(_row(model, s["ndcg"], s["hit_rate"], s["mrr"]))

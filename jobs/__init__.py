@@ -62,7 +62,7 @@ def logged_run(conn, job: str, tenant: str | None) -> Iterator[RunLog]:
     cur = conn.cursor(row_factory=tuple_row)
     run_id = cur.execute(
         """INSERT INTO reco.job_runs (job, tenant, status, backend_pid, backend_start)
-           SELECT %s, (SELECT slug FROM reco.tenants WHERE tenant_id = reco._tenant_id(%s)), 'running',
+           SELECT %s, (SELECT slug FROM reco.tenants WHERE tenant_id = reco.tenant_id(%s)), 'running',
                   pg_backend_pid(), a.backend_start
            FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
            RETURNING run_id""", (job, tenant)).fetchone()[0]
