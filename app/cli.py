@@ -1338,7 +1338,7 @@ def evaluate(
     tenant: TenantOpt = None,
 ) -> None:
     """Leave-one-out evaluation (by time) of the hybrid, each component and a popularity baseline."""
-    from app import evaluate as ev
+    from jobs import evaluate as ev
 
     url = db.database_url()
     if apply_ and not grid_:

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.console.render import parse_time
 
-# the charts: the SQL rows as the series console.js draws
+# --- charts: the SQL rows as the series console.js draws ------------------------------------
 
 def _day(day: str) -> int:
     return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp())
@@ -32,6 +32,8 @@ def daily_chart(rows: list[dict], series: list[tuple[str, str, str]]) -> dict | 
         out.append({"label": label, "kind": k, "scale": scale or "y", "values": [r.get(col) for r in rows]})
     return {"type": "time", "x": [_day(r["day"]) for r in rows], "series": out}
 
+
+# --- recommendations and the experiment report ------------------------------------------------
 
 COMPONENTS = {"itemcf": ("#2f6fdf", "similar to features you used"),
               "usercf": ("#8e44ad", "used by users like you"),
