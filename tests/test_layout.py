@@ -82,3 +82,17 @@ def test_the_private_sql_check_sees_a_call_but_not_a_docstring(tmp_path: Path) -
                       'Q = f"SELECT * FROM RECO._evaluation_scores({1})"\n')
     found = [c.rsplit(": ", 1)[1] for c in private_sql_calls(module, tmp_path)]
     assert found == ["reco._tenant_id", "RECO._evaluation_scores"]
+
+
+#: the most lines a product module has (a newcomer reads one topic per module)
+MAX_LINES = 400
+#: tooling that is not product code: benchmarks, soak, simulators, demo data (app/tools/ once moved there)
+TOOLING = {"app/cli.py",  # being split into app/cli/, one module per command group
+           "app/quality.py", "app/demodata.py", "app/soak.py"}
+
+
+def test_product_modules_are_at_most_400_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for package in PACKAGES for p in _sources(package)
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    product = {p: n for p, n in long.items() if p not in TOOLING and not p.startswith("app/tools/")}
+    assert product == {}, f"split these modules (at most {MAX_LINES} lines each)"
