@@ -51,6 +51,7 @@ TOPICS = {
     "030_import.sql": "CSV import",
     "040_jobs.sql": "Job bodies",
     "045_job_runner.sql": "Job runner and pg_cron",
+    "047_public_api.sql": "Tenant ids and the pg_cron check",
     "048_experiments.sql": "Scenarios, experiments and assignment",
     "050_serving.sql": "Serving",
     "060_evaluation.sql": "Offline evaluation",
