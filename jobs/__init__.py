@@ -1,6 +1,6 @@
 """The pgreco job catalog and runner, and the Python steps it runs before a job's SQL body: the numpy
 steps (EASE: ease.py, SVD factors: svd.py), the offline evaluation (evaluate.py) and the tune's search
-(tune.py). Imports nothing from app/ (tests/test_layout.py): the CLI, the API and the tools call in."""
+(tune.py). Independent of the app/ package (tests/test_layout.py): the CLI, the API and the tools call in."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
