@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import os
 import pwd
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+
+from app.private_files import is_private_dir, mkdirs, pid_alive, private_lock_file, remove_if_ours
 
 with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR at import time
     warnings.simplefilter("ignore")
@@ -98,7 +99,7 @@ class EmbeddedServer:
         pid = int(lines[0])
         socket_dir = Path(lines[4]) if len(lines) > 4 and lines[4] else None
         ready = len(lines) > 7 and lines[7].strip() == "ready"
-        return ServerStatus(_pid_alive(pid) and ready, pid, socket_dir, self.pgdata)
+        return ServerStatus(pid_alive(pid) and ready, pid, socket_dir, self.pgdata)
 
     def start(self) -> ServerStatus:
         """Initialise (first time) and start the server; a no-op when it already runs.
@@ -109,7 +110,7 @@ class EmbeddedServer:
         until it restarts; only its socket directory, if outside the data directory, is made
         private (0700, the server's user) right away.
         """
-        _mkdirs(self.data_dir, 0o755)
+        mkdirs(self.data_dir, 0o755)
         with self._lock():
             st = self.status()
             if st.running:
@@ -175,7 +176,7 @@ class EmbeddedServer:
     def _lock(self, timeout: float = LOCK_TIMEOUT):
         """The data directory's start/stop lock: a private file (0600, ours), so no other local user can
         open it, let alone hold it; waited for at most ``timeout`` seconds, then a clear error."""
-        fd = _private_lock_file(self.data_dir / ".lock")
+        fd = private_lock_file(self.data_dir / ".lock")
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -220,8 +221,8 @@ class EmbeddedServer:
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
-            if not _private_dir_of(path, server.pw_uid):
-                _remove_if_ours(path, {server.pw_uid, os.geteuid()})
+            if not is_private_dir(path, server.pw_uid):
+                remove_if_ours(path, {server.pw_uid, os.geteuid()})
                 try:
                     os.mkdir(path, 0o700)
                 except FileExistsError:
@@ -229,7 +230,7 @@ class EmbeddedServer:
         if self._as_root:
             os.chown(path, server.pw_uid, server.pw_gid, follow_symlinks=False)
         os.chmod(path, 0o700)
-        if not _private_dir_of(path, server.pw_uid):
+        if not is_private_dir(path, server.pw_uid):
             raise RuntimeError(f"could not make a private socket directory at {path}")
         return path
 
@@ -254,7 +255,7 @@ class EmbeddedServer:
     def _ensure_initdb(self) -> None:
         if (self.pgdata / "PG_VERSION").exists():
             return
-        _mkdirs(self.pgdata, 0o700)
+        mkdirs(self.pgdata, 0o700)
         if self._as_root:
             self._prepare_root()
         self._run(
@@ -344,72 +345,3 @@ class EmbeddedServer:
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
-
-
-def _private_lock_file(path: Path) -> int:
-    """An fd of the lock file, 0600 and ours. An older one (0644, or not ours) is replaced by a new file:
-    another user may hold a lock on the old one's inode, never on the new one's."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        fd = None
-    except OSError:  # a symlink or something else we cannot open: not ours to use
-        fd = -1
-    if fd is not None and fd >= 0:
-        st = os.fstat(fd)
-        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o600 and stat.S_ISREG(st.st_mode):
-            return fd
-        os.close(fd)
-    if fd is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-
-
-def _mkdirs(path: Path, mode: int) -> None:
-    """``mkdir -p`` whose new directories get ``mode`` exactly, whatever the umask."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, mode)
-        except FileExistsError:
-            continue
-        os.chmod(d, mode)
-
-
-def _private_dir_of(path: Path, uid: int) -> bool:
-    """A real directory (not a symlink), owned by ``uid``, closed to group and others."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and stat.S_IMODE(st.st_mode) & 0o077 == 0
-
-
-def _remove_if_ours(path: Path, uids: set[int]) -> None:
-    """Remove what is at ``path`` if one of ``uids`` owns it (never follows symlinks)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if st.st_uid not in uids:
-        return
-    with contextlib.suppress(OSError):
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,4 +1,6 @@
-"""The pgreco job catalog and runner."""
+"""The pgreco job catalog and runner, and the Python steps it runs before a job's SQL body: the numpy
+steps (EASE: ease.py, SVD factors: svd.py), the offline evaluation (evaluate.py) and the tune's search
+(tune.py). Independent of the app/ package (tests/test_layout.py): the CLI, the API and the tools call in."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,7 +64,7 @@ def logged_run(conn, job: str, tenant: str | None) -> Iterator[RunLog]:
     cur = conn.cursor(row_factory=tuple_row)
     run_id = cur.execute(
         """INSERT INTO reco.job_runs (job, tenant, status, backend_pid, backend_start)
-           SELECT %s, (SELECT slug FROM reco.tenants WHERE tenant_id = reco._tenant_id(%s)), 'running',
+           SELECT %s, (SELECT slug FROM reco.tenants WHERE tenant_id = reco.tenant_id(%s)), 'running',
                   pg_backend_pid(), a.backend_start
            FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
            RETURNING run_id""", (job, tenant)).fetchone()[0]

@@ -13,12 +13,12 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from app.evaluate import evaluate_for_runner
-from app.tune import tune_for_runner
 from jobs import mark_fresh, vacuum_rewritten
 from jobs.cron import next_run
 from jobs.ease import write_ease_weights
+from jobs.evaluate import evaluate_for_runner
 from jobs.svd import write_svd_factors
+from jobs.tune import tune_for_runner
 
 #: job -> (the step its SQL body checks with reco._python_step, the numpy function computing it)
 PYTHON_STEPS: dict[str, tuple[str, Callable[[psycopg.Connection, str | None], int]]] = {

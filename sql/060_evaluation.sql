@@ -441,7 +441,7 @@ DECLARE
     _done jsonb;
 BEGIN
     IF reco._python_step('evaluate') THEN
-        -- the Python runner evaluated just before, in this session, numpy steps included (app/evaluate.py)
+        -- the Python runner evaluated just before, in this session, numpy steps included (jobs/evaluate.py)
         _done := nullif(current_setting('reco.evaluate_done', true), '')::jsonb -> _slug;
         PERFORM set_config('reco.job_message', coalesce(_done ->> 'message', ''), true);
         RETURN (_done ->> 'users')::bigint;
@@ -467,3 +467,64 @@ FROM reco.evaluation_runs r
 JOIN reco.evaluation_results x USING (run_id);
 COMMENT ON VIEW reco.evaluations IS
     'every evaluation run with its results, one row per model: SELECT * FROM reco.evaluations ORDER BY run_id DESC;';
+
+-- ---------------------------------------------------------------------------------------
+-- The evaluation's steps, public: what `reco evaluate` (jobs/evaluate.py) walks from Python, with
+-- the ranking spread over several connections and the numpy steps between them. Thin wrappers of the
+-- helpers above, which reco.evaluate and the tune use directly.
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.evaluation_scope(p_source int, p_users int, p_seed text,
+                                                 p_settings jsonb DEFAULT '{}', p_embeddings boolean DEFAULT true,
+                                                 p_fold int DEFAULT 0)
+RETURNS int
+LANGUAGE sql AS $$
+    SELECT reco._evaluation_scope(p_source, p_users, p_seed, p_settings, p_embeddings, p_fold)
+$$;
+COMMENT ON FUNCTION reco.evaluation_scope(int, int, text, jsonb, boolean, int) IS
+$c$create an evaluation scope of tenant p_source (its reco.tenant_id) and return the scope's tenant id: a tenant
+holding a copy of the data with, for p_users held-out users (0: every eligible user, NULL: setting evaluation_users;
+a sample drawn by p_seed), the most recently adopted feature held out (p_fold 1: the one before it, the latest left
+out), and every derived table rebuilt from the remaining events. p_settings overrides settings in the scope;
+p_embeddings false leaves the embeddings job to the caller (after its SVD factors). Rank it with
+reco.evaluation_rank, store its scores with reco.evaluation_record, drop it with reco.drop_tenant(its slug).$c$;
+
+CREATE OR REPLACE FUNCTION reco.evaluation_models()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT reco._evaluation_models()
+$$;
+COMMENT ON FUNCTION reco.evaluation_models() IS
+    'the models an evaluation ranks, in report order: the hybrid, each component alone, the popularity baseline, the hybrid with exploration';
+
+CREATE OR REPLACE FUNCTION reco.evaluation_rank(p_eval int, p_model text, p_k int,
+                                                p_from int DEFAULT NULL, p_to int DEFAULT NULL,
+                                                p_options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT reco._evaluation_rank(p_eval, p_model, p_k, p_from, p_to, p_options)
+$$;
+COMMENT ON FUNCTION reco.evaluation_rank(int, text, int, int, int, jsonb) IS
+$c$rank the top p_k of the held-out users of evaluation scope p_eval (user keys p_from..p_to, every one when NULL)
+with one model of reco.evaluation_models() (p_options overrides its options of reco.recommend_features, e.g.
+weights); returns the users ranked. Not a scope, or an unknown model: invalid_parameter_value.$c$;
+
+CREATE OR REPLACE FUNCTION reco.evaluation_scores(p_eval int)
+RETURNS TABLE (model text, users int, hit_rate float8, mrr float8, ndcg float8, coverage float8)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM reco._evaluation_scores(p_eval)
+$$;
+COMMENT ON FUNCTION reco.evaluation_scores(int) IS
+    'HitRate@K, MRR@K, NDCG@K and catalog coverage of every model ranked so far in evaluation scope p_eval (nothing is stored)';
+
+CREATE OR REPLACE FUNCTION reco.evaluation_record(p_eval int, p_kind text, p_k int, p_options jsonb,
+                                                  p_started timestamptz)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT reco._evaluation_record(p_eval, p_kind, p_k, p_options, p_started)
+$$;
+COMMENT ON FUNCTION reco.evaluation_record(int, text, int, jsonb, timestamptz) IS
+$c$store the scores of evaluation scope p_eval as a run of its tenant (reco.evaluation_runs and evaluation_results,
+kind p_kind, with the settings in force there and how it was computed; p_options ->'python_steps' names the numpy
+steps computed for it on another connection); returns the run id. A scope that could not compute what its tenant
+serves (EASE or SVD without numpy) is refused: feature_not_supported, nothing stored.$c$;

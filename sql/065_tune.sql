@@ -7,10 +7,11 @@
 --
 --   reco.tune(tenant, users, apply)   the whole search in SQL (CALL reco.run_job('tune'), pg_cron):
 --                                     every model but EASE, which needs numpy
---   `reco tune` (app/tune.py)         the same stages from Python, EASE trials included
+--   `reco tune` (jobs/tune.py)        the same stages from Python, EASE trials included
 --
 -- Sync contract: the stages are reco._tune_stages(); their candidates reco._tune_plan(); a trial
--- is reco._tune_trial(); app/tune.py walks the same stages with the same functions. What a tune
+-- is reco._tune_trial(); jobs/tune.py walks the same stages with the same functions (through their
+-- public wrappers at the end of this file: reco.tune_stages, tune_plan, tune_trial, ...). What a tune
 -- decided — per stage, the component floor and the final configuration: kept, chosen, applied,
 -- and the fold each gain comes from — is in reco.tune_decisions only (written by _tune_keep_best
 -- and _tune_decide); reco.tune_trials, reco.tune_summaries, the console and `reco tune` read it.
@@ -662,7 +663,7 @@ DECLARE
     _r jsonb;
 BEGIN
     IF reco._python_step('tune') THEN
-        -- the Python runner did the search just before, in this session, EASE included (app/tune.py)
+        -- the Python runner did the search just before, in this session, EASE included (jobs/tune.py)
         PERFORM set_config('reco.job_message', coalesce(current_setting('reco.tune_message', true), ''), true);
         RETURN 0;
     END IF;
@@ -685,3 +686,116 @@ END $$;
 COMMENT ON FUNCTION reco.job_tune(int) IS
     'job body: reco.tune for a tenant (weekly; not part of run_job(''all'')); returns the trials run';
 
+
+-- ---------------------------------------------------------------------------------------
+-- The tune's steps, public: what `reco tune` (jobs/tune.py) walks from Python to add the numpy
+-- (EASE) trials between them. Thin wrappers of the helpers above, which reco.tune uses directly; one
+-- tune runs in one session (reco.tune_begin creates its session-local scores).
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.tune_begin()
+RETURNS void
+LANGUAGE sql AS $$
+    SELECT reco._tune_begin()
+$$;
+COMMENT ON FUNCTION reco.tune_begin() IS
+    'start a tune in this session: (re)creates the session-local per-user scores its trials are compared on; call it first';
+
+CREATE OR REPLACE FUNCTION reco.tune_stages()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT reco._tune_stages()
+$$;
+COMMENT ON FUNCTION reco.tune_stages() IS
+    'the stages of the tune''s coordinate search, in order (model, tau, weights, seen, mmr)';
+
+CREATE OR REPLACE FUNCTION reco.tune_plan(p_stage text)
+RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT * FROM reco._tune_plan(p_stage)
+$$;
+COMMENT ON FUNCTION reco.tune_plan(text) IS
+    'the candidate settings a tune tries in stage p_stage (reco.tune_stages()), one JSON object of settings each';
+
+CREATE OR REPLACE FUNCTION reco.tune_needs_python(p_settings jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT reco._tune_needs_python(p_settings)
+$$;
+COMMENT ON FUNCTION reco.tune_needs_python(jsonb) IS
+    'whether a trial''s settings need numpy (EASE neighbour weights): reco.tune skips those trials, `reco tune` computes them';
+
+CREATE OR REPLACE FUNCTION reco.tune_trial_settings(p_tune text, p_stage text, p_settings jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT reco._tune_settings(p_tune, p_stage, p_settings)
+$$;
+COMMENT ON FUNCTION reco.tune_trial_settings(text, text, jsonb) IS
+    'a trial''s full settings for its stage: every setting the stage varies as in the trial kept so far in tune p_tune (at first the baseline), overridden by the trial''s own p_settings';
+
+CREATE OR REPLACE FUNCTION reco.tune_trial(p_scope int, p_tune text, p_stage text, p_settings jsonb)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT reco._tune_trial(p_scope, p_tune, p_stage, p_settings)
+$$;
+COMMENT ON FUNCTION reco.tune_trial(int, text, text, jsonb) IS
+$c$one trial of tune p_tune in evaluation scope p_scope (reco.evaluation_scope): set p_settings there, rebuild what
+they change, rank the held-out users, store the run (kind tune) and its per-user NDCG@10; returns the run id.
+Stages 'baseline' and 'floor' also rank each component alone. An EASE trial needs its weights from numpy first.$c$;
+
+CREATE OR REPLACE FUNCTION reco.tune_pending(p_scope int, p_tune text, p_stage text)
+RETURNS TABLE (incumbent bigint, best bigint, gain float8, se float8, confirm boolean, min_gain float8)
+LANGUAGE sql AS $$
+    SELECT * FROM reco._tune_pending(p_scope, p_tune, p_stage)
+$$;
+COMMENT ON FUNCTION reco.tune_pending(int, text, text) IS
+$c$where stage p_stage of tune p_tune stands: the incumbent and the best trial, the paired NDCG@10 gain and its
+standard error, whether to confirm on a second fold (the gain is positive but within tune_min_gain standard errors),
+and that bar. No row when the stage ran no trial.$c$;
+
+CREATE OR REPLACE FUNCTION reco.tune_keep_best(p_scope int, p_tune text, p_stage text, p_confirm bigint[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT reco._tune_keep_best(p_scope, p_tune, p_stage, p_confirm)
+$$;
+COMMENT ON FUNCTION reco.tune_keep_best(int, text, text, bigint[]) IS
+$c$close stage p_stage of tune p_tune: keep its best trial when it beats the incumbent by more than tune_min_gain
+standard errors (pooled with the second fold's runs of the incumbent and the best when p_confirm gives them), record
+the decision in reco.tune_decisions, make the kept settings the scope's again (not those that need numpy: the caller
+does); returns the kept settings of the stage, NULL when it ran no trial.$c$;
+
+CREATE OR REPLACE FUNCTION reco.tune_full_settings(p_run bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT reco._tune_full_settings(p_run)
+$$;
+COMMENT ON FUNCTION reco.tune_full_settings(bigint) IS
+    'every setting the tune searches, as in force in trial run p_run: what a second fold is set to, to measure that trial there';
+
+CREATE OR REPLACE FUNCTION reco.tune_restore(p_scope int, p_settings jsonb)
+RETURNS void
+LANGUAGE sql AS $$
+    SELECT reco._tune_restore(p_scope, p_settings)
+$$;
+COMMENT ON FUNCTION reco.tune_restore(int, jsonb) IS
+    'make p_settings the settings of evaluation scope p_scope again and rebuild what they change (interactions and user vectors for a τ, neighbours for a neighbour setting); ranks nothing';
+
+CREATE OR REPLACE FUNCTION reco.tune_decide(p_tenant_id int, p_scope int, p_tune text, p_baseline bigint,
+                                            p_apply boolean, p_skipped text[])
+RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT reco._tune_decide(p_tenant_id, p_scope, p_tune, p_baseline, p_apply, p_skipped)
+$$;
+COMMENT ON FUNCTION reco.tune_decide(int, int, text, bigint, boolean, text[]) IS
+$c$the decision of tune p_tune of tenant p_tenant_id, after its stages and its 'floor' trial: the tuned configuration
+against the baseline run p_baseline, the component floor, the seen handling; applies the settings that changed when
+p_apply (and no running experiment holds them), records the 'final' row of reco.tune_decisions and returns the
+summary (p_skipped: the trials that could not run, listed in it).$c$;
+
+CREATE OR REPLACE FUNCTION reco.tune_message(p_summary jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT reco._tune_message(p_summary)
+$$;
+COMMENT ON FUNCTION reco.tune_message(jsonb) IS
+    'the one-line report of a tune (the job''s log, `reco tune`, `reco demo`) from the summary reco.tune or reco.tune_decide returned';

@@ -154,10 +154,10 @@ def cron_db(server_url: str):
 def patient_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """The console's own waits (a pooled connection, a page's statement) as generous as the API's
     under test (tests.helpers.GENEROUS): a busy machine makes a page slow, not an error page."""
-    from app.console import routes
+    from app.console import data
 
-    monkeypatch.setattr(routes, "POOL_WAIT", PATIENT)
-    monkeypatch.setattr(routes, "TIMEOUT_MS", GENEROUS["api_timeout_ms"])
+    monkeypatch.setattr(data, "POOL_WAIT", PATIENT)
+    monkeypatch.setattr(data, "TIMEOUT_MS", GENEROUS["api_timeout_ms"])
 
 
 # --- data the API and engine tests share -----------------------------------------------------------

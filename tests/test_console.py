@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '.[test]')")
 
-from app.console import routes  # noqa: E402
+from app.console import auth, data, render, views  # noqa: E402
 from tests.helpers import (  # noqa: E402
     XSS_FEATURE,
     XSS_NAME,
@@ -118,10 +118,10 @@ PAGES = ["/console", "/console/users", "/console/user?id=U1", "/console/features
 def test_without_a_valid_key_every_page_is_the_login_page_and_no_data(world, anon):
     for path in PAGES:
         for headers, cookies in (({}, {}), ({"Authorization": "Bearer nope"}, {}),
-                                 ({}, {routes.COOKIE: "0" * 64}), ({}, {routes.COOKIE: "not-hex"}),
-                                 ({}, {routes.COOKIE: "pgs_" + "0" * 64}),
+                                 ({}, {auth.COOKIE: "0" * 64}), ({}, {auth.COOKIE: "not-hex"}),
+                                 ({}, {auth.COOKIE: "pgs_" + "0" * 64}),
                                  # the key's SHA-256 (what api_keys stores) was the session cookie until issue 24
-                                 ({}, {routes.COOKIE: hashlib.sha256(world["key"].encode()).hexdigest()})):
+                                 ({}, {auth.COOKIE: hashlib.sha256(world["key"].encode()).hexdigest()})):
             anon.cookies.clear()
             for k, v in cookies.items():
                 anon.cookies.set(k, v, path="/console")
@@ -137,14 +137,14 @@ def test_without_a_valid_key_every_page_is_the_login_page_and_no_data(world, ano
 
 def test_login_opens_a_server_side_session_that_logout_ends(world, anon):
     r = post_login(anon, {"key": "wrong", "next": "/console/features"})
-    assert r.status_code == 401 and "not valid" in r.text and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert r.status_code == 401 and "not valid" in r.text and f"{auth.COOKIE}=" not in r.headers.get("set-cookie", "")
     before = len(sessions(world["url"]))
     r = post_login(anon, {"key": world["key"], "next": "/console/features?search=cut"})
     assert r.status_code == 303 and r.headers["location"] == "/console/features?search=cut"
     cookie = r.headers["set-cookie"]
-    token = anon.cookies.get(routes.COOKIE)
+    token = anon.cookies.get(auth.COOKIE)
     # a random token: neither the key nor anything computed from it
-    assert re.fullmatch(r"pgs_[0-9a-f]{64}", token) and cookie.startswith(f"{routes.COOKIE}={token};")
+    assert re.fullmatch(r"pgs_[0-9a-f]{64}", token) and cookie.startswith(f"{auth.COOKIE}={token};")
     assert world["key"] not in cookie and hashlib.sha256(world["key"].encode()).hexdigest() not in cookie
     low = cookie.lower()
     assert "httponly" in low and "samesite=lax" in low and "path=/console" in low
@@ -170,7 +170,7 @@ def test_login_opens_a_server_side_session_that_logout_ends(world, anon):
     assert r.status_code == 303 and anon.get("/console").status_code == 303
     assert sessions(world["url"])[-1]["ended_why"] == "logout"
     # the same cookie, kept (copied before the logout), opens nothing any more
-    anon.cookies.set(routes.COOKIE, token, path="/console")
+    anon.cookies.set(auth.COOKIE, token, path="/console")
     r = anon.get("/console")
     assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
 
@@ -182,7 +182,7 @@ def test_a_session_ends_at_its_expiry_and_when_idle(world):
         for column, value in (("expires_at", "now() - interval '1 second'"),
                               ("last_seen_at", "now() - interval '31 minutes'")):
             login(c, world["key"])
-            token = c.cookies.get(routes.COOKIE)
+            token = c.cookies.get(auth.COOKIE)
             digest = hashlib.sha256(token.encode()).digest()
             with psycopg.connect(world["url"], autocommit=True) as conn:
                 conn.execute("UPDATE reco.console_sessions SET last_seen_at = now() - interval '29 minutes'"
@@ -194,22 +194,22 @@ def test_a_session_ends_at_its_expiry_and_when_idle(world):
                 conn.execute(f"UPDATE reco.console_sessions SET {column} = {value} WHERE token_hash = %s", (digest,))
             r = c.get("/console/users")
             assert r.status_code == 303 and "why=ended" in r.headers["location"], column
-            assert "max-age=0" in r.headers["set-cookie"].lower() or f'{routes.COOKIE}=""' in r.headers["set-cookie"]
+            assert "max-age=0" in r.headers["set-cookie"].lower() or f'{auth.COOKIE}=""' in r.headers["set-cookie"]
 
 
 def test_the_login_form_needs_its_own_token(world, anon):
     """Login CSRF: a form posted from elsewhere (no token, or not the login cookie's) logs nobody in."""
     r = anon.post("/console/login", data={"key": world["key"]})
-    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert r.status_code == 403 and f"{auth.COOKIE}=" not in r.headers.get("set-cookie", "")
     token = form_token(anon.get("/console/login").text)
     r = anon.post("/console/login", data={"key": world["key"], "csrf": "f" * 64})
-    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert r.status_code == 403 and f"{auth.COOKIE}=" not in r.headers.get("set-cookie", "")
     assert anon.post("/console/login", data={"key": world["key"], "csrf": token}).status_code == 303
 
 
 def test_login_refuses_other_sites_and_redirects_only_inside_the_console(world, anon):
     r = post_login(anon, {"key": world["key"]}, headers={"Origin": "https://evil.example"})
-    assert r.status_code == 403 and f"{routes.COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert r.status_code == 403 and f"{auth.COOKIE}=" not in r.headers.get("set-cookie", "")
     for target in ("https://evil.example/", "//evil.example/console", "/v1/ping", "/consolex", "/console\\x"):
         anon.cookies.clear()
         r = post_login(anon, {"key": world["key"], "next": target})
@@ -226,7 +226,7 @@ def test_a_bearer_header_works_too_and_a_revoked_key_logs_out(world):
         assert c.get("/console", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         login(c, key)
         assert c.get("/console/users").status_code == 200
-        token = c.cookies.get(routes.COOKIE)
+        token = c.cookies.get(auth.COOKIE)
         with psycopg.connect(world["url"], autocommit=True) as conn:
             conn.execute("SELECT reco.revoke_api_key(%s)", (key[:12],))
             # the revocation ended the key's sessions in the table, not only at their next check
@@ -234,7 +234,7 @@ def test_a_bearer_header_works_too_and_a_revoked_key_logs_out(world):
                                 (hashlib.sha256(token.encode()).digest(),)).fetchone()[0] == "revoked"
         r = c.get("/console/users")
         assert r.status_code == 303 and "why=ended" in r.headers["location"]
-        assert f'{routes.COOKIE}=""' in r.headers["set-cookie"] or "max-age=0" in r.headers["set-cookie"].lower()
+        assert f'{auth.COOKIE}=""' in r.headers["set-cookie"] or "max-age=0" in r.headers["set-cookie"].lower()
         assert "no longer valid" in c.get(r.headers["location"]).text
 
 
@@ -331,8 +331,8 @@ def test_experiments_and_a_report(web):
 
 
 def test_client_data_is_escaped_everywhere(web):
-    pages = [web.get("/console/user?id=" + routes.q(XSS_USER)), web.get("/console/features"),
-             web.get("/console/feature?id=" + routes.q(XSS_FEATURE)), web.get("/console/users?start=%3C")]
+    pages = [web.get("/console/user?id=" + render.q(XSS_USER)), web.get("/console/features"),
+             web.get("/console/feature?id=" + render.q(XSS_FEATURE)), web.get("/console/users?start=%3C")]
     for r in pages:
         assert r.status_code == 200, r.text
         html = r.text
@@ -410,12 +410,12 @@ def test_a_report_that_cannot_be_made_is_said_on_the_page(world, web):
 
 
 def test_database_unavailable_is_a_page_not_a_crash(world, monkeypatch):
-    monkeypatch.setattr(routes, "POOL_WAIT", 0.3)
+    monkeypatch.setattr(data, "POOL_WAIT", 0.3)
     url = "postgresql://nobody@/reco?host=/nonexistent-socket-dir"
     # the API's pool wait as configured in production (the tests' generous one would wait PATIENT s
     # for the tenant-budget lookup of the console's hook)
     with TestClient(console_app(url, api_pool_timeout=0.3), follow_redirects=False) as c:
-        c.cookies.set(routes.COOKIE, "pgs_" + "0" * 64, path="/console")
+        c.cookies.set(auth.COOKIE, "pgs_" + "0" * 64, path="/console")
         r = c.get("/console")
         assert r.status_code == 503 and "Database unavailable" in r.text
         r = post_login(c, {"key": "whatever"})
@@ -434,8 +434,8 @@ def test_today_is_not_plotted_as_a_cliff():
     today = datetime.now(UTC).date()
     rows = [{"day": (today - timedelta(days=n)).isoformat(), "events": 100, "users": 10} for n in (2, 1, 0)]
     rows[-1]["events"] = 3
-    spec = routes.daily_chart(rows, [("events", "events", "bars")])
-    assert spec["x"] == [routes._day(r["day"]) for r in rows[:2]] and spec["series"][0]["values"] == [100, 100]
+    spec = views.daily_chart(rows, [("events", "events", "bars")])
+    assert spec["x"] == [views._day(r["day"]) for r in rows[:2]] and spec["series"][0]["values"] == [100, 100]
 
 
 def test_sample_ratio_with_no_users_is_not_a_pass(world, web):

@@ -37,7 +37,7 @@ def test_sql_ease_weights_equal_numpy(db_url, conn):
 def test_sql_evaluation_of_an_ease_tenant_equals_reco_evaluate(db_url, conn):
     """The issue's case: the SQL evaluation of a tenant tuned to EASE computed no EASE neighbours and
     stored other numbers than `reco evaluate`; now both compute EASE and agree, and say how."""
-    from app.evaluate import evaluate
+    from jobs.evaluate import evaluate
     from jobs.runner import run_job
 
     _crafted(conn)

@@ -75,7 +75,7 @@ def test_tune_job_from_sql_finds_the_short_decay_and_applies_it(conn):
 
 
 def test_tune_from_python_tries_ease_and_only_reports_without_apply(db_url, conn):
-    from app.tune import tune
+    from jobs.tune import tune
 
     _crafted(conn)
     result = tune(db_url, None, apply=False)
@@ -128,8 +128,8 @@ def test_a_tenant_on_ease_is_tuned_from_its_real_baseline(db_url, conn):
     model-stage trial with the same settings: from Python (numpy) and, on this 40-feature catalog, from
     SQL too (SQL inverts catalogs of at most 64 features; above, it refuses and the job defers:
     tests/test_evaluation_provenance.py)."""
-    from app.tune import tune
     from jobs.runner import run_job
+    from jobs.tune import tune
 
     _crafted(conn)
     for key, value in {"neighbor_model": "ease", "neighbors_k": 50, "ease_lambda": 250}.items():

@@ -105,8 +105,8 @@ def test_the_report_the_trials_the_console_and_the_settings_agree(conn):
 
 
 def test_every_way_of_starting_a_tune_logs_one_run(db_url, tiny):  # noqa: F811
-    from app.tune import tune
     from jobs.runner import run_job
+    from jobs.tune import tune
 
     def runs() -> list[dict]:
         return tiny.execute("SELECT status, rows_written FROM reco.job_runs WHERE job = 'tune' ORDER BY run_id"

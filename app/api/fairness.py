@@ -175,7 +175,7 @@ async def console_budget(request: Request) -> AsyncIterator[None]:
     """The console's hook (a dependency of its router): a page of a logged-in tenant costs one of its
     console pages a second and holds one of its console queries at once while it runs. Static files,
     the login form and requests without a key pass."""
-    from app.console.routes import credential  # the console's own reading of its session cookie (or bearer key)
+    from app.console.auth import credential  # the console's own reading of its session cookie (or bearer key)
 
     state = getattr(request.app.state, "reco", None)
     auth = None if state is None or "/static/" in request.url.path else credential(request)

@@ -202,7 +202,7 @@ def bench_soak(
 def bench_quality(
     data: Annotated[str, typer.Option(help="movielens (MovieLens-100K in RecBole's split), generated "
                                            "(the demo generator, offline evaluation) or all")] = "movielens",
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then tune (app.tune), re-run the jobs "
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="then tune (jobs.tune), re-run the jobs "
                                                                  "and measure again")] = True,
     reuse: Annotated[bool, typer.Option(help="keep the data already loaded in <db>_quality")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,

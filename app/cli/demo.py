@@ -59,7 +59,7 @@ def demo_key(url: str, tenant: str, data_dir: Path) -> tuple[str, bool]:
     with db.connect(url) as conn:
         if isinstance(key, str) and conn.execute(
                 """SELECT 1 FROM reco.api_keys WHERE key_hash = sha256(convert_to(%s, 'UTF8'))
-                   AND revoked_at IS NULL AND tenant_id = reco._tenant_id(%s)""", (key, tenant)).fetchone():
+                   AND revoked_at IS NULL AND tenant_id = reco.tenant_id(%s)""", (key, tenant)).fetchone():
             return key, False
         key = conn.execute("SELECT reco.create_api_key(%s, 'make demo') AS k", (tenant,)).fetchone()["k"]
     keys[tenant] = key
@@ -122,7 +122,7 @@ def demo(
 
     # the tune job once, on a sample of the holdout (the whole search on 20,000 users would take
     # minutes; weekly, the job itself uses setting evaluation_users)
-    from app.tune import tune as run_tune
+    from jobs.tune import tune as run_tune
 
     with progress_bars() as bar:
         task = bar.add_task("tune", total=None)
@@ -137,7 +137,7 @@ def demo(
 
     with db.connect(url) as conn:
         rows = conn.execute("SELECT * FROM reco.tenant_row_counts(%s)", (tenant,)).fetchone()
-        sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco._tenant_id(%s) "
+        sample = conn.execute("SELECT user_id FROM reco.users WHERE tenant_id = reco.tenant_id(%s) "
                               "ORDER BY user_key LIMIT 1", (tenant,)).fetchone()
     console.print(f"[bold]tables[/bold]    tenant {tenant}: " + ", ".join(f"reco.{k}: {v:,}" for k, v in rows.items()),
                   highlight=False)

@@ -31,7 +31,7 @@ def tune(
 ) -> None:
     """Search the tenant's settings (neighbour model and K, τ, weights, seen handling, MMR λ) on a
     holdout of its own data; apply the best when it beats the current settings by more than the noise."""
-    from app.tune import tune as run_tune
+    from jobs.tune import tune as run_tune
 
     url = db.database_url()
     with progress_bars() as bar:
@@ -84,7 +84,7 @@ def evaluate(
     tenant: TenantOpt = None,
 ) -> None:
     """Leave-one-out evaluation (by time) of the hybrid, each component and a popularity baseline."""
-    from app import evaluate as ev
+    from jobs import evaluate as ev
 
     url = db.database_url()
     if apply_ and not grid_:

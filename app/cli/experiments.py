@@ -42,7 +42,7 @@ def scenario_set(name: str,
 def scenario_list(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         rows = conn.execute("SELECT name, overrides, description FROM reco.scenarios"
-                            " WHERE tenant_id = reco._tenant_id(%s) ORDER BY name", (tenant,)).fetchall()
+                            " WHERE tenant_id = reco.tenant_id(%s) ORDER BY name", (tenant,)).fetchall()
     table = Table("scenario", "overrides", "description")
     table.add_row("default", "{}", "the tenant's settings")
     for r in rows:
@@ -107,7 +107,7 @@ def stop(name: str, tenant: TenantOpt = None) -> None:
 def list_(tenant: TenantOpt = None) -> None:
     with db.connect() as conn:
         rows = conn.execute("SELECT * FROM reco.experiment_list WHERE tenant = (SELECT slug FROM reco.tenants"
-                            " WHERE tenant_id = reco._tenant_id(%s)) ORDER BY name", (tenant,)).fetchall()
+                            " WHERE tenant_id = reco.tenant_id(%s)) ORDER BY name", (tenant,)).fetchall()
     from app.cli.common import print_table
 
     table = Table("experiment", "scenario", "kind", "status", "traffic", "primary", "variants", "started")

@@ -60,7 +60,7 @@ def _check_job(url: str, name: str, tenant: str | None) -> None:
     """An unknown job or tenant fails here, before any progress bar is drawn."""
     with db.connect(url) as conn:
         if tenant is not None:
-            conn.execute("SELECT reco._tenant_id(%s)", (tenant,))  # raises with a hint
+            conn.execute("SELECT reco.tenant_id(%s)", (tenant,))  # raises with a hint
         names = [r["name"] for r in conn.execute("SELECT name FROM reco.jobs ORDER BY position")]
     if name != "all" and name not in names:
         err.print(f'error: unknown job "{name}"', markup=False, highlight=False)

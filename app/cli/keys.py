@@ -52,7 +52,7 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key, or its firs
             other = conn.execute(
                 """SELECT t.slug FROM reco.api_keys k JOIN reco.tenants t USING (tenant_id)
                    WHERE k.revoked_at IS NULL AND k.prefix = left(%(p)s, 12)
-                     AND k.tenant_id <> reco._tenant_id(%(t)s)""", {"p": prefix, "t": tenant}).fetchone()
+                     AND k.tenant_id <> reco.tenant_id(%(t)s)""", {"p": prefix, "t": tenant}).fetchone()
             if other:
                 err.print(f"error: key {prefix[:12]} belongs to tenant {other['slug']}, not {tenant}; "
                           "nothing revoked", markup=False, highlight=False)

@@ -30,7 +30,7 @@ def _explain(reasons: dict) -> str:
 
 #: a serving function's rows with each feature's name (the catalog's), in rank order
 _WITH_NAMES = """SELECT r.*, f.name FROM {call} r
-                 LEFT JOIN reco.features f ON f.tenant_id = reco._tenant_id(%(tenant)s) AND f.feature_id = r.feature_id
+                 LEFT JOIN reco.features f ON f.tenant_id = reco.tenant_id(%(tenant)s) AND f.feature_id = r.feature_id
                  ORDER BY r.rank"""
 
 

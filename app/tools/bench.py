@@ -146,7 +146,7 @@ def _timing_users(conn, n_calls: int, tenant: str | None, seed: float,
         conn.execute("SELECT setseed(%s)", (seed,))
         among = [r[0] for r in conn.execute(
             """SELECT u.user_id FROM reco.users u
-               WHERE u.tenant_id = reco._tenant_id(%s)
+               WHERE u.tenant_id = reco.tenant_id(%s)
                  AND EXISTS (SELECT 1 FROM reco.interactions i
                              WHERE i.tenant_id = u.tenant_id AND i.user_key = u.user_key)
                ORDER BY random() LIMIT %s""", (tenant, n_calls))]

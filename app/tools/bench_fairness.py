@@ -316,7 +316,7 @@ def run(port: int, plan: Plan, quiet_key: str, flood_key: str, batch: bytes, use
 
     def flood_events() -> int:
         with psycopg.connect(url) as conn:
-            return conn.execute("SELECT count(*) FROM reco.event_ids WHERE tenant_id = reco._tenant_id('flood')"
+            return conn.execute("SELECT count(*) FROM reco.event_ids WHERE tenant_id = reco.tenant_id('flood')"
                                 ).fetchone()[0]
 
     kinds = quiet_kinds(plan, quiet_key, users, f"fair{int(time.time())}")

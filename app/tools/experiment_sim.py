@@ -65,7 +65,7 @@ def simulate(url: str, users: int, *, effect: float, base_rate: float, seed: int
         rows = conn.execute(
             "SELECT u.user_id, coalesce(sum(i.uses), 0) AS uses FROM reco.users u"
             " LEFT JOIN reco.interactions i ON i.tenant_id = u.tenant_id AND i.user_key = u.user_key"
-            " WHERE u.tenant_id = reco._tenant_id(NULL) GROUP BY u.user_id ORDER BY u.user_id LIMIT %s",
+            " WHERE u.tenant_id = reco.tenant_id(NULL) GROUP BY u.user_id ORDER BY u.user_id LIMIT %s",
             (users,)).fetchall()
         ids = [r["user_id"] for r in rows]
         activity = np.array([float(r["uses"]) for r in rows])
@@ -128,9 +128,9 @@ def report_at_scale(url: str, users: int, exposures: int, seed: float = 0.5) -> 
                    now() - random() * interval '6 days',
                    CASE WHEN random() < 0.1 THEN f.keys[1:1] ELSE '{}' END, 'scale', e.experiment_id
             FROM generate_series(0, %s::int - 1) g
-            JOIN reco.users u ON u.tenant_id = reco._tenant_id(NULL) AND u.user_id = 'scale-' || (g %% %s::int)
+            JOIN reco.users u ON u.tenant_id = reco.tenant_id(NULL) AND u.user_id = 'scale-' || (g %% %s::int)
             CROSS JOIN (SELECT array_agg(feature_key) AS keys FROM (SELECT feature_key FROM reco.features
-                        WHERE tenant_id = reco._tenant_id(NULL) LIMIT 5) x) f
+                        WHERE tenant_id = reco.tenant_id(NULL) LIMIT 5) x) f
             CROSS JOIN reco.experiments e
             CROSS JOIN LATERAL reco.assignment(u.user_id, 'scale') a
             WHERE e.name = 'scale'""", (exposures, users))

@@ -12,7 +12,7 @@ full-ranking protocol): ``exclude_seen`` removes the train items, the validation
 dropped from the list when it appears.
 
 A second section (``--data generated``, app/tools/quality_generated.py) runs the project's own
-offline evaluation (``app.evaluate``) on the demo generator's data, for the targets hybrid >= 1.3 x
+offline evaluation (``jobs.evaluate``) on the demo generator's data, for the targets hybrid >= 1.3 x
 popularity and no component above the hybrid.
 
 This module loads, measures and runs. Everything but the database work is plain Python and tested
@@ -194,7 +194,7 @@ def reset_settings(url: str, tenant: str, keep: tuple[str, ...] = ("segment_attr
     a reset τ rebuilds the interactions. Returns the keys reset."""
     with _connect(url) as conn:
         keys = [r["key"] for r in conn.execute(
-            "SELECT key FROM reco.settings WHERE tenant_id = reco._tenant_id(%s) ORDER BY key", (tenant,))]
+            "SELECT key FROM reco.settings WHERE tenant_id = reco.tenant_id(%s) ORDER BY key", (tenant,))]
         reset = [k for k in keys if k not in keep]
         for key in reset:
             conn.execute("SELECT reco.reset_setting(%s, %s)", (key, tenant))
@@ -354,11 +354,11 @@ def run_movielens(base_url: str, *, reuse: bool = False, tune: bool = True, log:
                              stats is None, jobs_seconds, defaults, reset=reset, in_database=in_database)
     if tune:
         try:
-            from app.tune import tune as run_tune  # imported only when tuning
+            from jobs.tune import tune as run_tune  # imported only when tuning
         except ModuleNotFoundError as exc:
-            if exc.name != "app.tune":
+            if exc.name != "jobs.tune":
                 raise
-            result.tuned = Tuned(False, {}, 0, 0.0, "app.tune is not available: tuning skipped")
+            result.tuned = Tuned(False, {}, 0, 0.0, "jobs.tune is not available: tuning skipped")
             return result
 
         def progress(step: str, done: int, total: int) -> None:

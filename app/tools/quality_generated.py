@@ -1,4 +1,4 @@
-"""`reco bench quality --data generated`: the project's own offline evaluation (app.evaluate) on the demo
+"""`reco bench quality --data generated`: the project's own offline evaluation (jobs.evaluate) on the demo
 generator's data, against the targets hybrid >= 1.3 x popularity and no component above the hybrid."""
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def run_generated(base_url: str, *, reuse: bool = False, fresh_database: bool = 
                   log: Log = _quiet) -> GeneratedResult:
     """Demo data (20,000 users, 24 features, 90 days, seed 3; cached in
     .reco/bench-quality-generated) in tenant ``generated`` of <db>_quality, the jobs, then
-    app.evaluate.evaluate(url, 'generated', users=0)."""
-    from app.evaluate import evaluate
+    jobs.evaluate.evaluate(url, 'generated', users=0)."""
+    from jobs.evaluate import evaluate
     from app.importer import import_csv
     from app.settings import get_settings
     from app.tools.demodata import ceiling_metrics, generate

@@ -67,7 +67,7 @@ def movielens_lines(r: MovieLensResult) -> list[str]:
 def generated_lines(g: GeneratedResult) -> list[str]:
     lines = [f"Generated data (demo generator: {GENERATED['users']:,} users, {GENERATED['features']} features, "
              f"{GENERATED['days']} days, seed {GENERATED['seed']}), the project's offline evaluation "
-             f"(app.evaluate, every eligible user)",
+             f"(jobs.evaluate, every eligible user)",
              f"{'model':<40} {'NDCG@10':>7} {'Hit@10':>7} {'MRR@10':>7}"]
     for model, s in g.scores.items():
         lines.append(_row(model, s["ndcg"], s["hit_rate"], s["mrr"]))

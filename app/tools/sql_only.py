@@ -60,7 +60,7 @@ def _sql_jobs(url: str, tenant: str) -> tuple[float, dict[str, tuple[str, float]
     of an earlier Python pass are dropped first: a tenant that never had `reco jobs loop` has none."""
     last = _last_run(url)
     with quality._connect(url) as conn:
-        conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = reco._tenant_id(%s)", (tenant,))
+        conn.execute("DELETE FROM reco.feature_factors WHERE tenant_id = reco.tenant_id(%s)", (tenant,))
         t0 = time.perf_counter()
         conn.execute("CALL reco.run_job('all', %s)", (tenant,))
         seconds = time.perf_counter() - t0

@@ -52,6 +52,7 @@ TOPICS = {
     "040_jobs.sql": "Job bodies",
     "045_job_runner.sql": "Job runner and pg_cron",
     "046_cli_queries.sql": "Status queries (what the CLI prints)",
+    "047_public_api.sql": "Tenant ids and the pg_cron check",
     "048_experiments.sql": "Scenarios, experiments and assignment",
     "050_serving.sql": "Serving",
     "060_evaluation.sql": "Offline evaluation",

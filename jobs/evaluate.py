@@ -38,7 +38,7 @@ class Scope:
     slug: str
     users: int
     chunks: list[tuple[int, int]] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)  # reco._evaluation_models(), in report order
+    models: list[str] = field(default_factory=list)  # reco.evaluation_models(), in report order
     python_steps: list[str] = field(default_factory=list)  # the numpy steps computed for it ('svd', 'ease')
 
 
@@ -69,10 +69,10 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
         if progress:
             conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
                                     and progress(d.message_primary.split(": ", 2)[-1], 0, 0))
-        src = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
+        src = conn.execute("SELECT reco.tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
         big = conn.execute("SELECT count(*) > %s AS big FROM reco.features WHERE tenant_id = %s::int AND active",
                            (DIM, src)).fetchone()["big"]
-        eval_id = conn.execute("SELECT reco._evaluation_scope(%s::int, %s::int, %s, %s, %s, %s) AS id",
+        eval_id = conn.execute("SELECT reco.evaluation_scope(%s::int, %s::int, %s, %s, %s, %s) AS id",
                                (src, users, seed, Jsonb(settings or {}), not big, fold)).fetchone()["id"]
         slug = conn.execute("SELECT slug FROM reco.tenants WHERE tenant_id = %s", (eval_id,)).fetchone()["slug"]
         try:
@@ -89,7 +89,7 @@ def scope(url: str, tenant: str | None, users: int | None, settings: dict | None
             keys = [r["user_key"] for r in conn.execute(
                 "SELECT user_key FROM reco.evaluation_holdouts WHERE tenant_id = %s ORDER BY user_key", (eval_id,))]
             chunks = [(part[0], part[-1]) for part in (keys[i:i + CHUNK] for i in range(0, len(keys), CHUNK))]
-            models = conn.execute("SELECT reco._evaluation_models() AS m").fetchone()["m"]
+            models = conn.execute("SELECT reco.evaluation_models() AS m").fetchone()["m"]
             yield Scope(eval_id, slug, len(keys), chunks, models, steps)
         finally:
             conn.execute("SELECT reco.drop_tenant(%s)", (slug,))
@@ -104,7 +104,7 @@ def rank(url: str, sc: Scope, model: str, k: int, *, options: dict | None = None
         nonlocal done
         with _connect(url) as conn:
             for lo, hi in part:
-                conn.execute("SELECT reco._evaluation_rank(%s, %s, %s, %s, %s, %s)",
+                conn.execute("SELECT reco.evaluation_rank(%s, %s, %s, %s, %s, %s)",
                              (sc.tenant_id, model, k, lo, hi, Jsonb(options or {})))
                 done += 1
                 if progress:
@@ -119,13 +119,13 @@ def rank(url: str, sc: Scope, model: str, k: int, *, options: dict | None = None
 def scores(url: str, sc: Scope) -> dict[str, dict[str, float]]:
     with _connect(url) as conn:
         return {r.pop("model"): r for r in conn.execute(
-            "SELECT model, hit_rate, mrr, ndcg, coverage FROM reco._evaluation_scores(%s)", (sc.tenant_id,))}
+            "SELECT model, hit_rate, mrr, ndcg, coverage FROM reco.evaluation_scores(%s)", (sc.tenant_id,))}
 
 
 def record(url: str, sc: Scope, kind: str, k: int, options: dict, started: datetime) -> int:
     """Store the scope's scores as a run; its provenance names the numpy steps computed for the scope."""
     with _connect(url) as conn:
-        return conn.execute("SELECT reco._evaluation_record(%s, %s, %s, %s, %s) AS id",
+        return conn.execute("SELECT reco.evaluation_record(%s, %s, %s, %s, %s) AS id",
                             (sc.tenant_id, kind, k, Jsonb({**options, "python_steps": sc.python_steps}),
                              started)).fetchone()["id"]
 
@@ -223,7 +223,7 @@ def apply(url: str, tenant: str | None, settings: dict) -> list[str]:
     """Write a grid point's settings to the tenant; a changed τ also rebuilds its interactions."""
     done = []
     with _connect(url) as conn:
-        tid = conn.execute("SELECT reco._tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
+        tid = conn.execute("SELECT reco.tenant_id(%s) AS id", (tenant,)).fetchone()["id"]
         old_tau = conn.execute("SELECT reco.setting('decay_tau_days', %s::int) #>> '{}' AS v",
                                (tid,)).fetchone()["v"]
         for key, value in settings.items():

@@ -17,9 +17,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app.evaluate import scope as evaluation_scope
 from jobs import logged_run, mark_fresh, runner_url, tenant_slugs, vacuum_rewritten
 from jobs.ease import EaseCache, write_ease_weights
+from jobs.evaluate import scope as evaluation_scope
 from jobs.svd import DIM
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -32,7 +32,7 @@ class TuneResult:
     trials: int
     seconds: float
     message: str
-    summary: dict = field(default_factory=dict)  # what reco._tune_decide returned
+    summary: dict = field(default_factory=dict)  # what reco.tune_decide returned
     ease_inverses: int = 0  # EASE inverses computed (one per λ and scope, whatever the number of K tried)
     ease_seconds: float = 0.0  # spent on them and their top K
 
@@ -68,9 +68,9 @@ def _search(conn: psycopg.Connection, url: str, tenant: str | None, users: int |
     if progress:
         conn.add_notice_handler(lambda d: (d.message_primary or "").startswith("progress: ")
                                 and progress(d.message_primary.split(": ", 2)[-1], 0, 0))
-    tid = _scalar(conn, "SELECT reco._tenant_id(%s)", (tenant,))
+    tid = _scalar(conn, "SELECT reco.tenant_id(%s)", (tenant,))
     big = _scalar(conn, "SELECT count(*) > %s FROM reco.features WHERE tenant_id = %s AND active", (DIM, tid))
-    conn.execute("SELECT reco._tune_begin()")
+    conn.execute("SELECT reco.tune_begin()")
     # the scope as the evaluation builds it: its own SVD factors and, for a tenant on EASE, its
     # EASE weights, so the baseline is measured with the model the tenant really serves
     with evaluation_scope(url, tenant, users, seed="pgreco-tune") as sc, ExitStack() as folds:
@@ -85,26 +85,26 @@ def _search(conn: psycopg.Connection, url: str, tenant: str | None, users: int |
         # one EASE inverse per λ and scope: the trials at other K (and the stage's best, restored)
         # take their columns' top K from it
         cache = EaseCache(k_max=_scalar(conn, """SELECT coalesce(max((c ->> 'neighbors_k')::int), 0)
-                                                FROM reco._tune_plan('model') AS c
+                                                FROM reco.tune_plan('model') AS c
                                                 WHERE c ->> 'neighbor_model' = 'ease'"""))
-        baseline = _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
+        baseline = _scalar(conn, "SELECT reco.tune_trial(%s, %s, 'baseline', '{}')", (scope, name))
         skipped: list[str] = []
-        for stage in _scalar(conn, "SELECT reco._tune_stages()"):
-            for trial in [r["c"] for r in conn.execute("SELECT reco._tune_plan(%s) AS c", (stage,))]:
-                if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(trial),)):
-                    full = _scalar(conn, "SELECT reco._tune_settings(%s, %s, %s)", (name, stage, Jsonb(trial)))
+        for stage in _scalar(conn, "SELECT reco.tune_stages()"):
+            for trial in [r["c"] for r in conn.execute("SELECT reco.tune_plan(%s) AS c", (stage,))]:
+                if _scalar(conn, "SELECT reco.tune_needs_python(%s)", (Jsonb(trial),)):
+                    full = _scalar(conn, "SELECT reco.tune_trial_settings(%s, %s, %s)", (name, stage, Jsonb(trial)))
                     if progress:  # the SQL trial names itself after the numpy steps
                         progress(f"{stage}: {json.dumps(trial)}: EASE weights (numpy)", 0, 0)
                     reason = _ease(conn, scope, slug, full, steps, cache)
                     if reason:
                         skipped.append(f"{stage} {trial}: {reason}")
                         continue
-                conn.execute("SELECT reco._tune_trial(%s, %s, %s, %s)", (scope, name, stage, Jsonb(trial)))
+                conn.execute("SELECT reco.tune_trial(%s, %s, %s, %s)", (scope, name, stage, Jsonb(trial)))
                 # each trial rewrites the scope's neighbours: vacuumed, so 25 trials do not leave
                 # the table and its indexes (which the tenant's requests read) 25 times their size
                 vacuum_rewritten(conn, "feature_neighbors")
             confirm = None
-            pending = conn.execute("SELECT * FROM reco._tune_pending(%s, %s, %s)",
+            pending = conn.execute("SELECT * FROM reco.tune_pending(%s, %s, %s)",
                                    (scope, name, stage)).fetchone()
             if pending and pending["confirm"]:
                 # inconclusive on the first fold: the incumbent and the best again on the second
@@ -113,16 +113,16 @@ def _search(conn: psycopg.Connection, url: str, tenant: str | None, users: int |
                     fold = folds.enter_context(evaluation_scope(url, tenant, users, seed="pgreco-tune", fold=1))
                 confirm = [_fold_trial(conn, fold.tenant_id, fold.slug, name, run, steps, cache)
                            for run in (pending["incumbent"], pending["best"])]
-            best = _scalar(conn, "SELECT reco._tune_keep_best(%s, %s, %s, %s::bigint[])",
+            best = _scalar(conn, "SELECT reco.tune_keep_best(%s, %s, %s, %s::bigint[])",
                            (scope, name, stage, confirm))
-            if best and _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(best),)):
+            if best and _scalar(conn, "SELECT reco.tune_needs_python(%s)", (Jsonb(best),)):
                 _ease(conn, scope, slug, best, steps, cache)  # the SQL side cannot restore an EASE best
         # the tuned configuration again, with each component alone (the component floor)
-        conn.execute("SELECT reco._tune_trial(%s, %s, 'floor', '{}')", (scope, name))
-        summary = _scalar(conn, "SELECT reco._tune_decide(%s, %s, %s, %s, %s, %s)",
+        conn.execute("SELECT reco.tune_trial(%s, %s, 'floor', '{}')", (scope, name))
+        summary = _scalar(conn, "SELECT reco.tune_decide(%s, %s, %s, %s, %s, %s)",
                           (tid, scope, name, baseline, apply, skipped))
     settings = summary.get("settings") or {}
-    message = _scalar(conn, "SELECT reco._tune_message(%s)", (Jsonb(summary),))
+    message = _scalar(conn, "SELECT reco.tune_message(%s)", (Jsonb(summary),))
     return TuneResult(bool(summary.get("applied")), settings, int(summary.get("trials") or 0),
                       time.perf_counter() - started, message, summary, cache.inverses,
                       cache.seconds)
@@ -149,15 +149,15 @@ def _fold_trial(conn: psycopg.Connection, scope: int, slug: str, name: str, run:
                 cache: EaseCache | None = None) -> int:
     """Measure trial ``run``'s settings (every setting the tune searches) on the second fold's scope;
     an EASE model's weights from numpy first. Returns the fold's run id."""
-    full = _scalar(conn, "SELECT reco._tune_full_settings(%s)", (run,))
-    if _scalar(conn, "SELECT reco._tune_needs_python(%s)", (Jsonb(full),)):
+    full = _scalar(conn, "SELECT reco.tune_full_settings(%s)", (run,))
+    if _scalar(conn, "SELECT reco.tune_needs_python(%s)", (Jsonb(full),)):
         # the rest first (a τ rebuilds the interactions), then the model stage's settings by numpy
         model_keys = {r["k"] for r in conn.execute(
-            "SELECT DISTINCT jsonb_object_keys(c) AS k FROM reco._tune_plan('model') AS c")}
-        conn.execute("SELECT reco._tune_restore(%s, %s)",
+            "SELECT DISTINCT jsonb_object_keys(c) AS k FROM reco.tune_plan('model') AS c")}
+        conn.execute("SELECT reco.tune_restore(%s, %s)",
                      (scope, Jsonb({k: v for k, v in full.items() if k not in model_keys})))
         _ease(conn, scope, slug, {k: v for k, v in full.items() if k in model_keys}, steps, cache)
-    return _scalar(conn, "SELECT reco._tune_trial(%s, %s, 'confirm', %s)", (scope, f"{name}/fold1", Jsonb(full)))
+    return _scalar(conn, "SELECT reco.tune_trial(%s, %s, 'confirm', %s)", (scope, f"{name}/fold1", Jsonb(full)))
 
 
 def tune_for_runner(conn: psycopg.Connection, tenant: str | None) -> int:
