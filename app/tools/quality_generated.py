@@ -72,10 +72,10 @@ def run_generated(base_url: str, *, reuse: bool = False, fresh_database: bool = 
     """Demo data (20,000 users, 24 features, 90 days, seed 3; cached in
     .reco/bench-quality-generated) in tenant ``generated`` of <db>_quality, the jobs, then
     jobs.evaluate.evaluate(url, 'generated', users=0)."""
-    from jobs.evaluate import evaluate
     from app.importer import import_csv
     from app.settings import get_settings
     from app.tools.demodata import ceiling_metrics, generate
+    from jobs.evaluate import evaluate
 
     out = get_settings().data_dir / "bench-quality-generated"
     made = False
