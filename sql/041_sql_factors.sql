@@ -9,12 +9,6 @@
 -- MovieLens-100K (1,682 features, 98k interactions): see docs/sql-only-operation.md.
 -- Repeatable: re-applied by `reco migrate` whenever a file in sql/ changes.
 
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('sql_factors_max_features', '20000',
-     'above 64 active features and without the Python runner (SVD), the embeddings job computes the feature factors in SQL by subspace iteration up to this many features (its cost grows with features × 64²); above it, a random projection')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
 -- Cholesky-QR's triangular factor: L⁻¹ (lower triangular, 64 × 64, row-major) of the Cholesky
 -- factor L of a Gram matrix G = L·Lᵀ. Directions with no weight left (rank below 64) get 0.
 CREATE OR REPLACE FUNCTION reco._cholesky_inverse(p_gram float8[], p_n int)

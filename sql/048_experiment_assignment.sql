@@ -1,4 +1,5 @@
--- Scenarios, experiments and assignment: what a request is served with.
+-- Scenarios, experiments and assignment: what a request is served with. What an experiment measured
+-- (outcomes, statistics, the report) is in sql/080_experiment_analysis.sql.
 --
 -- A scenario is a placement ('home', 'onboarding_email', ...): a named set of setting overrides on
 -- top of the tenant's settings. An experiment runs in one scenario: a share of the scenario's users
