@@ -17,6 +17,7 @@ from rich.console import Console
 from app import db
 from app.cli_common import TenantOpt, console, err
 from app.settings import get_settings
+from jobs.components import COMPONENTS, TUNED
 
 app = typer.Typer(help="pgreco: a recommender that lives inside PostgreSQL.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -1395,7 +1396,7 @@ def evaluate(
             for i, p in enumerate(points[:15], 1):
                 st = p.settings
                 table.add_row(str(i), f"{st['decay_tau_days']:g}", f"{st['mmr_lambda']:g}",
-                              *(f"{st['weight_' + n]:g}" for n in ("itemcf", "usercf", "prior", "popularity")),
+                              *(f"{st['weight_' + n]:g}" for n in TUNED),
                               f"{p.hit_rate:.4f}", f"{p.ndcg:.4f}", str(p.run_id))
             _print_table(table)
             console.print(f"{len(points)} settings tried; stored as runs of kind 'grid' in reco.evaluation_runs")
@@ -1468,7 +1469,7 @@ def _cell(v) -> str:
 
 
 def _explain(reasons: dict) -> str:
-    parts = [f"{k} {reasons[k]:.2f}" for k in ("itemcf", "usercf", "prior", "popularity", "session", "explore")
+    parts = [f"{k} {reasons[k]:.2f}" for k in COMPONENTS
              if isinstance(reasons.get(k), int | float) and reasons[k] > 0]
     text = ", ".join(parts)
     if reasons.get("because"):

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from app.bench import Timed, bench_database, percentile, time_recommend_floor
+from jobs.components import COMPONENTS as ALL_COMPONENTS
+from jobs.components import TUNED
 
 RECBOLE = "recbole==1.2.1"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
@@ -48,8 +50,8 @@ K = 10
 #: recommend_features(u, 10) calls timed in the database (beside the floor, same run)
 IN_DATABASE_CALLS = 5000
 #: the components of recommend_features, each measured alone
-COMPONENTS = ("itemcf", "usercf", "prior", "popularity")
-WEIGHT_KEYS = ("itemcf", "usercf", "prior", "popularity", "session", "explore")
+COMPONENTS = TUNED
+WEIGHT_KEYS = ALL_COMPONENTS
 
 #: RecBole 1.2.1 on the same split (LS valid_and_test, order TO, full ranking; all ratings as
 #: implicit interactions): (model, NDCG@10, Hit@10)

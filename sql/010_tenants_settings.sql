@@ -276,7 +276,7 @@ BEGIN
             -- Serialise creators. The lock alone is not enough: an advisory lock does not
             -- refresh this session's view of the catalog, so a partition created meanwhile
             -- by another session may still look absent; its CREATE then says duplicate_table.
-            PERFORM pg_advisory_xact_lock(7281002);
+            PERFORM pg_advisory_xact_lock(reco.lock_key('event_partitions'));
             BEGIN
                 EXECUTE format(
                     'CREATE TABLE reco.%I PARTITION OF reco.events FOR VALUES FROM (%L) TO (%L)',

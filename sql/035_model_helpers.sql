@@ -20,7 +20,7 @@ COMMENT ON VIEW reco.interaction_strengths IS
 -- serving computes one for a user who had no interactions at the last job.
 CREATE OR REPLACE VIEW reco.user_vector_rows AS
 SELECT s.tenant_id, s.user_key,
-       l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)) AS embedding,
+       l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[reco.vector_dims()])::vector)) AS embedding,
        array_agg(s.feature_key ORDER BY s.feature_key) AS feature_keys,
        array_agg(s.strength::real ORDER BY s.feature_key) AS strengths
 FROM reco.interaction_strengths s
@@ -72,8 +72,8 @@ RETURNS vector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT l2_normalize(ARRAY(
         SELECT coalesce(sum(CASE WHEN hashtext(t || '#') % 2 = 0 THEN w ELSE -w END), 0)::real
-        FROM generate_series(0, 63) AS d
-        LEFT JOIN unnest(p_tokens, p_weights) AS x(t, w) ON abs(hashtext(t)) % 64 = d
+        FROM generate_series(0, reco.vector_dims() - 1) AS d
+        LEFT JOIN unnest(p_tokens, p_weights) AS x(t, w) ON abs(hashtext(t)) % reco.vector_dims() = d
         GROUP BY d ORDER BY d)::vector)
 $$;
 
@@ -83,8 +83,8 @@ RETURNS vector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT l2_normalize(ARRAY(
         SELECT coalesce(sum(x), 0)::real
-        FROM generate_series(0, 63) AS d
-        LEFT JOIN unnest(p) WITH ORDINALITY AS t(x, i) ON (t.i - 1) % 64 = d
+        FROM generate_series(0, reco.vector_dims() - 1) AS d
+        LEFT JOIN unnest(p) WITH ORDINALITY AS t(x, i) ON (t.i - 1) % reco.vector_dims() = d
         GROUP BY d ORDER BY d)::vector)
 $$;
 

@@ -142,7 +142,7 @@ BEGIN
     FROM reco.feature_factors ff
     JOIN reco.features f USING (tenant_id, feature_key)
     WHERE ff.tenant_id = p_tenant_id AND ff.method = 'svd' AND f.active;
-    IF _active > 64 AND NOT reco._python_step('svd') THEN
+    IF _active > reco.vector_dims() AND NOT reco._python_step('svd') THEN
         PERFORM reco._defer(p_tenant_id, 'embeddings', CASE WHEN _svd_ok
             THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
                         to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
@@ -152,20 +152,20 @@ BEGIN
     ELSE  -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
         DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'embeddings';
     END IF;
-    IF _active > 64 AND NOT _svd_ok AND _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int THEN
+    IF _active > reco.vector_dims() AND NOT _svd_ok AND _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int THEN
         PERFORM reco._sql_factors(p_tenant_id);
-    ELSIF _active <= 64 OR NOT _svd_ok THEN
+    ELSIF _active <= reco.vector_dims() OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
         INSERT INTO reco.feature_factors (tenant_id, feature_key, factor, method)
         SELECT p_tenant_id, f.feature_key,
-               CASE WHEN _active <= 64 THEN
+               CASE WHEN _active <= reco.vector_dims() THEN
                    ARRAY(SELECT CASE WHEN d = f.pos THEN 1 ELSE 0 END::real
-                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+                         FROM generate_series(0, reco.vector_dims() - 1) AS d ORDER BY d)::vector
                ELSE
                    ARRAY(SELECT (hashtext(f.feature_key || ':' || d)::float8 / 2147483648.0)::real
-                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+                         FROM generate_series(0, reco.vector_dims() - 1) AS d ORDER BY d)::vector
                END,
-               CASE WHEN _active <= 64 THEN 'exact' ELSE 'random' END
+               CASE WHEN _active <= reco.vector_dims() THEN 'exact' ELSE 'random' END
         FROM (SELECT feature_key, (row_number() OVER (ORDER BY feature_key) - 1)::int AS pos
               FROM reco.features WHERE tenant_id = p_tenant_id AND active) AS f;
     END IF;
@@ -534,14 +534,14 @@ active feature's neighbors_k most similar features, plus content neighbours for 
 -- others counted so far: those shown before reco.bandit_state.counted_before.
 --
 -- How the counts stay exact while requests, events and the job run at once:
--- * exposures are written by reco._log_exposures only: it takes advisory lock (7281200, tenant)
+-- * exposures are written by reco._log_exposures only: it takes advisory lock (reco.lock_key('exposures'), tenant)
 --   shared, then stamps shown_at with clock_timestamp(); the lock is held until commit. The
 --   job takes it exclusively for an instant and reads the clock: every exposure shown before
 --   that time is committed, every later one will be stamped later. Nothing is missed or counted
 --   twice, whatever the commit order.
 -- * ingest marks uses as events arrive: a use of a counted exposure moves one from β to α, of a
 --   not yet counted one adds to α (the job then counts it as used, so not in β). Ingest holds
---   advisory lock (7281201, tenant) shared while it does, the job exclusively while it counts.
+--   advisory lock (reco.lock_key('ingest'), tenant) shared while it does, the job exclusively while it counts.
 
 -- The whole count, from scratch (the first run of the job, and the evaluation's scopes).
 DROP FUNCTION IF EXISTS reco._bandit_arms_from_exposures(int);
@@ -576,10 +576,10 @@ DECLARE
     _to timestamptz;
     _n bigint;
 BEGIN
-    PERFORM pg_advisory_lock(7281200, p_tenant_id);  -- waits for the exposure writers in flight
+    PERFORM pg_advisory_lock(reco.lock_key('exposures'), p_tenant_id);  -- waits for the exposure writers in flight
     _to := clock_timestamp();
-    PERFORM pg_advisory_unlock(7281200, p_tenant_id);
-    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    PERFORM pg_advisory_unlock(reco.lock_key('exposures'), p_tenant_id);
+    PERFORM pg_advisory_xact_lock(reco.lock_key('ingest'), p_tenant_id);
     SELECT counted_before INTO _from FROM reco.bandit_state WHERE tenant_id = p_tenant_id;
     IF _from IS NULL THEN
         _n := reco._bandit_arms_from_exposures(p_tenant_id, _to);
@@ -614,7 +614,7 @@ RETURNS void
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    PERFORM pg_advisory_xact_lock(reco.lock_key('ingest'), p_tenant_id);
     UPDATE reco.bandit_arms b
     SET alpha = greatest(1, b.alpha - g.used), beta = greatest(1, b.beta - g.failed), updated_at = now()
     FROM (SELECT x.segment, s.feature_key,

@@ -143,7 +143,7 @@ BEGIN
         ORDER BY tenant_id
     LOOP
         -- one run per job and tenant at a time; a concurrent second run is logged as skipped
-        IF NOT pg_try_advisory_lock(7281100, hashtext(p_job || ':' || _tenant.tenant_id)) THEN
+        IF NOT pg_try_advisory_lock(reco.lock_key('job'), hashtext(p_job || ':' || _tenant.tenant_id)) THEN
             INSERT INTO reco.job_runs (job, tenant, status, message, finished_at)
             VALUES (p_job, _tenant.slug, 'skipped', 'another run of this job is in progress',
                     clock_timestamp());
@@ -183,7 +183,7 @@ BEGIN
             -- done in full: nothing of this job is left for the loop
             DELETE FROM reco.job_queue WHERE tenant_id = _tenant.tenant_id AND job = p_job;
         END IF;
-        PERFORM pg_advisory_unlock(7281100, hashtext(p_job || ':' || _tenant.tenant_id));
+        PERFORM pg_advisory_unlock(reco.lock_key('job'), hashtext(p_job || ':' || _tenant.tenant_id));
         COMMIT;
         IF _err IS NOT NULL THEN
             _failed := _failed || format('%s (%s): %s', p_job, _tenant.slug, _err);

@@ -82,10 +82,10 @@ BEGIN
     IF jsonb_typeof(p_options -> 'weights') NOT IN ('object', 'null')
        OR jsonb_path_exists(coalesce(p_options -> 'weights', '{}'), '$.* ? (@.type() != "number" || @ < 0 || @ > 1000)')
        OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options -> 'weights', '{}')) AS w
-                  WHERE w NOT IN ('itemcf', 'usercf', 'prior', 'popularity', 'session', 'explore')) THEN
+                  WHERE w <> ALL (reco._component_names())) THEN
         RAISE EXCEPTION 'options.weights must map components to numbers between 0 and 1000'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Components: itemcf, usercf, prior, popularity, session, explore.';
+                  HINT = format('Components: %s.', array_to_string(reco._component_names(), ', '));
     END IF;
     IF jsonb_typeof(p_options -> 'scenario') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION 'options.scenario must be the name of a scenario'
@@ -727,7 +727,7 @@ CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, 
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
+    PERFORM pg_advisory_xact_lock_shared(reco.lock_key('exposures'), p_tenant_id);
     INSERT INTO reco.exposures (tenant_id, request_id, user_key, user_id, feature_keys, segment, variant, shown_at,
                                 scenario, experiment_id, sides)
     VALUES (p_tenant_id, p_request_id, p_user_key, CASE WHEN p_user_key IS NULL THEN p_user_id END, p_keys,

@@ -177,14 +177,14 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'hybrid_explore' THEN '{"exclude_seen": true, "seed": 0.42}'::jsonb
         ELSE jsonb_build_object('exclude_seen', true, 'explore', false, 'weights',
             (SELECT jsonb_object_agg(c, (c = p_model)::int)
-             FROM unnest('{itemcf,usercf,prior,popularity,session,explore}'::text[]) AS c))
+             FROM unnest(reco._component_names()) AS c))
     END
 $$;
 
 CREATE OR REPLACE FUNCTION reco._evaluation_models()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT '{hybrid,itemcf,usercf,prior,popularity,baseline,hybrid_explore}'::text[]
+    SELECT '{hybrid}'::text[] || reco._component_names(true) || '{baseline,hybrid_explore}'::text[]
 $$;
 
 -- Rank the top p_k for the held-out users of scope p_eval (user keys p_from..p_to, all when NULL)
@@ -280,7 +280,7 @@ LANGUAGE sql STABLE AS $$
         CASE WHEN coalesce(p_settings -> 'neighbor_model', reco.setting('neighbor_model', p_tenant_id)) #>> '{}' = 'ease'
                   AND NOT reco._ease_in_sql(p_tenant_id)
              THEN 'ease' END,
-        CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > 64
+        CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > reco.vector_dims()
              THEN 'svd' END], NULL)
 $$;
 COMMENT ON FUNCTION reco._evaluation_python_steps(int, jsonb) IS

@@ -93,7 +93,7 @@ END $$;
 CREATE OR REPLACE FUNCTION reco._tune_components()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT '{itemcf,usercf,prior,popularity}'::text[]
+    SELECT reco._component_names(true)
 $$;
 
 CREATE OR REPLACE FUNCTION reco._tune_component_weights(p_component text)
