@@ -30,6 +30,10 @@ GROUP BY s.tenant_id, s.user_key;
 COMMENT ON VIEW reco.user_vector_rows IS
     'a user''s vector (normalised Σ strength · feature factor) and row of R, from the current interactions: what the embeddings job stores in reco.user_vectors';
 
+-- ---------------------------------------------------------------------------------------
+-- Segments
+-- ---------------------------------------------------------------------------------------
+
 CREATE OR REPLACE FUNCTION reco._segment_attributes(p_tenant_id int)
 RETURNS text[]
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -66,7 +70,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WHERE s.attribute <> '*'
 $$;
 
--- A 64-dim vector from weighted tokens by the hashing trick (sign from a second hash).
+-- ---------------------------------------------------------------------------------------
+-- Content embeddings (reco.vector_dims() dimensions)
+-- ---------------------------------------------------------------------------------------
+
+-- A vector_dims()-dim vector from weighted tokens by the hashing trick (sign from a second hash).
 CREATE OR REPLACE FUNCTION reco._hash_embedding(p_tokens text[], p_weights float8[])
 RETURNS vector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -77,7 +85,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         GROUP BY d ORDER BY d)::vector)
 $$;
 
--- A client vector of any length folded into 64 dims and normalised.
+-- A client vector of any length folded into vector_dims() dims and normalised.
 CREATE OR REPLACE FUNCTION reco._fold_embedding(p real[])
 RETURNS vector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -120,6 +128,10 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WHERE f.tenant_id = p_tenant_id
 $$;
 
+-- ---------------------------------------------------------------------------------------
+-- UserCF of one user
+-- ---------------------------------------------------------------------------------------
+
 -- UserCF of one user: Σ sim(u, v)·R(v, i) over the p_neighbors nearest users (HNSW on the
 -- tenant's user vectors, hnsw.ef_search candidates) who used something the user has not: a
 -- neighbour whose features are all the user's own suggests nothing (with a small catalog the
@@ -150,6 +162,10 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
           ORDER BY 2 DESC, 1
           LIMIT 100) AS t
 $$;
+
+-- ---------------------------------------------------------------------------------------
+-- The neighbour models (setting neighbor_model; built by reco.job_feature_neighbors)
+-- ---------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION reco._neighbor_models()
 RETURNS text[]

@@ -208,7 +208,7 @@ COMMENT ON FUNCTION reco.job_embeddings(int) IS
 -- feature_neighbors: the neighbour model S(j, i) as top-K rows, plus content neighbours
 -- ---------------------------------------------------------------------------------------
 --
--- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models), in
+-- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models, sql/035_model_helpers.sql), in
 -- reco.job_feature_neighbors below, in jobs/ease.py (EASE, numpy) and in app/tune.py's search.
 --
 -- Every model reads R as binary (a user used a feature or not): the time decay and repeat uses
