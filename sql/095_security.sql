@@ -292,7 +292,8 @@ BEGIN
                    -- the jobs: their bodies (reco.jobs.procedure) and what run_job calls with the owner's rights
                    WHEN 'reco.' || p.proname IN (SELECT j.procedure FROM reco.jobs j)
                         OR p.proname IN ('tune', 'fail_orphaned_job_runs', '_analyze_if_stale') THEN 'jobs'
-                   WHEN p.proname IN ('run_job', '_tenant_id') THEN 'jobs_invoker'
+                   -- (run_job takes its lock by name: reco.lock_key)
+                   WHEN p.proname IN ('run_job', '_tenant_id', 'lock_key') THEN 'jobs_invoker'
                    -- the policies' helpers
                    WHEN p.proname IN ('_analyst_tenant_ids', '_analyst_tenant_slugs') THEN 'policy'
                END AS rule
