@@ -119,6 +119,10 @@ COMMENT ON FUNCTION reco.drop_tenant(text) IS
 -- Settings: documented defaults in reco.setting_definitions, per-tenant overrides in
 -- reco.settings. Read on every call, so a change takes effect on the next call.
 -- ---------------------------------------------------------------------------------------
+--
+-- Sync contract: the default of EVERY setting is here (one list per topic, named after the file that
+-- reads it); its rule is a row of reco.setting_rules() (sql/011_setting_rules.sql), and docs/settings.md
+-- is regenerated from reco.setting_catalog (`reco settings docs`).
 
 -- ingest and decay (sql/020_ingest.sql)
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
