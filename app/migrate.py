@@ -21,8 +21,9 @@ from alembic import command
 from alembic.config import Config
 
 from app.resources import migrations_dir, sql_dir
+from jobs.locks import lock_key
 
-MIGRATE_LOCK = 7_281_001  # advisory lock key: one migration at a time
+MIGRATE_LOCK = lock_key("migrate")  # one migration at a time (before the SQL registry exists)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from jobs import mark_fresh, runner_url, tenant_slugs
+from jobs.components import TUNED
 from jobs.ease import write_ease_weights
 from jobs.svd import DIM, write_svd_factors
 
@@ -199,7 +200,7 @@ def grid(url: str, tenant: str | None = None, *, k: int = 10, users: int | None 
             def run(weights: tuple, lam: float, tau: float = tau, started: datetime = started) -> GridPoint:
                 # the point's settings are set in the scope, so the run records what was used
                 settings = {"decay_tau_days": tau, "mmr_lambda": lam,
-                            **{f"weight_{n}": w for n, w in zip(("itemcf", "usercf", "prior", "popularity"),
+                            **{f"weight_{n}": w for n, w in zip(TUNED,
                                                                 weights, strict=True)}}
                 with _connect(url) as conn:
                     for key, value in settings.items():
@@ -212,7 +213,7 @@ def grid(url: str, tenant: str | None = None, *, k: int = 10, users: int | None 
                 return point
 
             best = max((run(w, base_lambda) for w in WEIGHTS), key=lambda p: p.ndcg)
-            weights = tuple(best.settings[f"weight_{n}"] for n in ("itemcf", "usercf", "prior", "popularity"))
+            weights = tuple(best.settings[f"weight_{n}"] for n in TUNED)
             for lam in LAMBDAS:
                 if lam != base_lambda:
                     run(weights, lam)

@@ -54,10 +54,77 @@ COMMENT ON FUNCTION reco.create_tenant(text) IS
     'create a tenant (idempotent); returns its tenant_id';
 
 -- ---------------------------------------------------------------------------------------
+-- drop_tenant: a tenant and everything it owns
+-- ---------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION reco.drop_tenant(p_slug text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    _tid int := reco._tenant_id(p_slug);
+    _table text;
+    _rows bigint;
+    _n bigint := 0;
+BEGIN
+    IF p_slug = 'default' THEN
+        RAISE EXCEPTION 'the default tenant cannot be dropped'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Delete its rows instead, or create and use another tenant.';
+    END IF;
+    -- a killed import's staging table holds raw rows, maybe this tenant's
+    PERFORM reco.drop_stale_import_stages();
+    -- its evaluation scopes first
+    FOR _table IN SELECT slug FROM reco.tenants WHERE evaluation_of = _tid LOOP
+        _n := _n + reco.drop_tenant(_table);
+    END LOOP;
+    FOREACH _table IN ARRAY '{user_vectors,usercf_scores}'::text[] LOOP  -- the tenant's partitions
+        EXECUTE format('DROP TABLE IF EXISTS reco.%I', _table || '_' || _tid);
+    END LOOP;
+    -- every table of the schema that has a tenant_id (partitions through their parent)
+    FOR _table IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname NOT IN ('tenants') AND c.relname NOT LIKE '\_%'
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1', _table) USING _tid;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        _n := _n + _rows;
+    END LOOP;
+    -- and the tables keyed by its slug (job_runs, evaluation_runs: a tenant created again under the name
+    -- must not show the old one's history)
+    FOR _table IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace ns ON ns.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant' AND NOT a.attisdropped
+        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND c.relname NOT LIKE '\_%'
+          AND NOT EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'tenant_id'
+                                                         AND NOT t.attisdropped)
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM reco.%I WHERE tenant = $1', _table) USING p_slug;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        _n := _n + _rows;
+    END LOOP;
+    DELETE FROM reco.tenants WHERE tenant_id = _tid;
+    RETURN _n;
+END $$;
+COMMENT ON FUNCTION reco.drop_tenant(text) IS
+    'delete a tenant and every row it owns in every reco table, those keyed by its slug included (job_runs, evaluation_runs); not the default tenant; returns the rows deleted';
+
+-- ---------------------------------------------------------------------------------------
 -- Settings: documented defaults in reco.setting_definitions, per-tenant overrides in
 -- reco.settings. Read on every call, so a change takes effect on the next call.
 -- ---------------------------------------------------------------------------------------
+--
+-- Sync contract: the default of EVERY setting is here (one list per topic, named after the file that
+-- reads it); its rule is a row of reco.setting_rules() (sql/011_setting_rules.sql), and docs/settings.md
+-- is regenerated from reco.setting_catalog (`reco settings docs`).
 
+-- ingest and decay (sql/020_ingest.sql)
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('decay_tau_days', '14',
      'time constant τ (days) of the exponential decay of interaction weights; a change applies to new events'),
@@ -71,6 +138,68 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
      'events older than now() - this interval are rejected as too old (a stray old timestamp skews the decay and the history)'),
     ('segment_attributes', '["industry", "paid", "usage_band"]',
      'user attributes that define segments (cohort priors, segment popularity, bandits)')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+-- jobs (sql/040_job_bodies.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('neighbor_model', '"cosine"',
+     'neighbour model of the feature_neighbors job: cosine (SQL), rp3beta (SQL: random walk with popularity penalty) or ease (numpy, catalogs up to ease_max_features)'),
+    ('neighbors_k', '20', 'neighbours kept per feature: its K most similar features (a feature''s score for a user sums over its own K neighbours the user used)'),
+    ('neighbor_shrinkage', '0', 'cosine × c/(c + shrinkage), c = users of both features: damps similarities seen by few users'),
+    ('rp3_alpha', '1.0', 'RP3beta α: exponent of the random walk''s transition probabilities'),
+    ('rp3_beta', '0.3', 'RP3beta β: a target''s score is divided by its users^β (popularity penalty)'),
+    ('ease_lambda', '250', 'EASE λ: L2 regularisation of the item-item regression (larger = closer to popularity)'),
+    ('ease_max_features', '8000', 'EASE is refused above this many features: its numpy step holds ~4 · n² · 8 bytes at the matrix inverse. Measured (`reco bench ease`, 10k users with a median of 135 features, 2 shared cores, timings drift): 4,000 features 11-15 s and 0.47 GiB above the interactions; 6,000: 27 s, 1.05 GiB; 8,000: 54-91 s, 1.9 GiB (process peak 2.1 GiB: well within 4 GiB; 10,000 would need ~3.2 GiB)'),
+    ('neighbor_user_items', '0', 'cosine and rp3beta count co-usage over each user''s strongest this many features (largest weight: recent and repeated; degrees still count every feature); 0 = automatic: every feature while the pairs stay within neighbor_pairs_max, else the largest cap that keeps them there. A user adds N·(N-1)/2 pairs, so heavy histories dominate the work: long-tail 10k users × 20k features makes 151M pairs in full (feature_neighbors ~160 s), 43M at 100 (43-48 s); MovieLens-100K makes 9.9M (no cap; a cap of 100 would cost 0.0013 NDCG@10)'),
+    ('neighbor_pairs_max', '50000000', 'with neighbor_user_items 0: the most feature pairs (self-join rows, each pair once) the cosine and rp3beta models aggregate, ~1 s per million on one core; above it each user''s features are capped to fit'),
+    ('min_feature_users', '5', 'features used by fewer users also get content neighbours (cold features), up to neighbors_k rows'),
+    ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
+    ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
+    ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this'),
+    ('hnsw_m', '8', 'links per user vector in the HNSW index (pgvector m, 2-100), used when the embeddings job builds it: fewer make each UserCF search cheaper, more find closer neighbours')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+-- feature factors in SQL (sql/041_sql_factors.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('sql_factors_max_features', '20000',
+     'above 64 active features and without the Python runner (SVD), the embeddings job computes the feature factors in SQL by subspace iteration up to this many features (its cost grows with features × 64²); above it, a random projection')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+-- serving (sql/050_serving.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('weight_itemcf', '0.85', 'weight of ItemCF (Σ R(u,j)·S(j,i) over the features the user used)'),
+    ('weight_usercf', '0.1', 'weight of UserCF (Σ sim(u,v)·R(v,i) over the nearest users, HNSW)'),
+    ('weight_prior', '0.01', 'weight of the cohort prior (naive Bayes over the user''s segment attributes)'),
+    ('weight_popularity', '0.04', 'weight of popularity × (0.5 + 0.5·success rate), segment first'),
+    ('weight_session', '0.3', 'weight of the session boost from options.recent'),
+    ('weight_explore', '0.1', 'weight of the Thompson-sampling draw for users with few interactions'),
+    ('explore_below', '3', 'users with fewer interactions than this get exploration'),
+    ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
+    ('mmr_lambda', '1', 'MMR λ: relevance vs. category diversity (1 = no diversity, the default: diversity costs accuracy; the starter set always keeps distinct categories)'),
+    ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
+    ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
+    ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals, plus the top of the segment''s popularity and of each prior: this many of each list, at least 2·k (with exclude_seen, features the user has are not taken)'),
+    ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
+    ('itemcf_rows', '3000', 'ItemCF reads about this many neighbour rows at most: each of the user''s strongest history_limit features gives its strongest itemcf_rows / (their number) rows (all of them for a user with few features): bounds the work of a call for heavy users and large K'),
+    ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
+    ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices (UTC days, today included; counts are kept 400 days)')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+-- offline evaluation (sql/060_evaluation.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('evaluation_users', '20000',
+     'users held out by reco.evaluate and the evaluate job when no number is given (0 = every eligible user)')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
+-- self-tuning (sql/065_tune.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('tune_min_gain', '1',
+     'the tune job applies the best trial when its NDCG@10 gain over the current settings exceeds this many standard errors of the per-user paired difference: 1 = more than the noise of the estimate (≈ 84 % one-sided); 2 ≈ 98 %, for tenants that want changes only on strong evidence')
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
@@ -151,7 +280,7 @@ BEGIN
             -- Serialise creators. The lock alone is not enough: an advisory lock does not
             -- refresh this session's view of the catalog, so a partition created meanwhile
             -- by another session may still look absent; its CREATE then says duplicate_table.
-            PERFORM pg_advisory_xact_lock(7281002);
+            PERFORM pg_advisory_xact_lock(reco.lock_key('event_partitions'));
             BEGIN
                 EXECUTE format(
                     'CREATE TABLE reco.%I PARTITION OF reco.events FOR VALUES FROM (%L) TO (%L)',

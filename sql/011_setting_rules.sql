@@ -4,7 +4,8 @@
 -- reco.repair_stored_settings() (run by every `reco migrate`, sql/090_setting_repair.sql).
 -- Repeatable: re-applied by `reco migrate` whenever a file in sql/ changes.
 --
--- Sync contract: a setting added to reco.setting_definitions (sql/010, 040, 050, 060, 065) gets a row here;
+-- Sync contract: a setting added to reco.setting_definitions (every default is in sql/010_tenants_settings.sql)
+-- gets a row here;
 -- tests/test_settings_validation.py fails for a definition without a rule. docs/settings.md is generated from
 -- reco.setting_catalog (`reco settings docs`).
 

@@ -227,7 +227,7 @@ BEGIN
     -- user was gone by the time the event was stored: its id was kept in event_ids, the event
     -- was not stored, and every retry was reported a duplicate (issue 24). After the partitions,
     -- as reco.job_maintenance orders them (partitions, then this lock).
-    PERFORM pg_advisory_xact_lock_shared(7281201, p_tenant_id);
+    PERFORM pg_advisory_xact_lock_shared(reco.lock_key('ingest'), p_tenant_id);
 
     -- users seen for the first time become cold users
     INSERT INTO reco.users (tenant_id, user_id)

@@ -4,7 +4,7 @@
 --
 -- Staging tables: reco._stage_<hex>, unlogged, shared (the merge reads one from several
 -- connections at once, so it cannot be a TEMP table). The importing session holds the
--- session-level advisory lock (7281400, hashtext(name)) while the table lives: a table whose
+-- session-level advisory lock (reco.lock_key('import_stage'), hashtext(name)) while the table lives: a table whose
 -- lock nobody holds belongs to a dead import (killed client, lost connection) and is dropped by
 -- reco.drop_stale_import_stages() at the start of every import.
 
@@ -22,7 +22,7 @@ BEGIN
                    _name, (SELECT string_agg(format('%I text', c), ', ' ORDER BY o)
                            FROM unnest(p_columns) WITH ORDINALITY AS t(c, o)));
     -- taken in the transaction that creates the table: no other session ever sees it unlocked
-    PERFORM pg_advisory_lock(7281400, hashtext(_name));
+    PERFORM pg_advisory_lock(reco.lock_key('import_stage'), hashtext(_name));
     RETURN _name;
 END $$;
 COMMENT ON FUNCTION reco.create_import_stage(text[]) IS
@@ -39,7 +39,7 @@ BEGIN
         RAISE EXCEPTION '"%" is not a staging table', p_name USING ERRCODE = 'invalid_parameter_value';
     END IF;
     EXECUTE format('DROP TABLE IF EXISTS reco.%I', p_name);
-    PERFORM pg_advisory_unlock(7281400, hashtext(p_name));
+    PERFORM pg_advisory_unlock(reco.lock_key('import_stage'), hashtext(p_name));
 END $$;
 COMMENT ON FUNCTION reco.drop_import_stage(text) IS
     'drop a staging table made by reco.create_import_stage in this session and release its lock (end of `reco import`)';
@@ -60,8 +60,8 @@ BEGIN
         -- ends). Advisory locks are re-entrant, so this session's own stages are skipped first.
         IF NOT EXISTS (SELECT 1 FROM pg_locks l
                        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 2
-                         AND l.classid = 7281400 AND l.objid = hashtext(_name)::oid)
-           AND pg_try_advisory_xact_lock(7281400, hashtext(_name)) THEN
+                         AND l.classid = reco.lock_key('import_stage')::oid AND l.objid = hashtext(_name)::oid)
+           AND pg_try_advisory_xact_lock(reco.lock_key('import_stage'), hashtext(_name)) THEN
             EXECUTE format('DROP TABLE IF EXISTS reco.%I', _name);
             _n := _n + 1;
         END IF;

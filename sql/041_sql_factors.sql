@@ -9,12 +9,6 @@
 -- MovieLens-100K (1,682 features, 98k interactions): see docs/sql-only-operation.md.
 -- Repeatable: re-applied by `reco migrate` whenever a file in sql/ changes.
 
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('sql_factors_max_features', '20000',
-     'above 64 active features and without the Python runner (SVD), the embeddings job computes the feature factors in SQL by subspace iteration up to this many features (its cost grows with features × 64²); above it, a random projection')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
 -- Cholesky-QR's triangular factor: L⁻¹ (lower triangular, 64 × 64, row-major) of the Cholesky
 -- factor L of a Gram matrix G = L·Lᵀ. Directions with no weight left (rank below 64) get 0.
 CREATE OR REPLACE FUNCTION reco._cholesky_inverse(p_gram float8[], p_n int)
@@ -74,16 +68,16 @@ BEGIN
     -- the Gram matrix ZᵀZ, row a = Σ_i Z[i][a] · Z[i]
     _inv := reco._cholesky_inverse(
         (SELECT array_agg(x ORDER BY g.a, e.b)
-         FROM (SELECT d.a, sum(f.v * array_fill((f.v::real[])[d.a], ARRAY[64])::vector) AS row
-               FROM pg_temp._sf f CROSS JOIN generate_series(1, 64) AS d(a)
+         FROM (SELECT d.a, sum(f.v * array_fill((f.v::real[])[d.a], ARRAY[reco.vector_dims()])::vector) AS row
+               FROM pg_temp._sf f CROSS JOIN generate_series(1, reco.vector_dims()) AS d(a)
                GROUP BY d.a) AS g
-         CROSS JOIN LATERAL unnest(g.row::real[]) WITH ORDINALITY AS e(x, b)), 64);
+         CROSS JOIN LATERAL unnest(g.row::real[]) WITH ORDINALITY AS e(x, b)), reco.vector_dims());
     -- Q[i] = Σ_a Z[i][a] · (column a of L⁻¹)
     UPDATE pg_temp._sf f
-    SET v = (SELECT sum(c.col * array_fill((f.v::real[])[c.a], ARRAY[64])::vector)
-             FROM (SELECT a.i AS a, ARRAY(SELECT _inv[(b.i - 1) * 64 + a.i]::real
-                                          FROM generate_series(1, 64) AS b(i) ORDER BY b.i)::vector AS col
-                   FROM generate_series(1, 64) AS a(i)) AS c);
+    SET v = (SELECT sum(c.col * array_fill((f.v::real[])[c.a], ARRAY[reco.vector_dims()])::vector)
+             FROM (SELECT a.i AS a, ARRAY(SELECT _inv[(b.i - 1) * reco.vector_dims() + a.i]::real
+                                          FROM generate_series(1, reco.vector_dims()) AS b(i) ORDER BY b.i)::vector AS col
+                   FROM generate_series(1, reco.vector_dims()) AS a(i)) AS c);
 END $$;
 
 CREATE OR REPLACE FUNCTION reco._sql_factors(p_tenant_id int, p_iterations int DEFAULT 3)
@@ -103,7 +97,7 @@ BEGIN
     CREATE TEMP TABLE _sf AS
         SELECT f.feature_key,
                ARRAY(SELECT (hashtext(f.feature_key || ':' || d)::float8 / 2147483648.0)::real
-                     FROM generate_series(0, 63) AS d ORDER BY d)::vector AS v
+                     FROM generate_series(0, reco.vector_dims() - 1) AS d ORDER BY d)::vector AS v
         FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active;
     ANALYZE pg_temp._sr;
     FOR _it IN 1 .. p_iterations LOOP
@@ -112,12 +106,12 @@ BEGIN
         -- Z ← Rᵀ (R Z), then orthonormalised
         DROP TABLE IF EXISTS pg_temp._sy;
         CREATE TEMP TABLE _sy AS
-            SELECT r.user_key, sum(f.v * array_fill(r.s, ARRAY[64])::vector) AS v
+            SELECT r.user_key, sum(f.v * array_fill(r.s, ARRAY[reco.vector_dims()])::vector) AS v
             FROM pg_temp._sr r JOIN pg_temp._sf f ON f.feature_key = r.feature_key
             GROUP BY r.user_key;
-        UPDATE pg_temp._sf f SET v = coalesce(z.v, array_fill(0::real, ARRAY[64])::vector)
+        UPDATE pg_temp._sf f SET v = coalesce(z.v, array_fill(0::real, ARRAY[reco.vector_dims()])::vector)
         FROM pg_temp._sf f0
-        LEFT JOIN (SELECT r.feature_key, sum(y.v * array_fill(r.s, ARRAY[64])::vector) AS v
+        LEFT JOIN (SELECT r.feature_key, sum(y.v * array_fill(r.s, ARRAY[reco.vector_dims()])::vector) AS v
                    FROM pg_temp._sr r JOIN pg_temp._sy y ON y.user_key = r.user_key
                    GROUP BY r.feature_key) AS z ON z.feature_key = f0.feature_key
         WHERE f.feature_key = f0.feature_key;

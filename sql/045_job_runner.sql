@@ -1,5 +1,48 @@
 -- The job runner and pg_cron: reco.run_job (advisory lock, run log, commit per run) runs the
--- job bodies of sql/040_jobs.sql by their catalog entry; reco.schedule_jobs registers them with pg_cron.
+-- job bodies of sql/040_job_bodies.sql by their catalog entry (below); reco.schedule_jobs registers them with pg_cron.
+
+-- ---------------------------------------------------------------------------------------
+-- The job catalog: every job, its body, default schedule and dependencies
+-- ---------------------------------------------------------------------------------------
+
+-- the engine's jobs (bodies in sql/040_job_bodies.sql)
+INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description) VALUES
+    ('maintenance', 'reco.job_maintenance', '7 3 * * *', '{}', 1,
+     'rebase the decay epoch of interaction weights; create the next months'' event partitions'),
+    ('feature_stats', 'reco.job_feature_stats', '*/15 * * * *', '{}', 2,
+     'popularity and success rate per feature, globally and per segment'),
+    ('cohort_priors', 'reco.job_cohort_priors', '*/15 * * * *', '{feature_stats}', 3,
+     'P(feature | attribute = value), Laplace-smoothed, for the segment attributes'),
+    ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{}', 4,
+     'the neighbour model (setting neighbor_model: cosine, rp3beta or ease): each feature''s K most similar features; content embeddings and content neighbours for little-used features'),
+    ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
+     'feature factors (SVD of R above 64 features, numpy), user vectors (HNSW) and every user''s UserCF from its nearest users'),
+    ('bandit', 'reco.job_bandit', '*/10 * * * *', '{}', 6,
+     'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
+ON CONFLICT (name) DO UPDATE
+    SET procedure = excluded.procedure, schedule = excluded.schedule,
+        depends_on = excluded.depends_on, position = excluded.position,
+        description = excluded.description;
+
+-- offline evaluation (sql/060_evaluation.sql)
+INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description, in_all) VALUES
+    ('evaluate', 'reco.job_evaluate', '30 4 * * 0', '{}', 100,
+     'offline evaluation (leave-one-out by time) of the hybrid, each component and a popularity baseline; stored in reco.evaluation_runs',
+     false)
+ON CONFLICT (name) DO UPDATE
+    SET procedure = excluded.procedure, schedule = excluded.schedule,
+        depends_on = excluded.depends_on, position = excluded.position,
+        description = excluded.description, in_all = excluded.in_all;
+
+-- self-tuning (sql/065_tune.sql)
+INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description, in_all) VALUES
+    ('tune', 'reco.job_tune', '30 5 * * 0', '{}', 101,
+     'search neighbour model, K, τ, weights, seen handling and MMR λ on a holdout of the tenant''s data; apply the best when it beats the current settings by more than the noise (EASE only from Python: queued for `reco jobs loop`)',
+     false)
+ON CONFLICT (name) DO UPDATE
+    SET procedure = excluded.procedure, schedule = excluded.schedule,
+        depends_on = excluded.depends_on, position = excluded.position,
+        description = excluded.description, in_all = excluded.in_all;
 
 -- ---------------------------------------------------------------------------------------
 -- run_job: lock, log, run, commit
@@ -100,7 +143,7 @@ BEGIN
         ORDER BY tenant_id
     LOOP
         -- one run per job and tenant at a time; a concurrent second run is logged as skipped
-        IF NOT pg_try_advisory_lock(7281100, hashtext(p_job || ':' || _tenant.tenant_id)) THEN
+        IF NOT pg_try_advisory_lock(reco.lock_key('job'), hashtext(p_job || ':' || _tenant.tenant_id)) THEN
             INSERT INTO reco.job_runs (job, tenant, status, message, finished_at)
             VALUES (p_job, _tenant.slug, 'skipped', 'another run of this job is in progress',
                     clock_timestamp());
@@ -140,7 +183,7 @@ BEGIN
             -- done in full: nothing of this job is left for the loop
             DELETE FROM reco.job_queue WHERE tenant_id = _tenant.tenant_id AND job = p_job;
         END IF;
-        PERFORM pg_advisory_unlock(7281100, hashtext(p_job || ':' || _tenant.tenant_id));
+        PERFORM pg_advisory_unlock(reco.lock_key('job'), hashtext(p_job || ':' || _tenant.tenant_id));
         COMMIT;
         IF _err IS NOT NULL THEN
             _failed := _failed || format('%s (%s): %s', p_job, _tenant.slug, _err);

@@ -3,26 +3,6 @@
 -- indexed rows: the user, the user's interactions, the neighbours of those features, one HNSW
 -- k-NN over user vectors, the prior and stats rows of the user's segments, bandit rows.
 
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('weight_itemcf', '0.85', 'weight of ItemCF (Σ R(u,j)·S(j,i) over the features the user used)'),
-    ('weight_usercf', '0.1', 'weight of UserCF (Σ sim(u,v)·R(v,i) over the nearest users, HNSW)'),
-    ('weight_prior', '0.01', 'weight of the cohort prior (naive Bayes over the user''s segment attributes)'),
-    ('weight_popularity', '0.04', 'weight of popularity × (0.5 + 0.5·success rate), segment first'),
-    ('weight_session', '0.3', 'weight of the session boost from options.recent'),
-    ('weight_explore', '0.1', 'weight of the Thompson-sampling draw for users with few interactions'),
-    ('explore_below', '3', 'users with fewer interactions than this get exploration'),
-    ('seen_factor', '0.2', 'score multiplier for features the user already uses (0 = never recommend them)'),
-    ('mmr_lambda', '1', 'MMR λ: relevance vs. category diversity (1 = no diversity, the default: diversity costs accuracy; the starter set always keeps distinct categories)'),
-    ('user_neighbors', '20', 'nearest users whose rows make UserCF'),
-    ('hnsw_ef_search', '20', 'candidates each HNSW search for nearest users examines (hnsw.ef_search; at most this many neighbours are found): more finds closer neighbours, costs more (the embeddings job searches once per user)'),
-    ('candidates', '20', 'candidates ranked in full: the top by the collaborative signals, plus the top of the segment''s popularity and of each prior: this many of each list, at least 2·k (with exclude_seen, features the user has are not taken)'),
-    ('history_limit', '200', 'ItemCF reads the neighbours of the user''s strongest this many features (every feature still counts as seen): bounds the work of a call for heavy users'),
-    ('itemcf_rows', '3000', 'ItemCF reads about this many neighbour rows at most: each of the user''s strongest history_limit features gives its strongest itemcf_rows / (their number) rows (all of them for a user with few features): bounds the work of a call for heavy users and large K'),
-    ('min_segment_users', '30', 'segment popularity and bandit arms are used when the segment has this many users'),
-    ('plan_window_days', '30', 'days of recent usage reco.recommend_plan prices (UTC days, today included; counts are kept 400 days)')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
 -- ---------------------------------------------------------------------------------------
 -- Beta sampling (Marsaglia-Tsang gamma) for Thompson sampling
 -- ---------------------------------------------------------------------------------------
@@ -102,10 +82,10 @@ BEGIN
     IF jsonb_typeof(p_options -> 'weights') NOT IN ('object', 'null')
        OR jsonb_path_exists(coalesce(p_options -> 'weights', '{}'), '$.* ? (@.type() != "number" || @ < 0 || @ > 1000)')
        OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options -> 'weights', '{}')) AS w
-                  WHERE w NOT IN ('itemcf', 'usercf', 'prior', 'popularity', 'session', 'explore')) THEN
+                  WHERE w <> ALL (reco._component_names())) THEN
         RAISE EXCEPTION 'options.weights must map components to numbers between 0 and 1000'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Components: itemcf, usercf, prior, popularity, session, explore.';
+                  HINT = format('Components: %s.', array_to_string(reco._component_names(), ', '));
     END IF;
     IF jsonb_typeof(p_options -> 'scenario') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION 'options.scenario must be the name of a scenario'
@@ -747,7 +727,7 @@ CREATE OR REPLACE FUNCTION reco._log_exposures(p_tenant_id int, p_user_key int, 
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7281200, p_tenant_id);
+    PERFORM pg_advisory_xact_lock_shared(reco.lock_key('exposures'), p_tenant_id);
     INSERT INTO reco.exposures (tenant_id, request_id, user_key, user_id, feature_keys, segment, variant, shown_at,
                                 scenario, experiment_id, sides)
     VALUES (p_tenant_id, p_request_id, p_user_key, CASE WHEN p_user_key IS NULL THEN p_user_id END, p_keys,

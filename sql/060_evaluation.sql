@@ -10,21 +10,6 @@
 --   reco.evaluate(k, users, settings, tenant)   everything in one call (CALL reco.run_job('evaluate'))
 --   `reco evaluate`                             the same steps from Python, ranking on two connections
 
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('evaluation_users', '20000',
-     'users held out by reco.evaluate and the evaluate job when no number is given (0 = every eligible user)')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
-INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description, in_all) VALUES
-    ('evaluate', 'reco.job_evaluate', '30 4 * * 0', '{}', 100,
-     'offline evaluation (leave-one-out by time) of the hybrid, each component and a popularity baseline; stored in reco.evaluation_runs',
-     false)
-ON CONFLICT (name) DO UPDATE
-    SET procedure = excluded.procedure, schedule = excluded.schedule,
-        depends_on = excluded.depends_on, position = excluded.position,
-        description = excluded.description, in_all = excluded.in_all;
-
 -- ---------------------------------------------------------------------------------------
 -- Interactions from events
 -- ---------------------------------------------------------------------------------------
@@ -192,14 +177,14 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'hybrid_explore' THEN '{"exclude_seen": true, "seed": 0.42}'::jsonb
         ELSE jsonb_build_object('exclude_seen', true, 'explore', false, 'weights',
             (SELECT jsonb_object_agg(c, (c = p_model)::int)
-             FROM unnest('{itemcf,usercf,prior,popularity,session,explore}'::text[]) AS c))
+             FROM unnest(reco._component_names()) AS c))
     END
 $$;
 
 CREATE OR REPLACE FUNCTION reco._evaluation_models()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT '{hybrid,itemcf,usercf,prior,popularity,baseline,hybrid_explore}'::text[]
+    SELECT '{hybrid}'::text[] || reco._component_names(true) || '{baseline,hybrid_explore}'::text[]
 $$;
 
 -- Rank the top p_k for the held-out users of scope p_eval (user keys p_from..p_to, all when NULL)
@@ -295,7 +280,7 @@ LANGUAGE sql STABLE AS $$
         CASE WHEN coalesce(p_settings -> 'neighbor_model', reco.setting('neighbor_model', p_tenant_id)) #>> '{}' = 'ease'
                   AND NOT reco._ease_in_sql(p_tenant_id)
              THEN 'ease' END,
-        CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > 64
+        CASE WHEN (SELECT count(*) FROM reco.features f WHERE f.tenant_id = p_tenant_id AND f.active) > reco.vector_dims()
              THEN 'svd' END], NULL)
 $$;
 COMMENT ON FUNCTION reco._evaluation_python_steps(int, jsonb) IS

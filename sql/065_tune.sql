@@ -17,21 +17,6 @@
 -- and _tune_decide); reco.tune_trials, reco.tune_summaries, the console and `reco tune` read it.
 -- The tenant's settings are written in one place: reco._tune_apply.
 
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('tune_min_gain', '1',
-     'the tune job applies the best trial when its NDCG@10 gain over the current settings exceeds this many standard errors of the per-user paired difference: 1 = more than the noise of the estimate (≈ 84 % one-sided); 2 ≈ 98 %, for tenants that want changes only on strong evidence')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
-INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description, in_all) VALUES
-    ('tune', 'reco.job_tune', '30 5 * * 0', '{}', 101,
-     'search neighbour model, K, τ, weights, seen handling and MMR λ on a holdout of the tenant''s data; apply the best when it beats the current settings by more than the noise (EASE only from Python: queued for `reco jobs loop`)',
-     false)
-ON CONFLICT (name) DO UPDATE
-    SET procedure = excluded.procedure, schedule = excluded.schedule,
-        depends_on = excluded.depends_on, position = excluded.position,
-        description = excluded.description, in_all = excluded.in_all;
-
 CREATE OR REPLACE FUNCTION reco._tune_stages()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
@@ -109,7 +94,7 @@ END $$;
 CREATE OR REPLACE FUNCTION reco._tune_components()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT '{itemcf,usercf,prior,popularity}'::text[]
+    SELECT reco._component_names(true)
 $$;
 
 CREATE OR REPLACE FUNCTION reco._tune_component_weights(p_component text)

@@ -218,7 +218,7 @@ BEGIN
     -- Ingest takes this lock shared before it resolves a user (reco._ingest_event_rows): an event
     -- sent meanwhile waits for this erasure to commit, then creates the user anew; an ingest in
     -- flight finishes first, and its events are erased with the others.
-    PERFORM pg_advisory_xact_lock(7281201, _tid);
+    PERFORM pg_advisory_xact_lock(reco.lock_key('ingest'), _tid);
     SELECT user_key INTO _key FROM reco.users WHERE tenant_id = _tid AND user_id = p_user_id;
     -- what was shown to the id before it was a user (reads create no user)
     PERFORM reco._bandit_forget(_tid, NULL, NULL, p_user_id);

@@ -208,12 +208,12 @@ def test_recommend_plan_respects_paid_features(world):
 def test_concurrent_run_is_skipped(world, db_url):
     tid = world.execute("SELECT tenant_id FROM reco.tenants WHERE slug = 'default'").fetchone()["tenant_id"]
     with psycopg.connect(db_url, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(7281100, hashtext(%s))", (f"feature_stats:{tid}",))
+        other.execute("SELECT pg_advisory_lock(reco.lock_key('job'), hashtext(%s))", (f"feature_stats:{tid}",))
         world.execute("CALL reco.run_job('feature_stats')")
         last = world.execute("SELECT status, message FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
         assert last["status"] == "skipped"
         # released here, not by closing: a closed connection's backend may hold it a moment longer
-        other.execute("SELECT pg_advisory_unlock(7281100, hashtext(%s))", (f"feature_stats:{tid}",))
+        other.execute("SELECT pg_advisory_unlock(reco.lock_key('job'), hashtext(%s))", (f"feature_stats:{tid}",))
     world.execute("CALL reco.run_job('feature_stats')")
     last = world.execute("SELECT status FROM reco.job_runs ORDER BY run_id DESC LIMIT 1").fetchone()
     assert last["status"] == "succeeded"

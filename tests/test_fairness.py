@@ -18,11 +18,12 @@ from psycopg.types.json import Jsonb
 from app.api.budgets import CONSOLE_BURST, Bucket, Budget, Slots
 from app.api.limits import MAX_BATCH
 from app.settings import Settings
+from jobs.locks import lock_key
 from tests.helpers import DAY, client_for, error
 
 #: reco.job_bandit's lock, taken shared by every ingest of a tenant (sql/020_ingest.sql): holding it
 #: exclusively from a test connection makes that tenant's writes wait in the database, not the others'
-INGEST_LOCK = 7281201
+INGEST_LOCK = lock_key("ingest")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The A/B-test statistics of sql/075_stats.sql, checked against scipy, GrowthBook's gbstats test
+"""The A/B-test statistics of sql/073-078_stats_*.sql, checked against scipy, GrowthBook's gbstats test
 vectors, R's gsDesign boundaries and simulations drawn in SQL."""
 
 from __future__ import annotations
@@ -513,8 +513,9 @@ def test_documented_immutable_and_rerunnable(conn):
         assert f["doc"], f"no COMMENT ON FUNCTION {f['sig']}"
         if f["proname"] not in ("stat_simulate", "_stat_check", "_stat_check_alpha", "_stat_check_count"):
             assert (f["provolatile"], f["proparallel"]) == ("i", "s"), f["sig"]
-    # reco migrate re-runs the file whole
-    conn.execute((ROOT / "sql" / "075_stats.sql").read_text())
+    # reco migrate re-runs the files whole
+    for path in sorted((ROOT / "sql").glob("07[3-8]_stats_*.sql")):
+        conn.execute(path.read_text())
 
 
 # ---------------------------------------------------------------------------------------------

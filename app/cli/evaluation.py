@@ -16,6 +16,7 @@ from app.cli.common import (
     progress_bars,
 )
 from app.cli.jobs import run_jobs
+from jobs.components import TUNED
 
 commands = typer.Typer()
 
@@ -141,7 +142,7 @@ def evaluate(
             for i, p in enumerate(points[:15], 1):
                 st = p.settings
                 table.add_row(str(i), f"{st['decay_tau_days']:g}", f"{st['mmr_lambda']:g}",
-                              *(f"{st['weight_' + n]:g}" for n in ("itemcf", "usercf", "prior", "popularity")),
+                              *(f"{st['weight_' + n]:g}" for n in TUNED),
                               f"{p.hit_rate:.4f}", f"{p.ndcg:.4f}", str(p.run_id))
             print_table(table)
             console.print(f"{len(points)} settings tried; stored as runs of kind 'grid' in reco.evaluation_runs")

@@ -159,7 +159,7 @@ def print_report(rows: list[dict], name: str) -> None:
                    "CUPED lift [95% CI]", "var. −"):
         table.add_column(column, no_wrap=True)
     # the report adjusts the primary metric's p over the treatments by Holm, the secondary metrics' by
-    # Benjamini-Hochberg (sql/080_experiments.sql); the primary metric's rows come first
+    # Benjamini-Hochberg (sql/080_experiment_analysis.sql); the primary metric's rows come first
     primary_metric = next((r["metric"] for r in rows if r["section"] == "metric"), None)
     for r in rows:
         if r["section"] not in ("metric", "guardrail", "oec", "interleave"):

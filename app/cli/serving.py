@@ -13,12 +13,13 @@ from app.cli.common import (
     console,
     print_rows,
 )
+from jobs.components import COMPONENTS
 
 commands = typer.Typer()
 
 
 def _explain(reasons: dict) -> str:
-    parts = [f"{k} {reasons[k]:.2f}" for k in ("itemcf", "usercf", "prior", "popularity", "session", "explore")
+    parts = [f"{k} {reasons[k]:.2f}" for k in COMPONENTS
              if isinstance(reasons.get(k), int | float) and reasons[k] > 0]
     text = ", ".join(parts)
     if reasons.get("because"):

@@ -3,7 +3,7 @@
 Each simulated A/A test is a conversion experiment (the same rate in both arms) whose report is read
 ``reads`` times at equally spaced numbers of users. A run is wrong when any read says ship or stop
 (worse): the rate over many runs is the false ship/stop rate. The rules are the report's
-(sql/080_experiments.sql, reco.experiment_report), written again here in numpy so that tens of
+(sql/080_experiment_analysis.sql, reco.experiment_report), written again here in numpy so that tens of
 thousands of runs take a second; tests/test_decisions.py checks that the SQL functions decide the
 same on the same counts.
 

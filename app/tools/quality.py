@@ -43,6 +43,8 @@ from app.tools.quality_data import (
     read_wheel,
     served_list,
 )
+from jobs.components import COMPONENTS as ALL_COMPONENTS
+from jobs.components import TUNED
 
 TENANT = "movielens"
 GENERATED_TENANT = "generated"
@@ -51,8 +53,8 @@ BATCH = 5000
 #: recommend_features(u, 10) calls timed in the database (beside the floor, same run)
 IN_DATABASE_CALLS = 5000
 #: the components of recommend_features, each measured alone
-COMPONENTS = ("itemcf", "usercf", "prior", "popularity")
-WEIGHT_KEYS = ("itemcf", "usercf", "prior", "popularity", "session", "explore")
+COMPONENTS = TUNED
+WEIGHT_KEYS = ALL_COMPONENTS
 
 #: RecBole 1.2.1 on the same split (LS valid_and_test, order TO, full ranking; all ratings as
 #: implicit interactions): (model, NDCG@10, Hit@10)

@@ -1,114 +1,9 @@
--- Jobs: the refresh procedures behind every derived table and their catalog. The runner and the
--- pg_cron integration are in 045_job_runner.sql. Each job body is a function reco.job_<name>(tenant_id) returning the
--- rows it wrote; reco.run_job wraps it with an advisory lock, a run-log row and commits.
-
-INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
-    ('neighbor_model', '"cosine"',
-     'neighbour model of the feature_neighbors job: cosine (SQL), rp3beta (SQL: random walk with popularity penalty) or ease (numpy, catalogs up to ease_max_features)'),
-    ('neighbors_k', '20', 'neighbours kept per feature: its K most similar features (a feature''s score for a user sums over its own K neighbours the user used)'),
-    ('neighbor_shrinkage', '0', 'cosine × c/(c + shrinkage), c = users of both features: damps similarities seen by few users'),
-    ('rp3_alpha', '1.0', 'RP3beta α: exponent of the random walk''s transition probabilities'),
-    ('rp3_beta', '0.3', 'RP3beta β: a target''s score is divided by its users^β (popularity penalty)'),
-    ('ease_lambda', '250', 'EASE λ: L2 regularisation of the item-item regression (larger = closer to popularity)'),
-    ('ease_max_features', '8000', 'EASE is refused above this many features: its numpy step holds ~4 · n² · 8 bytes at the matrix inverse. Measured (`reco bench ease`, 10k users with a median of 135 features, 2 shared cores, timings drift): 4,000 features 11-15 s and 0.47 GiB above the interactions; 6,000: 27 s, 1.05 GiB; 8,000: 54-91 s, 1.9 GiB (process peak 2.1 GiB: well within 4 GiB; 10,000 would need ~3.2 GiB)'),
-    ('neighbor_user_items', '0', 'cosine and rp3beta count co-usage over each user''s strongest this many features (largest weight: recent and repeated; degrees still count every feature); 0 = automatic: every feature while the pairs stay within neighbor_pairs_max, else the largest cap that keeps them there. A user adds N·(N-1)/2 pairs, so heavy histories dominate the work: long-tail 10k users × 20k features makes 151M pairs in full (feature_neighbors ~160 s), 43M at 100 (43-48 s); MovieLens-100K makes 9.9M (no cap; a cap of 100 would cost 0.0013 NDCG@10)'),
-    ('neighbor_pairs_max', '50000000', 'with neighbor_user_items 0: the most feature pairs (self-join rows, each pair once) the cosine and rp3beta models aggregate, ~1 s per million on one core; above it each user''s features are capped to fit'),
-    ('min_feature_users', '5', 'features used by fewer users also get content neighbours (cold features), up to neighbors_k rows'),
-    ('bandit_window', '"7 days"', 'a use within this time after an exposure counts as a success for the bandit'),
-    ('rebase_after', '50', 'the maintenance job rebases the decay epoch once the newest events weigh more than e^this'),
-    ('exposure_retention', '"180 days"', 'the maintenance job deletes exposures older than this'),
-    ('hnsw_m', '8', 'links per user vector in the HNSW index (pgvector m, 2-100), used when the embeddings job builds it: fewer make each UserCF search cheaper, more find closer neighbours')
-ON CONFLICT (key) DO UPDATE
-    SET default_value = excluded.default_value, description = excluded.description;
-
-INSERT INTO reco.jobs (name, procedure, schedule, depends_on, position, description) VALUES
-    ('maintenance', 'reco.job_maintenance', '7 3 * * *', '{}', 1,
-     'rebase the decay epoch of interaction weights; create the next months'' event partitions'),
-    ('feature_stats', 'reco.job_feature_stats', '*/15 * * * *', '{}', 2,
-     'popularity and success rate per feature, globally and per segment'),
-    ('cohort_priors', 'reco.job_cohort_priors', '*/15 * * * *', '{feature_stats}', 3,
-     'P(feature | attribute = value), Laplace-smoothed, for the segment attributes'),
-    ('feature_neighbors', 'reco.job_feature_neighbors', '*/30 * * * *', '{}', 4,
-     'the neighbour model (setting neighbor_model: cosine, rp3beta or ease): each feature''s K most similar features; content embeddings and content neighbours for little-used features'),
-    ('embeddings', 'reco.job_embeddings', '*/30 * * * *', '{feature_neighbors}', 5,
-     'feature factors (SVD of R above 64 features, numpy), user vectors (HNSW) and every user''s UserCF from its nearest users'),
-    ('bandit', 'reco.job_bandit', '*/10 * * * *', '{}', 6,
-     'rebuild the Thompson-sampling counters from exposures and the uses that followed them')
-ON CONFLICT (name) DO UPDATE
-    SET procedure = excluded.procedure, schedule = excluded.schedule,
-        depends_on = excluded.depends_on, position = excluded.position,
-        description = excluded.description;
-
--- ---------------------------------------------------------------------------------------
--- Helpers
--- ---------------------------------------------------------------------------------------
-
--- sqrt of a weight relative to the user's largest weight: in (0, 1], free of the decay scale
-CREATE OR REPLACE VIEW reco.interaction_strengths AS
-SELECT tenant_id, user_key, feature_key,
-       sqrt(weight / nullif(max(weight) OVER (PARTITION BY tenant_id, user_key), 0)) AS strength
-FROM reco.interactions;
-COMMENT ON VIEW reco.interaction_strengths IS
-    'R as the models read it: sqrt(weight / the user''s largest weight), in (0, 1]';
-
--- A user's vector and row of R, computed from the interactions: normalise(Σ strength · factor)
--- and the features with their strengths. The embeddings job stores these in reco.user_vectors;
--- serving computes one for a user who had no interactions at the last job.
-CREATE OR REPLACE VIEW reco.user_vector_rows AS
-SELECT s.tenant_id, s.user_key,
-       l2_normalize(sum(ff.factor * array_fill(s.strength::real, ARRAY[64])::vector)) AS embedding,
-       array_agg(s.feature_key ORDER BY s.feature_key) AS feature_keys,
-       array_agg(s.strength::real ORDER BY s.feature_key) AS strengths
-FROM reco.interaction_strengths s
-JOIN reco.feature_factors ff ON ff.tenant_id = s.tenant_id AND ff.feature_key = s.feature_key
-WHERE s.strength > 0
-GROUP BY s.tenant_id, s.user_key;
-COMMENT ON VIEW reco.user_vector_rows IS
-    'a user''s vector (normalised Σ strength · feature factor) and row of R, from the current interactions: what the embeddings job stores in reco.user_vectors';
-
--- A step of a long job, as a NOTICE: psql shows it, `reco jobs run` turns it into progress.
-CREATE OR REPLACE FUNCTION reco._progress(p_job text, p_tenant_id int, p_step text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    RAISE NOTICE 'progress: % [%]: %', p_job, (SELECT slug FROM reco.tenants WHERE tenant_id = p_tenant_id), p_step;
-END $$;
-
-CREATE OR REPLACE FUNCTION reco._segment_attributes(p_tenant_id int)
-RETURNS text[]
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT ARRAY(SELECT jsonb_array_elements_text(reco.setting('segment_attributes', p_tenant_id)))
-$$;
-
--- the (attribute, value) pairs of one user: ('*', '*') first (ord 0), then one per segment
--- attribute the user has, in the order of p_names (inlined by the planner: keep it one SELECT)
-DROP FUNCTION IF EXISTS reco._user_segments(boolean, jsonb, text[]) CASCADE;
-CREATE FUNCTION reco._user_segments(p_paid boolean, p_attributes jsonb, p_names text[])
-RETURNS TABLE (attribute text, value text, ord bigint)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '*', '*', 0
-    UNION ALL
-    SELECT n.a, CASE WHEN n.a = 'paid' THEN p_paid::text ELSE p_attributes ->> n.a END, n.o
-    FROM unnest(p_names) WITH ORDINALITY AS n(a, o)
-    WHERE (CASE WHEN n.a = 'paid' THEN p_paid::text ELSE p_attributes ->> n.a END) IS NOT NULL
-$$;
-
--- The segments of one user for serving: every (attribute, value) the user has (the cohort
--- prior multiplies over them) and the first of them, in the order of setting
--- segment_attributes, whose segment has p_min_users users (popularity and bandit arms are
--- read there), else ('*', '*'). Used by recommend_features and log_exposures alike.
-CREATE OR REPLACE FUNCTION reco._serving_segments(p_tenant_id int, p_paid boolean, p_attributes jsonb,
-                                                  p_names text[], p_min_users int)
-RETURNS TABLE (attributes text[], vals text[], serving_attribute text, serving_value text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(s.attribute ORDER BY s.ord), '{}'),
-           coalesce(array_agg(s.value ORDER BY s.ord), '{}'),
-           coalesce((array_agg(s.attribute ORDER BY s.ord) FILTER (WHERE g.users >= p_min_users))[1], '*'),
-           coalesce((array_agg(s.value ORDER BY s.ord) FILTER (WHERE g.users >= p_min_users))[1], '*')
-    FROM reco._user_segments(p_paid, p_attributes, p_names) AS s
-    LEFT JOIN reco.segments g ON g.tenant_id = p_tenant_id AND g.attribute = s.attribute AND g.value = s.value
-    WHERE s.attribute <> '*'
-$$;
+-- Job bodies: the refresh functions behind every derived table. Each is a function
+-- reco.job_<name>(tenant_id) returning the rows it wrote; reco.run_job (sql/045_job_runner.sql, with the job
+-- catalog) wraps it with an advisory lock, a run-log row and commits. The helpers serving shares are in
+-- sql/035_model_helpers.sql, the Python-step protocol in sql/038_job_protocol.sql, the defaults of the
+-- settings they read in sql/010_tenants_settings.sql.
+-- Repeatable: re-applied by `reco migrate` whenever a file in sql/ changes.
 
 -- ---------------------------------------------------------------------------------------
 -- feature_stats
@@ -181,91 +76,6 @@ COMMENT ON FUNCTION reco.job_cohort_priors(int) IS 'job body: rebuild reco.cohor
 -- embeddings: content vectors, feature factors, user vectors
 -- ---------------------------------------------------------------------------------------
 
--- A 64-dim vector from weighted tokens by the hashing trick (sign from a second hash).
-CREATE OR REPLACE FUNCTION reco._hash_embedding(p_tokens text[], p_weights float8[])
-RETURNS vector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT l2_normalize(ARRAY(
-        SELECT coalesce(sum(CASE WHEN hashtext(t || '#') % 2 = 0 THEN w ELSE -w END), 0)::real
-        FROM generate_series(0, 63) AS d
-        LEFT JOIN unnest(p_tokens, p_weights) AS x(t, w) ON abs(hashtext(t)) % 64 = d
-        GROUP BY d ORDER BY d)::vector)
-$$;
-
--- A client vector of any length folded into 64 dims and normalised.
-CREATE OR REPLACE FUNCTION reco._fold_embedding(p real[])
-RETURNS vector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT l2_normalize(ARRAY(
-        SELECT coalesce(sum(x), 0)::real
-        FROM generate_series(0, 63) AS d
-        LEFT JOIN unnest(p) WITH ORDINALITY AS t(x, i) ON (t.i - 1) % 64 = d
-        GROUP BY d ORDER BY d)::vector)
-$$;
-
--- The content embedding of a feature: its client vector (folded) when given, else the hashing
--- trick over category (3.0), tags (1.5), paid flag (0.5) and words of description and name (0.5).
-CREATE OR REPLACE FUNCTION reco._content_embedding(p_category text, p_tags text[], p_requires_paid boolean,
-                                                   p_text text, p_client real[])
-RETURNS vector
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN p_client IS NOT NULL THEN reco._fold_embedding(p_client)
-                ELSE reco._hash_embedding(t.tokens, t.weights) END
-    FROM (
-        SELECT array_agg(tok) AS tokens, array_agg(w) AS weights FROM (
-            SELECT 'category:' || lower(p_category) AS tok, 3.0::float8 AS w
-            UNION ALL SELECT 'paid:' || p_requires_paid::text, 0.5
-            UNION ALL SELECT 'tag:' || lower(tag), 1.5 FROM unnest(p_tags) AS tag
-            UNION ALL SELECT 'word:' || word, 0.5
-            FROM regexp_split_to_table(lower(coalesce(p_text, '')), '[^a-z0-9]+') AS word
-            WHERE length(word) >= 3
-        ) AS x
-    ) AS t
-$$;
-
--- The content embedding of every feature of a tenant, and whether it is the client's vector.
-CREATE OR REPLACE FUNCTION reco._content_embeddings(p_tenant_id int)
-RETURNS TABLE (feature_key int, content vector, source text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT f.feature_key,
-           reco._content_embedding(f.category, f.tags, f.requires_paid,
-                                   coalesce(f.description, '') || ' ' || f.name, f.embedding),
-           CASE WHEN f.embedding IS NOT NULL THEN 'client' ELSE 'content' END
-    FROM reco.features f
-    WHERE f.tenant_id = p_tenant_id
-$$;
-
--- UserCF of one user: Σ sim(u, v)·R(v, i) over the p_neighbors nearest users (HNSW on the
--- tenant's user vectors, hnsw.ef_search candidates) who used something the user has not: a
--- neighbour whose features are all the user's own suggests nothing (with a small catalog the
--- very nearest are mostly such). The neighbours' rows of R are stored with their vectors.
--- One row: the 100 best features the user has not used and their scores (a heavy user's
--- neighbours use well over a thousand: the rest would only cost serving time; on MovieLens-100K
--- 100 served the same NDCG@10 as 200, 50 lost 0.0005, and each entry is a row in every call's
--- candidate joins). Used by the
--- embeddings job for every user, and by serving for users whose first interactions came after the job.
-CREATE OR REPLACE FUNCTION reco._usercf(p_tenant_id int, p_user_key int, p_query vector, p_features int[],
-                                        p_neighbors int)
-RETURNS TABLE (feature_keys int[], scores real[])
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(t.fk ORDER BY t.fk), '{}'), coalesce(array_agg(t.s ORDER BY t.fk), '{}')
-    FROM (SELECT x.fk, sum(nb.sim * x.strength)::real AS s
-          FROM (SELECT uv.feature_keys, uv.strengths, 1 - uv.distance AS sim
-                FROM (SELECT v.feature_keys, v.strengths, v.embedding <=> p_query AS distance
-                      FROM reco.user_vectors v
-                      WHERE v.tenant_id = p_tenant_id AND v.user_key <> p_user_key
-                      ORDER BY v.embedding <=> p_query
-                      LIMIT 2 * p_neighbors) AS uv
-                WHERE NOT uv.feature_keys <@ p_features
-                ORDER BY uv.distance
-                LIMIT p_neighbors) AS nb
-          CROSS JOIN LATERAL unnest(nb.feature_keys, nb.strengths) AS x(fk, strength)
-          WHERE nb.sim > 0 AND x.fk <> ALL (p_features)
-          GROUP BY x.fk
-          ORDER BY 2 DESC, 1
-          LIMIT 100) AS t
-$$;
-
 -- A tenant's partition of a table partitioned by tenant (user_vectors, usercf_scores) is rebuilt
 -- as a new table beside the old one, then swapped in with a short lock at the end: readers keep
 -- the old rows until then, and other tenants' partitions are not touched.
@@ -332,7 +142,7 @@ BEGIN
     FROM reco.feature_factors ff
     JOIN reco.features f USING (tenant_id, feature_key)
     WHERE ff.tenant_id = p_tenant_id AND ff.method = 'svd' AND f.active;
-    IF _active > 64 AND NOT reco._python_step('svd') THEN
+    IF _active > reco.vector_dims() AND NOT reco._python_step('svd') THEN
         PERFORM reco._defer(p_tenant_id, 'embeddings', CASE WHEN _svd_ok
             THEN format('SVD factors need Python (numpy): queued for `reco jobs loop`; user vectors use the factors of %s',
                         to_char(_svd_at, 'YYYY-MM-DD HH24:MI:SS TZ'))
@@ -342,20 +152,20 @@ BEGIN
     ELSE  -- computed in full: nothing left queued (an evaluation scope's provenance reads the queue)
         DELETE FROM reco.job_queue WHERE tenant_id = p_tenant_id AND job = 'embeddings';
     END IF;
-    IF _active > 64 AND NOT _svd_ok AND _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int THEN
+    IF _active > reco.vector_dims() AND NOT _svd_ok AND _active <= reco.setting('sql_factors_max_features', p_tenant_id)::int THEN
         PERFORM reco._sql_factors(p_tenant_id);
-    ELSIF _active <= 64 OR NOT _svd_ok THEN
+    ELSIF _active <= reco.vector_dims() OR NOT _svd_ok THEN
         DELETE FROM reco.feature_factors WHERE tenant_id = p_tenant_id;
         INSERT INTO reco.feature_factors (tenant_id, feature_key, factor, method)
         SELECT p_tenant_id, f.feature_key,
-               CASE WHEN _active <= 64 THEN
+               CASE WHEN _active <= reco.vector_dims() THEN
                    ARRAY(SELECT CASE WHEN d = f.pos THEN 1 ELSE 0 END::real
-                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+                         FROM generate_series(0, reco.vector_dims() - 1) AS d ORDER BY d)::vector
                ELSE
                    ARRAY(SELECT (hashtext(f.feature_key || ':' || d)::float8 / 2147483648.0)::real
-                         FROM generate_series(0, 63) AS d ORDER BY d)::vector
+                         FROM generate_series(0, reco.vector_dims() - 1) AS d ORDER BY d)::vector
                END,
-               CASE WHEN _active <= 64 THEN 'exact' ELSE 'random' END
+               CASE WHEN _active <= reco.vector_dims() THEN 'exact' ELSE 'random' END
         FROM (SELECT feature_key, (row_number() OVER (ORDER BY feature_key) - 1)::int AS pos
               FROM reco.features WHERE tenant_id = p_tenant_id AND active) AS f;
     END IF;
@@ -398,7 +208,7 @@ COMMENT ON FUNCTION reco.job_embeddings(int) IS
 -- feature_neighbors: the neighbour model S(j, i) as top-K rows, plus content neighbours
 -- ---------------------------------------------------------------------------------------
 --
--- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models), in
+-- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models, sql/035_model_helpers.sql), in
 -- reco.job_feature_neighbors below, in jobs/ease.py (EASE, numpy) and in app/tune.py's search.
 --
 -- Every model reads R as binary (a user used a feature or not): the time decay and repeat uses
@@ -408,34 +218,6 @@ COMMENT ON FUNCTION reco.job_embeddings(int) IS
 -- side RecBole's ItemKNN and EASE keep (each user's score for i sums over i's own K neighbours);
 -- keeping each source's K targets instead scored 0.0555 against 0.0689 on the same split. To bound
 -- what serving reads per feature of the user, a source keeps at most min(5·K, max(100, 2·K)) rows (its strongest: K 20 → 100, K 100 → 200; on MovieLens-100K EASE K 100 lost nothing at 200 per source and 0.0014 NDCG@10 at 100).
-
-CREATE OR REPLACE FUNCTION reco._neighbor_models()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '{cosine,rp3beta,ease}'::text[]
-$$;
-COMMENT ON FUNCTION reco._neighbor_models() IS
-    'internal: the neighbour models setting neighbor_model accepts (cosine and rp3beta in SQL, ease in Python)';
-
--- Whether the Python caller (jobs/runner.py) computed a step's numpy part in this session before
--- CALL reco.run_job: it names the steps in the session setting reco.python_steps. pg_cron never does.
-CREATE OR REPLACE FUNCTION reco._python_step(p_step text)
-RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT p_step = ANY (string_to_array(coalesce(current_setting('reco.python_steps', true), ''), ','))
-$$;
-
--- A job body that left part of its work for Python: the work goes into reco.job_queue (picked up
--- by `reco jobs loop`), the run is logged 'deferred' with p_message (reco.run_job reads both).
-CREATE OR REPLACE FUNCTION reco._defer(p_tenant_id int, p_job text, p_message text)
-RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO reco.job_queue (tenant_id, job, reason) VALUES (p_tenant_id, p_job, p_message)
-    ON CONFLICT ON CONSTRAINT job_queue_pkey DO UPDATE SET reason = excluded.reason;
-    PERFORM set_config('reco.job_status', 'deferred', true);
-    PERFORM set_config('reco.job_message', p_message, true);
-END $$;
 
 -- The collaborative neighbours of a tenant's features by cosine or RP3beta, from the pairs of
 -- features used by the same user (a self-join of the tenant's interactions on the user, one pass:
@@ -752,14 +534,14 @@ active feature's neighbors_k most similar features, plus content neighbours for 
 -- others counted so far: those shown before reco.bandit_state.counted_before.
 --
 -- How the counts stay exact while requests, events and the job run at once:
--- * exposures are written by reco._log_exposures only: it takes advisory lock (7281200, tenant)
+-- * exposures are written by reco._log_exposures only: it takes advisory lock (reco.lock_key('exposures'), tenant)
 --   shared, then stamps shown_at with clock_timestamp(); the lock is held until commit. The
 --   job takes it exclusively for an instant and reads the clock: every exposure shown before
 --   that time is committed, every later one will be stamped later. Nothing is missed or counted
 --   twice, whatever the commit order.
 -- * ingest marks uses as events arrive: a use of a counted exposure moves one from β to α, of a
 --   not yet counted one adds to α (the job then counts it as used, so not in β). Ingest holds
---   advisory lock (7281201, tenant) shared while it does, the job exclusively while it counts.
+--   advisory lock (reco.lock_key('ingest'), tenant) shared while it does, the job exclusively while it counts.
 
 -- The whole count, from scratch (the first run of the job, and the evaluation's scopes).
 DROP FUNCTION IF EXISTS reco._bandit_arms_from_exposures(int);
@@ -794,10 +576,10 @@ DECLARE
     _to timestamptz;
     _n bigint;
 BEGIN
-    PERFORM pg_advisory_lock(7281200, p_tenant_id);  -- waits for the exposure writers in flight
+    PERFORM pg_advisory_lock(reco.lock_key('exposures'), p_tenant_id);  -- waits for the exposure writers in flight
     _to := clock_timestamp();
-    PERFORM pg_advisory_unlock(7281200, p_tenant_id);
-    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    PERFORM pg_advisory_unlock(reco.lock_key('exposures'), p_tenant_id);
+    PERFORM pg_advisory_xact_lock(reco.lock_key('ingest'), p_tenant_id);
     SELECT counted_before INTO _from FROM reco.bandit_state WHERE tenant_id = p_tenant_id;
     IF _from IS NULL THEN
         _n := reco._bandit_arms_from_exposures(p_tenant_id, _to);
@@ -832,7 +614,7 @@ RETURNS void
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(7281201, p_tenant_id);
+    PERFORM pg_advisory_xact_lock(reco.lock_key('ingest'), p_tenant_id);
     UPDATE reco.bandit_arms b
     SET alpha = greatest(1, b.alpha - g.used), beta = greatest(1, b.beta - g.failed), updated_at = now()
     FROM (SELECT x.segment, s.feature_key,
@@ -909,65 +691,3 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION reco.job_maintenance(int) IS
     'job body: create event partitions for the next two months; rebase the decay epoch when due';
-
--- ---------------------------------------------------------------------------------------
--- drop_tenant: a tenant and everything it owns
--- ---------------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION reco.drop_tenant(p_slug text)
-RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    _tid int := reco._tenant_id(p_slug);
-    _table text;
-    _rows bigint;
-    _n bigint := 0;
-BEGIN
-    IF p_slug = 'default' THEN
-        RAISE EXCEPTION 'the default tenant cannot be dropped'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Delete its rows instead, or create and use another tenant.';
-    END IF;
-    -- a killed import's staging table holds raw rows, maybe this tenant's
-    PERFORM reco.drop_stale_import_stages();
-    -- its evaluation scopes first
-    FOR _table IN SELECT slug FROM reco.tenants WHERE evaluation_of = _tid LOOP
-        _n := _n + reco.drop_tenant(_table);
-    END LOOP;
-    FOREACH _table IN ARRAY '{user_vectors,usercf_scores}'::text[] LOOP  -- the tenant's partitions
-        EXECUTE format('DROP TABLE IF EXISTS reco.%I', _table || '_' || _tid);
-    END LOOP;
-    -- every table of the schema that has a tenant_id (partitions through their parent)
-    FOR _table IN
-        SELECT c.relname FROM pg_class c
-        JOIN pg_namespace ns ON ns.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-          AND c.relname NOT IN ('tenants') AND c.relname NOT LIKE '\_%'
-        ORDER BY c.relname
-    LOOP
-        EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1', _table) USING _tid;
-        GET DIAGNOSTICS _rows = ROW_COUNT;
-        _n := _n + _rows;
-    END LOOP;
-    -- and the tables keyed by its slug (job_runs, evaluation_runs: a tenant created again under the name
-    -- must not show the old one's history)
-    FOR _table IN
-        SELECT c.relname FROM pg_class c
-        JOIN pg_namespace ns ON ns.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant' AND NOT a.attisdropped
-        WHERE ns.nspname = 'reco' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-          AND c.relname NOT LIKE '\_%'
-          AND NOT EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'tenant_id'
-                                                         AND NOT t.attisdropped)
-        ORDER BY c.relname
-    LOOP
-        EXECUTE format('DELETE FROM reco.%I WHERE tenant = $1', _table) USING p_slug;
-        GET DIAGNOSTICS _rows = ROW_COUNT;
-        _n := _n + _rows;
-    END LOOP;
-    DELETE FROM reco.tenants WHERE tenant_id = _tid;
-    RETURN _n;
-END $$;
-COMMENT ON FUNCTION reco.drop_tenant(text) IS
-    'delete a tenant and every row it owns in every reco table, those keyed by its slug included (job_runs, evaluation_runs); not the default tenant; returns the rows deleted';

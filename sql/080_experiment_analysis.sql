@@ -1,11 +1,12 @@
--- Experiments: outcomes per user, their sufficient statistics, and the report.
+-- Experiments: outcomes per user, their sufficient statistics, and the report. How experiments are created
+-- and users assigned is in sql/048_experiment_assignment.sql.
 --
 -- Everything is read from the rows serving and ingest already write: reco.exposures (which
 -- experiment and variant showed what to whom, and which shown features were used within
 -- bandit_window), reco.events and reco.interactions. Per user in an experiment, from the first
 -- exposure on (until the experiment stopped), each metric is a value and, for ratio metrics, a
 -- denominator; the same metric over the pre_period before the first exposure is the CUPED
--- covariate. The report's statistics are the reco.stat_* functions (sql/075_stats.sql) over the
+-- covariate. The report's statistics are the reco.stat_* functions (sql/073–078_stats_*.sql) over the
 -- sums of those values: n, Σx, Σx², Σd, Σd², Σxd, Σp, Σp², Σxp.
 -- Repeatable: re-applied by `reco migrate` whenever a file in sql/ changes.
 

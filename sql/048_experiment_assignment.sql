@@ -1,4 +1,5 @@
--- Scenarios, experiments and assignment: what a request is served with.
+-- Scenarios, experiments and assignment: what a request is served with. What an experiment measured
+-- (outcomes, statistics, the report) is in sql/080_experiment_analysis.sql.
 --
 -- A scenario is a placement ('home', 'onboarding_email', ...): a named set of setting overrides on
 -- top of the tenant's settings. An experiment runs in one scenario: a share of the scenario's users
@@ -44,8 +45,8 @@ Example: SELECT reco.bucket('seed', 'a');  -- 0.0505$c$;
 CREATE OR REPLACE FUNCTION reco.serving_settings()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '{weight_itemcf,weight_usercf,weight_prior,weight_popularity,weight_session,weight_explore,
-             seen_factor,mmr_lambda,explore_below,candidates,history_limit,user_neighbors,hnsw_ef_search}'::text[]
+    SELECT ARRAY(SELECT 'weight_' || c FROM unnest(reco._component_names()) AS c)
+           || '{seen_factor,mmr_lambda,explore_below,candidates,history_limit,user_neighbors,hnsw_ef_search}'::text[]
 $$;
 COMMENT ON FUNCTION reco.serving_settings() IS
     'the settings read on every request, which scenarios and experiment variants may override';
@@ -325,7 +326,7 @@ BEGIN
             HINT = 'A stopped experiment is not restarted (its users would mix two periods): create a new one.';
     END IF;
     -- one start at a time per scenario: the slices below are computed from the running ones
-    PERFORM pg_advisory_xact_lock(7281300, hashtext(_e.tenant_id || '/' || _e.scenario));
+    PERFORM pg_advisory_xact_lock(reco.lock_key('experiment_start'), hashtext(_e.tenant_id || '/' || _e.scenario));
     -- the first gap of the scenario's hash space that holds this experiment's traffic
     SELECT g.gap_start INTO _start
     FROM (SELECT coalesce(lag(x.ns_start + x.traffic) OVER (ORDER BY x.ns_start), 0) AS gap_start, x.ns_start AS gap_end
