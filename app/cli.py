@@ -37,6 +37,10 @@ from app.cli_settings import settings_app  # noqa: E402
 
 app.add_typer(settings_app, name="settings")
 
+from app.cli_retention import retention_app  # noqa: E402
+
+app.add_typer(retention_app, name="retention")
+
 
 def _external() -> bool:
     if get_settings().database_url:

@@ -417,12 +417,16 @@ SELECT user_id, action, expected_profit FROM reco.retention_list_contacts() WHER
 CREATE OR REPLACE FUNCTION reco.retention_list(p_budget numeric, p_actions jsonb DEFAULT NULL, p_tenant text DEFAULT NULL)
 RETURNS TABLE (list_id int, rank int, user_id text, action text, tier text, probability float8, value numeric,
                win_back_rate float8, rate_source text, cost numeric, expected_profit numeric, held_out boolean)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    _id int := reco._retention_list(reco._tenant_id(p_tenant), p_budget, p_actions, now());
+BEGIN
+    -- a statement of its own: a stable function sees what an earlier statement stored, not what its own did
+    RETURN QUERY
     SELECT c.list_id, c.rank, c.user_id, c.action, c.tier, c.probability, c.value, c.win_back_rate, c.rate_source,
            c.cost, c.expected_profit, c.held_out
-    FROM reco.retention_list_contacts(reco._retention_list(reco._tenant_id(p_tenant), p_budget, p_actions, now()),
-                                      p_tenant) AS c
-$$;
+    FROM reco.retention_list_contacts(_id, p_tenant) AS c;
+END $$;
 COMMENT ON FUNCTION reco.retention_list(numeric, jsonb, text) IS
 $c$make and store today's retention list: from the current churn scores, each user's best action by expected profit
 E = p × r × V − cost (r: the measured win-back rate of the action in the user's tier once significant, else the

@@ -223,9 +223,11 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     _tid int := (reco._api_key(p_key)).tenant_id;
+    _id int;
 BEGIN
     PERFORM reco._check_retention_limit(p_limit);
-    RETURN reco._retention_list_json(_tid, reco._retention_list(_tid, p_budget, p_actions, now()), p_limit);
+    _id := reco._retention_list(_tid, p_budget, p_actions, now());
+    RETURN reco._retention_list_json(_tid, _id, p_limit);  -- a later statement: it sees the stored list
 END $$;
 COMMENT ON FUNCTION reco.api_retention_list(text, numeric, jsonb, int) IS
     'reco.retention_list for the tenant of the API key p_key, as JSON (the list and its first p_limit contacts): POST /v1/retention/list';

@@ -201,3 +201,52 @@ def test_an_insignificant_measurement_keeps_the_assumed_rate(conn):
                        " WHERE action = 'push' AND tier = 'high'").fetchone()
     assert eff["significant"] is False and eff["p_value"] > 0.05
     assert eff["held_out"] + eff["treated"] == 300 and eff["win_back_rate"] == pytest.approx(0.1, abs=0.05)
+
+
+def test_rest_makes_and_reads_the_list(api, seeded):
+    seeded.execute("""INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier)
+                      SELECT tenant_id, current_date, user_key, 1, 0.9, 'high' FROM reco.users""")
+    seeded.execute("SELECT reco.set_setting('retention_value_attribute', '\"value\"')")
+    seeded.execute("SELECT reco.set_setting('retention_holdout', '0')")
+    seeded.execute("UPDATE reco.users SET attributes = attributes || '{\"value\": 100}' WHERE user_id IN ('U1', 'U2')")
+    res = api.post("/v1/retention/list", json={"budget": 5, "actions": {"coupon": {"cost": 5, "win_back_rate": 0.3},
+                                                                         "push": {"cost": 0, "win_back_rate": 0.03}}})
+    assert res.status_code == 201, res.text
+    body = res.json()
+    assert body["budget"] == 5 and body["users"] == 2 == len(body["contacts"])
+    assert {c["user_id"] for c in body["contacts"]} == {"U1", "U2"}
+    # one coupon fits the budget (E 22 each: the lower key first); the other user gets a push (2.7)
+    assert [(c["user_id"], c["action"], c["expected_profit"]) for c in body["contacts"]] == [
+        ("U1", "coupon", 22), ("U2", "push", 2.7)]
+    got = api.get("/v1/retention/list", params={"limit": 1})
+    assert got.status_code == 200 and got.json()["list_id"] == body["list_id"]
+    assert len(got.json()["contacts"]) == 1 and got.json()["truncated"] is True
+    for bad, field in (({"budget": -1}, "budget"), ({"budget": 1, "actions": {"coupon": {"cost": 1}}}, "win_back_rate"),
+                       ({"budget": 1, "actions": {"Bad!": {"cost": 1, "win_back_rate": 0.1}}}, "actions")):
+        res = api.post("/v1/retention/list", json=bad)
+        assert res.status_code == 422 and field in res.text, res.text
+    assert api.get("/v1/retention/list", params={"list_id": 999999}).status_code == 404
+    assert api.get("/v1/retention/list", params={"limit": 0}).status_code == 422
+    res = api.post("/v1/retention/list", json={"budget": 1}, headers={"Authorization": "Bearer nope"})
+    assert res.status_code == 401
+
+
+def test_cli_prints_the_list_as_csv_and_keeps_the_do_not_contact_list(cli_env, conn):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    _users(conn, HAND)
+    conn.execute("SELECT reco.set_setting('retention_holdout', '0')")
+    runner = CliRunner()
+    assert runner.invoke(app, ["retention", "dnc", "add", "A", "--reason", "asked"]).exit_code == 0
+    res = runner.invoke(app, ["retention", "list", "--budget", "10.05"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[0].startswith("list_id,rank,user_id,action")
+    assert [line.split(",")[2:4] for line in lines[1:]] == [["C", "sms"], ["B", "coupon"], ["D", "coupon"],
+                                                          ["E", "push"]]
+    res = runner.invoke(app, ["retention", "actions", "set", "email", "--cost", "0.01", "--win-back-rate", "0.05"])
+    assert res.exit_code == 0 and "email" in res.output
+    res = runner.invoke(app, ["retention", "report"])
+    assert res.exit_code == 0 and "win-back rates" in res.output
