@@ -132,13 +132,15 @@ def actions_list(tenant: TenantOpt = None) -> None:
 def bench(users: Annotated[int, typer.Option(help="generated users with planted churn")] = 20_000,
           rounds: Annotated[int, typer.Option(help="list rounds simulated")] = 6,
           seed: int = 7,
+          budget: Annotated[float, typer.Option(help="each list's budget for paid actions")] = 1000.0,
           out: Annotated[Path | None, typer.Option(help="also write the numbers as JSON here")] = None,
           tenant: TenantOpt = None) -> None:
     """The loop on generated data with planted churn (app/bench_retention.py): measured vs planted win-back rates,
     uplift-aware vs assumed-rate lists' realised profit, precision at the list's threshold, the truth's AUC."""
     from app.bench_retention import print_result, run
 
-    result = run(users=users, rounds=rounds, seed=seed, tenant=tenant or "retention-bench", log=console.print)
+    result = run(users=users, rounds=rounds, seed=seed, tenant=tenant or "retention-bench", budget=budget,
+                 log=console.print)
     print_result(result, console.print)
     if out:
         out.write_text(json.dumps(result, indent=2, default=str))

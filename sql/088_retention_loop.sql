@@ -9,7 +9,9 @@
 --   win_back_rate  = 1 − churn_treated / churn_held_out               (the share of would-be churners won back:
 --                    the quantity the list's E = p × r × V − cost assumes)
 --
--- with the 95 % interval of the ratio (reco.stat_proportion_intervals, log/Katz) and the z-test's p value
+-- with the 95 % interval of the ratio (reco.stat_beta_ratio_interval over the two churn rates' Beta(1, 1)
+-- posteriors: it keeps the skew of a churn rate near 1, where the log/Katz interval is far too narrow) and the
+-- z-test's p value
 -- (reco.stat_proportion_test). A rate is used instead of the assumed one by the next list when p <
 -- retention_alpha and both arms have at least retention_min_held_out users. Qini / uplift@k over the matured
 -- lists: reco.retention_uplift.
@@ -68,13 +70,17 @@ LANGUAGE sql STABLE AS $$
     )
     SELECT a.action, a.tier, a.lists, a.treated, a.treated_churned, a.held_out, a.held_out_churned,
            a.treated_churned::float8 / nullif(a.treated, 0), a.held_out_churned::float8 / nullif(a.held_out, 0),
-           -t.rel_lift, -i.rel_high, -i.rel_low, t.p_value,
+           -t.rel_lift, CASE WHEN least(a.held_out, a.treated) > 0 THEN -i.rel_high END,
+           CASE WHEN least(a.held_out, a.treated) > 0 THEN -i.rel_low END, t.p_value,
            coalesce(t.p_value < reco.setting('retention_alpha', p_tenant_id)::float8
                     AND least(a.held_out, a.treated) >= reco.setting('retention_min_held_out', p_tenant_id)::int
                     AND t.rel_lift IS NOT NULL, false)
     FROM arms a
     CROSS JOIN LATERAL reco.stat_proportion_test(a.held_out, a.held_out_churned, a.treated, a.treated_churned) AS t
-    CROSS JOIN LATERAL reco.stat_proportion_intervals(a.held_out, a.held_out_churned, a.treated, a.treated_churned) AS i
+    -- the interval of the churn ratio from the two Beta(1, 1) posteriors: it keeps the skew of a held-out churn
+    -- rate near 1 (the log/Katz interval is far too narrow there: 45 of 46 held-out users leaving is no certainty)
+    CROSS JOIN LATERAL reco.stat_beta_ratio_interval(1 + a.held_out_churned, 1 + a.held_out - a.held_out_churned,
+                                                     1 + a.treated_churned, 1 + a.treated - a.treated_churned) AS i
 $$;
 COMMENT ON FUNCTION reco._retention_effects(int, timestamptz) IS
     'internal: the measured win-back rate per action and tier over the lists matured by p_now';
@@ -124,7 +130,7 @@ $$;
 COMMENT ON FUNCTION reco.retention_effects(text) IS
 $c$each retention action's real win-back rate per churn tier, measured on the matured lists: treated and held-out
 users and how many of each left, win_back_rate = 1 − churn_treated / churn_held_out with its 95 % interval
-(log ratio) and the z-test's p value, whether it is significant (p < retention_alpha, both arms ≥
+(the ratio of the churn rates' Beta(1, 1) posteriors, reco.stat_beta_ratio_interval) and the z-test's p value, whether it is significant (p < retention_alpha, both arms ≥
 retention_min_held_out users), the assumed rate, and the rate the next list uses (measured when significant).
 Actions no longer stored still show their measurements. Example:
 SELECT action, tier, win_back_rate, ci_low, ci_high, source FROM reco.retention_effects();$c$;
