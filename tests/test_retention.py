@@ -117,8 +117,8 @@ def test_do_not_contact_cooldown_and_contact_cap(hand):
     assert {u for u, _, _ in _picks(hand, _list(hand, 0, at="2026-10-11T12:00:00Z"))} == {"B", "C", "D", "E"}
 
 
-def _many(conn, n: int, p: float = 0.8, tier: str = "high", value: float = 100) -> None:
-    _users(conn, {f"U{i}": (p, tier, value) for i in range(n)})
+def _many(conn, n: int, p: float = 0.8, tier: str = "high", value: float = 100, as_of: str = "2026-09-30") -> None:
+    _users(conn, {f"U{i}": (p, tier, value) for i in range(n)}, as_of)
 
 
 def test_the_holdout_is_the_lists_experiment(conn):
@@ -250,3 +250,24 @@ def test_cli_prints_the_list_as_csv_and_keeps_the_do_not_contact_list(cli_env, c
     assert res.exit_code == 0 and "email" in res.output
     res = runner.invoke(app, ["retention", "report"])
     assert res.exit_code == 0 and "win-back rates" in res.output
+
+
+def test_uplift_waits_for_enough_matured_lists_then_reports_qini(conn):
+    _many(conn, 600, as_of="2026-08-31")
+    conn.execute("SELECT reco.set_setting('retention_holdout', '0.3')")
+    conn.execute("SELECT reco.set_setting('retention_cooldown', '\"0 days\"')")
+    conn.execute("SELECT reco.set_setting('retention_max_contacts', '100')")
+    push = {"push": {"cost": 0, "win_back_rate": 0.03}}
+    for day in ("2026-09-01", "2026-09-16", "2026-10-01"):
+        lid = _list(conn, 0, at=f"{day}T00:00:00Z", actions=push)
+        _outcomes(conn, lid, churn_held=0.6, churn_treated=0.3, at=f"{day}T12:00:00Z")
+        with pytest.raises(psycopg.errors.NoDataFound) as e:
+            conn.execute("SELECT * FROM reco.retention_uplift()")  # matures 14 days later: not yet
+        assert "retention_qini_min_lists" in e.value.diag.message_hint
+    conn.execute("SELECT reco._measure_retention_lists(reco._tenant_id(), '2026-10-20T00:00:00Z')")
+    rows = conn.execute("SELECT * FROM reco.retention_uplift()").fetchall()
+    assert [r["top_share"] for r in rows] == pytest.approx([0.1 * k for k in range(1, 11)])
+    whole = rows[-1]
+    assert whole["users"] == 1800 and whole["lists"] == 3
+    assert whole["uplift"] == pytest.approx(0.3, abs=0.02)  # retention 0.7 treated vs 0.4 held out
+    assert whole["uplift"] == pytest.approx(whole["retention_treated"] - whole["retention_held_out"])
