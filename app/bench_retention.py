@@ -137,6 +137,11 @@ def run(users: int = 20_000, rounds: int = 6, seed: int = 7, tenant: str = "rete
         conn.execute("SELECT reco._measure_retention_lists(%s, %s)", (tid, end))
         effects = conn.execute("SELECT * FROM reco._retention_effects(%s, %s) ORDER BY action, tier",
                                (tid, end)).fetchall()
+        # Qini and uplift@k once retention_qini_min_lists (3) lists have matured
+        uplift = (conn.execute("SELECT * FROM reco.retention_uplift(%s)", (f"{tenant}-loop",)).fetchall()
+                  if rounds >= 3 else [])
+    out["uplift_at_k"] = [{"top_share": u["top_share"], "uplift": u["uplift"], "incremental": u["incremental"],
+                           "qini": u["qini"]} for u in uplift]
     out["measured"] = [{
         "action": e["action"], "tier": e["tier"], "treated": e["treated"], "held_out": e["held_out"],
         "measured": e["win_back_rate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"], "p_value": e["p_value"],
@@ -173,4 +178,8 @@ def print_result(res: dict[str, Any], say: Callable[[str], None] = print) -> Non
                         ("paid", "the budgeted picks (paid actions)"), ("list", "the whole list (with free actions)")):
         v = res["precision"][part]
         say(f"  {label:45} {'-' if v is None else f'{v:.3f}':>6}  ({res['precision_users'][part]:,} users)")
+    if res["uplift_at_k"]:
+        say(f"\nuplift@k over the loop's matured lists (Qini {res['uplift_at_k'][0]['qini']:.4f}):")
+        say("  " + "  ".join(f"{u['top_share']:.0%} {u['uplift']:+.3f}" for u in res["uplift_at_k"]
+                             if u["uplift"] is not None))
     say(f"the planted truth's own AUC: {res['truth_auc']:.4f}")

@@ -281,6 +281,8 @@ BEGIN
             USING ERRCODE = 'no_data_found',
                   HINT = 'Train and score first: CALL reco.run_job(''churn_train''); CALL reco.run_job(''churn_score'');';
     END IF;
+    -- one list at a time per tenant: two at once would both pass the cooldown and contact the same users
+    PERFORM pg_advisory_xact_lock(hashtext('reco.retention_list'), p_tenant_id);
     PERFORM reco._measure_retention_lists(p_tenant_id, p_now);  -- matured lists first: their rates apply now
     _rates := reco._retention_rates(p_tenant_id, _actions, p_now);
 
@@ -346,7 +348,7 @@ BEGIN
         FROM valued v CROSS JOIN jsonb_each(_actions) AS a
     ), best AS (
         SELECT DISTINCT ON (o.user_key) o.* FROM options o
-        ORDER BY o.user_key, o.e DESC, o.cost, o.action
+        ORDER BY o.user_key, o.e DESC NULLS LAST, o.cost, o.action
     ), paid AS (
         SELECT b.*, sum(CASE WHEN b.held_out THEN 0 ELSE b.cost END)
                         OVER (ORDER BY b.e / b.cost DESC, b.user_key ROWS UNBOUNDED PRECEDING) AS spent,
@@ -357,7 +359,7 @@ BEGIN
     ), free AS (
         SELECT DISTINCT ON (o.user_key) o.* FROM options o
         WHERE o.cost = 0 AND o.e > 0 AND o.user_key NOT IN (SELECT user_key FROM paid_in)
-        ORDER BY o.user_key, o.e DESC, o.action
+        ORDER BY o.user_key, o.e DESC NULLS LAST, o.action
     ), picked AS (
         SELECT p.user_key, p.held_out, p.probability, p.tier, p.value, p.action, p.cost, p.rate, p.source, p.e,
                p.n AS ord, 0 AS part FROM paid_in p

@@ -271,3 +271,21 @@ def test_uplift_waits_for_enough_matured_lists_then_reports_qini(conn):
     assert whole["users"] == 1800 and whole["lists"] == 3
     assert whole["uplift"] == pytest.approx(0.3, abs=0.02)  # retention 0.7 treated vs 0.4 held out
     assert whole["uplift"] == pytest.approx(whole["retention_treated"] - whole["retention_held_out"])
+
+
+def test_erasing_a_user_erases_their_contacts_and_concurrent_lists_wait(hand, db_url):
+    lid = _list(hand, 10.05)
+    hand.execute("SELECT reco.add_do_not_contact('E')")
+    hand.execute("SELECT reco.erase_user('A')")
+    assert "A" not in {u for u, _, _ in _picks(hand, lid)}
+    assert hand.execute("SELECT count(*) AS n FROM reco.retention_contacts c WHERE NOT EXISTS (SELECT 1 FROM"
+                        " reco.users u WHERE u.user_key = c.user_key)").fetchone()["n"] == 0
+    hand.execute("SELECT reco.erase_user('E')")
+    assert hand.execute("SELECT count(*) AS n FROM reco.retention_do_not_contact").fetchone()["n"] == 0
+    # a list in an open transaction holds the tenant's list lock: a second one waits (two connections)
+    with psycopg.connect(db_url) as other:
+        other.execute("SELECT reco._retention_list(reco._tenant_id(), 0, NULL, '2026-11-20T00:00:00Z')")
+        waiting = hand.execute("SELECT pg_try_advisory_xact_lock(hashtext('reco.retention_list'), reco._tenant_id())"
+                               " AS got").fetchone()["got"]
+        assert waiting is False
+        other.rollback()

@@ -84,7 +84,10 @@ CREATE TABLE reco.retention_contacts (
     contacted_at    timestamptz NOT NULL,
     -- NULL until the list matures: an activity event in (contacted_at, matures_at]
     retained        boolean,
-    CONSTRAINT retention_contacts_pkey PRIMARY KEY (list_id, user_key)
+    CONSTRAINT retention_contacts_pkey PRIMARY KEY (list_id, user_key),
+    -- erasing a user (reco.erase_user) erases their contacts
+    CONSTRAINT retention_contacts_user_fkey FOREIGN KEY (tenant_id, user_key)
+        REFERENCES reco.users (tenant_id, user_key) ON DELETE CASCADE
 );
 CREATE INDEX retention_contacts_user_idx ON reco.retention_contacts (tenant_id, user_key, contacted_at DESC);
 """
