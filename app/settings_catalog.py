@@ -22,7 +22,8 @@ number written with a fraction (`50.0`) is stored as `50`.
 
 Kinds: **integer** a JSON number without a fraction; **number** a JSON number; **interval** a JSON string
 PostgreSQL reads as an interval (`"7 days"`); **choice** a JSON string among the listed ones; **names** a JSON
-array of distinct names of 1-63 characters; **weights** a JSON object of names to numbers (at most 100).
+array of distinct names of 1-63 characters; **weights** a JSON object of names to numbers (at most 100);
+**name** a JSON string (an event kind, a prop or an attribute) of the listed length.
 "Per scenario" settings may also be overridden by scenarios and experiment variants (`reco.serving_settings()`).
 
 """

@@ -203,6 +203,35 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
+-- churn's monetary value and the retention list (sql/087_retention.sql, sql/088_retention_loop.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('churn_payment_kind', '"payment"',
+     'the event kind of a payment (monetary value for churn features and the retention list''s value per user)'),
+    ('churn_payment_prop', '"amount"',
+     'the numeric prop of a payment event that holds the amount'),
+    ('retention_value_alpha', '0.6',
+     'α: a user''s value in the retention list is α × their payments of the last 30 days'),
+    ('retention_value_attribute', '""',
+     'a user attribute holding the user''s value for the retention list, used as it is instead of α × payments ("" = payments)'),
+    ('retention_holdout', '0.1',
+     'the share of each retention list held out (not contacted) to measure the actions'' real win-back rates'),
+    ('retention_window_days', '14',
+     'days after a retention contact over which the user must come back (an event) to count as retained; the list matures then'),
+    ('retention_max_contacts', '2',
+     'the most retention contacts a user gets within retention_cap_window'),
+    ('retention_cap_window', '"30 days"',
+     'the window of the contact cap retention_max_contacts'),
+    ('retention_cooldown', '"7 days"',
+     'a user contacted by a retention list is not contacted again before this interval has passed'),
+    ('retention_alpha', '0.05',
+     'significance level at which a measured win-back rate replaces the assumed one in the next list'),
+    ('retention_min_held_out', '30',
+     'the fewest held-out users of an action and tier before its measured win-back rate may be used'),
+    ('retention_qini_min_lists', '3',
+     'matured retention lists needed before reco.retention_uplift reports Qini and uplift@k')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
 CREATE OR REPLACE FUNCTION reco.setting(p_key text, p_tenant_id int)
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

@@ -15,6 +15,7 @@
 --        choice    a JSON string among choices
 --        names     a JSON array of at most hi distinct names (1-63 characters)
 --        weights   a JSON object of at most 100 names, each to a number in lo..hi
+--        name      a JSON string of lo..hi characters (an event kind, a prop, an attribute; "" where allowed)
 CREATE OR REPLACE FUNCTION reco.setting_rules()
 RETURNS TABLE (key text, kind text, lo numeric, hi numeric, unit text, choices text[])
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -61,7 +62,20 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ('plan_window_days', 'integer', 1, 400, 'days', NULL),
         -- evaluation and tuning
         ('evaluation_users', 'integer', 0, 100000000, 'users (0 = all)', NULL),
-        ('tune_min_gain', 'number', 0, 1000000, 'standard errors', NULL)
+        ('tune_min_gain', 'number', 0, 1000000, 'standard errors', NULL),
+        -- retention lists (sql/087_retention.sql, sql/088_retention_loop.sql)
+        ('churn_payment_kind', 'name', 1, 63, 'event kind', NULL),
+        ('churn_payment_prop', 'name', 1, 63, 'event prop', NULL),
+        ('retention_value_alpha', 'number', 0, 1000, 'multiplier of 30-day payments', NULL),
+        ('retention_value_attribute', 'name', 0, 63, 'user attribute ("" = payments)', NULL),
+        ('retention_holdout', 'number', 0, 0.5, 'share of a list', NULL),
+        ('retention_window_days', 'integer', 1, 365, 'days', NULL),
+        ('retention_max_contacts', 'integer', 1, 1000, 'contacts per cap window', NULL),
+        ('retention_cap_window', 'interval', 86400, 366 * 86400, 'interval', NULL),
+        ('retention_cooldown', 'interval', 0, 366 * 86400, 'interval', NULL),
+        ('retention_alpha', 'number', 0.0001, 0.5, 'significance level', NULL),
+        ('retention_min_held_out', 'integer', 1, 1000000, 'held-out users per action and tier', NULL),
+        ('retention_qini_min_lists', 'integer', 1, 1000, 'matured lists', NULL)
     ) AS r(key, kind, lo, hi, unit, choices)
 $$;
 COMMENT ON FUNCTION reco.setting_rules() IS
@@ -86,6 +100,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE p_kind
         WHEN 'interval' THEN format('%s to %s', reco._seconds_text(p_lo), reco._seconds_text(p_hi))
         WHEN 'names' THEN format('at most %s', p_hi)
+        WHEN 'name' THEN format('%s to %s characters', p_lo, p_hi)
         WHEN 'weights' THEN format('each %s to %s', p_lo, p_hi)
         ELSE format('%s to %s', p_lo, p_hi)
     END
@@ -114,6 +129,7 @@ BEGIN
     SELECT * INTO _r FROM reco.setting_rules() AS r WHERE r.key = p_key;
     _want := CASE _r.kind WHEN 'integer' THEN 'number' WHEN 'number' THEN 'number' WHEN 'interval' THEN 'string'
                           WHEN 'choice' THEN 'string' WHEN 'names' THEN 'array' WHEN 'weights' THEN 'object'
+                          WHEN 'name' THEN 'string'
                           ELSE jsonb_typeof(_default) END;
     IF p_value IS NULL OR jsonb_typeof(p_value) <> _want THEN
         RAISE EXCEPTION 'setting "%" takes a JSON %, not %', p_key, _want, coalesce(jsonb_typeof(p_value), 'NULL')
@@ -142,6 +158,10 @@ BEGIN
     ELSIF _r.kind = 'choice' THEN
         IF (p_value #>> '{}') <> ALL (_r.choices) THEN
             _bad := 'one of ' || array_to_string(_r.choices, ', ');
+        END IF;
+    ELSIF _r.kind = 'name' THEN
+        IF length(p_value #>> '{}') NOT BETWEEN _r.lo AND _r.hi THEN
+            _bad := format('a string of %s to %s characters', _r.lo, _r.hi);
         END IF;
     ELSIF _r.kind = 'names' THEN
         IF jsonb_array_length(p_value) > _r.hi

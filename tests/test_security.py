@@ -87,6 +87,17 @@ def after_jobs(conn, slug: str, key: str) -> None:
     # a repair of a value stored before the settings' rules (sql/090_setting_repair.sql)
     conn.execute("""INSERT INTO reco.setting_repairs (tenant_id, place, key, stored, repaired, reason)
                     VALUES (reco._tenant_id(%s), 'setting', 'candidates', '50.0', '50', 'normalised')""", (slug,))
+    # churn scores (the churn job's) and a retention list with its actions and do-not-contact list (sql/087)
+    conn.execute("""INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier)
+                    SELECT tenant_id, current_date, user_key, 1, 0.8, 'high' FROM reco.users
+                    WHERE tenant_id = reco._tenant_id(%s)""", (slug,))
+    conn.execute("SELECT reco.set_retention_action('email', 0.01, 0.05, %s)", (slug,))
+    conn.execute("SELECT reco.add_do_not_contact(%s, 'test', %s)", (f"{p}-U0", slug))
+    conn.execute("SELECT reco.set_setting('retention_holdout', '0', %s)", (slug,))
+    conn.execute("SELECT reco.set_setting('retention_value_attribute', '\"value\"', %s)", (slug,))
+    conn.execute("UPDATE reco.users SET attributes = attributes || '{\"value\": 50}'"
+                 " WHERE tenant_id = reco._tenant_id(%s)", (slug,))
+    assert conn.execute("SELECT count(*) AS n FROM reco.retention_list(10, NULL, %s)", (slug,)).fetchone()["n"] > 0
 
 
 @pytest.fixture

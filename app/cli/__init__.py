@@ -21,6 +21,7 @@ from app.cli import (
     experiments,
     jobs,
     keys,
+    retention,
     security,
     serve,
     serving,
@@ -53,6 +54,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("jobs", jobs.jobs_app),
     ("tenants", tenants.tenants_app),
     ("keys", keys.keys_app),
+    ("retention", retention.retention_app),
 ]
 
 for _commands in COMMANDS:

@@ -126,6 +126,9 @@ def generate(
     shape: Annotated[str, typer.Option(
         help="saas (a SaaS product, tens of features) or long-tail (a large catalog, Zipf-like "
              "popularity, ~135 items per user)")] = "saas",
+    churn: Annotated[bool, typer.Option(
+        help="plant churn (saas): users fade and leave, by plan and segment; the truth goes to churn_truth.csv/json "
+             "(app/tools/churn_sim.py)")] = False,
 ) -> None:
     """Write demo data (users.csv, features.csv, plans.csv, events.csv) for a SaaS product or a long-tail catalog."""
     from app.tools.demodata import SHAPES
@@ -141,7 +144,7 @@ def generate(
     with progress_bars() as bar:
         task = bar.add_task("events", total=None)
         counts = gen(out, users=users, features=features, days=days, seed=seed,
-                     progress=lambda n: bar.advance(task, n), shape=shape)
+                     progress=lambda n: bar.advance(task, n), shape=shape, churn=churn)
     console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
 
 

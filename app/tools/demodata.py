@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.tools.churn_sim import ChurnPlan
+
 CATEGORIES = ["cut-out", "outfit-swap", "watermark", "restoration", "retouch", "generative",
               "templates", "batch", "api"]
 
@@ -174,18 +176,20 @@ def _setup(out_dir: Path, days: int, seed: int, end: datetime | None) -> tuple[P
 def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int = 90,
              seed: int = 42, end: datetime | None = None,
              progress: Callable[[int], None] | None = None, shape: str = "saas",
-             ceiling: list[np.ndarray] | None = None) -> dict[str, int]:
+             ceiling: list[np.ndarray] | None = None, churn: bool = False) -> dict[str, int]:
     """Write users.csv, features.csv, plans.csv and events.csv to ``out_dir``; return row counts.
     ``shape``: "saas" (a SaaS product, tens of features) or "long-tail" (see generate_long_tail).
     ``ceiling`` (saas shape): a list that receives, per chunk of users, the rank (0 = first) of
     each user's last adoption in the generator's own ranking of that step (its choice rule without
     the random draw, knowing the user's hidden taste), for the users with two adoptions or more:
-    the best any recommender can do on ``reco evaluate``'s holdout (see ceiling_metrics)."""
+    the best any recommender can do on ``reco evaluate``'s holdout (see ceiling_metrics).
+    ``churn`` (saas shape): plant churn (app/churn_sim.py) and write its truth next to the CSVs; off, the
+    files are those of before."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
     if shape == "long-tail":
-        if ceiling is not None:
-            raise ValueError("the ceiling is known for the saas shape only")
+        if ceiling is not None or churn:
+            raise ValueError("the ceiling and planted churn are for the saas shape only")
         return generate_long_tail(out_dir, users=users, features=features, days=days, seed=seed, end=end,
                                   progress=progress)
     if features < 5:
@@ -224,6 +228,7 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
                       start_s - rng.integers(1, 365 * 86400, users),
                       start_s + (rng.beta(1.0, 1.6, users) * days * 86400).astype(np.int64))
     _write_users(out_dir / "users.csv", industry, size, band, paid, signup)
+    plan = ChurnPlan.draw(seed, paid, band, size, industry, signup, start_s, end_s) if churn else None
 
     chunk = max(1, min(20_000, 4_000_000 // features))
     n_events = 0
@@ -233,16 +238,18 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
             hi = min(users, lo + chunk)
             n = _write_event_chunk(
                 fh, rng, lo, hi, n_events, industry, band, paid, signup, start_s, end_s,
-                base_pop, cat_of, cat_link, partner, paid_only, active, success_p, feats, ceiling)
+                base_pop, cat_of, cat_link, partner, paid_only, active, success_p, feats, ceiling, plan)
             n_events += n
             if progress:
                 progress(n)
+    if plan is not None:
+        plan.write_truth(out_dir, end_s)
     return {"users": users, "features": features, "plans": len(PLANS), "events": n_events}
 
 
 def _write_event_chunk(fh, rng, lo, hi, first_id, industry, band, paid, signup, start_s, end_s,
                        base_pop, cat_of, cat_link, partner, paid_only, active, success_p,
-                       feats, ceiling: list[np.ndarray] | None = None) -> int:
+                       feats, ceiling: list[np.ndarray] | None = None, churn: ChurnPlan | None = None) -> int:
     m, nfeat = hi - lo, len(base_pop)
     ncat = cat_link.shape[0]
     # taste: affinity of the industry times noise, sharpened so 1-3 categories dominate
@@ -306,6 +313,10 @@ def _write_event_chunk(fh, rng, lo, hi, first_id, industry, band, paid, signup, 
     # order each user's events by time
     idx = np.lexsort((t, ev_u))
     ev_u, ev_f, t, ok = ev_u[idx], ev_f[idx], t[idx], ok[idx]
+    if churn is not None:  # planted churn: nothing after leaving, fading before it
+        keep, ok = churn.fade(ev_u + lo, t, ok)
+        ev_u, ev_f, t, ok = ev_u[keep], ev_f[keep], t[keep], ok[keep]
+        total = len(t)
 
     ts = np.datetime_as_string(EPOCH + t.astype("timedelta64[s]"), unit="s")
     fids = np.array([f["feature_id"] for f in feats], dtype=object)[ev_f]
