@@ -228,6 +228,8 @@ BEGIN
                 JOIN reco.users u ON u.tenant_id = s.tenant_id AND u.user_key = s.user_key
                 LEFT JOIN reco.models m ON m.model_id = s.model_id),
         'matured', _curves,
+        -- whether the registry can be switched from SQL (the hint under the registry)
+        'can_activate', to_regprocedure('reco.activate_model(text,integer)') IS NOT NULL,
         'retention', json_build_object(
             'list', to_regprocedure('reco.retention_list(numeric,jsonb,text)') IS NOT NULL,
             'effects', _effects, 'effects_error', _effects_error));
@@ -238,7 +240,7 @@ one with CALL reco.run_job('churn_train')) with its windows, validation metrics 
 and parameters; the registry (50 newest versions: kind, AUC, Brier, active); feature importance (|coef| of the
 logistic model's standardised terms, else the model's feature_importance, else the mean |contribution| in the
 latest scores' reasons); the latest scoring (as_of, users, tiers, a 20-bin probability histogram) and its 50
-riskiest users with their reasons; matured: ROC and precision–recall points, AUC, Brier and calibration of the
+riskiest users with their reasons; can_activate: whether reco.activate_model(tenant, version) exists; matured: ROC and precision–recall points, AUC, Brier and calibration of the
 newest scoring whose churn window has ended, against what the users then did; retention: whether
 reco.retention_list is installed and the measured against assumed win-back rates (reco.retention_effects).
 Example: SELECT reco.console_churn();$c$;

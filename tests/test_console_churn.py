@@ -20,7 +20,14 @@ pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '
 
 from app.console import routes  # noqa: E402
 from app.console.churn import budget_of, slider_max  # noqa: E402
-from tests.helpers import XSS_CHURN_USER, console_app, database, seed_churn  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    XSS_CHURN_USER,
+    console_app,
+    database,
+    no_retention_loop,
+    retention_stand_in,
+    seed_churn,
+)
 
 pytestmark = pytest.mark.usefixtures("patient_console")
 
@@ -176,6 +183,7 @@ def test_the_nav_links_the_page(world, web):
 # --- the retention list ---------------------------------------------------------------------------
 
 def test_without_the_retention_loop_the_page_shows_none_of_it(world, web):
+    no_retention_loop(world["url"])
     with db(world) as conn:
         assert conn.execute("SELECT to_regprocedure('reco.retention_list(numeric,jsonb,text)') AS f").fetchone()[
             "f"] is None
@@ -184,49 +192,15 @@ def test_without_the_retention_loop_the_page_shows_none_of_it(world, web):
     assert "Retention list" not in text and "Expected profit" not in text and 'type="range"' not in text
 
 
-STAND_IN = """
-CREATE TABLE reco.test_stored_lists (budget numeric);
--- the retention loop's signature (h-retain): stores the list, returns its users; here the riskiest first,
--- 5.00 a coupon, while the budget lasts, every 10th held out
-CREATE FUNCTION reco.retention_list(p_budget numeric, p_actions jsonb DEFAULT NULL, p_tenant text DEFAULT NULL)
-RETURNS TABLE (list_id int, rank int, user_id text, action text, tier text, probability float8, value numeric,
-               win_back_rate float8, rate_source text, cost numeric, expected_profit numeric, held_out boolean)
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO reco.test_stored_lists VALUES (p_budget);
-    RETURN QUERY
-    SELECT 1, s.n::int, s.user_id, 'coupon'::text, s.tier, s.probability, 40::numeric, 0.3::float8,
-           CASE WHEN s.tier = 'high' THEN 'measured' ELSE 'assumed' END, 5::numeric,
-           round((s.probability * 0.3 * 40 - 5)::numeric, 4), s.n % 10 = 0
-    FROM (SELECT u.user_id, c.tier, c.probability, row_number() OVER (ORDER BY c.probability DESC, u.user_id) AS n
-          FROM reco.churn_scores c JOIN reco.users u USING (tenant_id, user_key)
-          WHERE c.tenant_id = reco._tenant_id(p_tenant)
-            AND c.as_of = (SELECT max(as_of) FROM reco.churn_scores WHERE tenant_id = reco._tenant_id(p_tenant))) AS s
-    WHERE (s.n - s.n / 10) * 5 <= p_budget;
-END $$;
-CREATE FUNCTION reco.retention_effects(p_tenant text DEFAULT NULL)
-RETURNS TABLE (action text, tier text, lists bigint, treated bigint, treated_churned bigint, held_out bigint,
-               held_out_churned bigint, churn_treated float8, churn_held_out float8, win_back_rate float8,
-               ci_low float8, ci_high float8, p_value float8, significant boolean, assumed_rate float8,
-               rate_in_use float8, source text)
-LANGUAGE sql STABLE AS $$
-    VALUES ('coupon', 'high', 3::bigint, 400::bigint, 120::bigint, 44::bigint, 25::bigint, 0.3, 0.5682, 0.4720,
-            0.3102, 0.5981, 0.0004, true, 0.3, 0.4720, 'measured'),
-           ('coupon', 'low', 3, 80, 8, 9, 1, 0.1, 0.1111, 0.1, -2.1, 0.92, 0.91, false, 0.3, 0.3, 'assumed')
-$$;
-"""
-
-
 @pytest.fixture
 def retention(world) -> Iterator[None]:
-    with psycopg.connect(world["url"], autocommit=True) as conn:
-        conn.execute(STAND_IN)
+    """The retention loop's functions as stand-ins (tests/helpers.py), replacing the real ones in this
+    module's database once the retention loop is merged: the page's arithmetic is checked on known rows."""
+    retention_stand_in(world["url"])
     try:
         yield
     finally:
-        with psycopg.connect(world["url"], autocommit=True) as conn:
-            conn.execute("DROP FUNCTION reco.retention_list(numeric, jsonb, text);"
-                         " DROP FUNCTION reco.retention_effects(text); DROP TABLE reco.test_stored_lists")
+        no_retention_loop(world["url"])
 
 
 def test_the_slider_shows_the_list_of_its_budget_and_stores_nothing(world, web, retention):
