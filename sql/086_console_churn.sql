@@ -22,7 +22,7 @@
 -- 101), so the curves stay small whatever the number of users; the AUC is exact (Mann–Whitney with
 -- ties). At most p_max_users users (a fixed pseudo-random subset by user key beyond that).
 CREATE OR REPLACE FUNCTION reco._console_churn_curves(p_tenant_id int, p_as_of date, p_window int, p_kinds text[],
-                                                      p_max_users int DEFAULT 100000)
+                                                      p_max_users int DEFAULT 50000)
 RETURNS json
 LANGUAGE sql STABLE AS $$
     WITH s AS (
@@ -164,15 +164,23 @@ BEGIN
     SELECT max(s.as_of) INTO _as_of FROM reco.churn_scores s WHERE s.tenant_id = _tid;
     -- the newest scoring whose churn window has ended (as_of + window <= the newest event's day):
     -- its labels are known, so its ROC and PR curves can be drawn
-    SELECT d.as_of, d.window_days, d.kinds INTO _matured
-    FROM (SELECT x.as_of, coalesce((m.windows ->> 'churn_window_days')::int, 14) AS window_days,
+    -- (the scoring days newest first, one index probe each: not a scan of every score ever stored)
+    WITH RECURSIVE days AS (
+        SELECT _as_of AS as_of
+        UNION ALL
+        SELECT (SELECT max(s.as_of) FROM reco.churn_scores s WHERE s.tenant_id = _tid AND s.as_of < d.as_of)
+        FROM days d WHERE d.as_of IS NOT NULL
+    )
+    SELECT x.as_of, x.window_days, x.kinds INTO _matured
+    FROM (SELECT d.as_of, coalesce((m.windows ->> 'churn_window_days')::int, 14) AS window_days,
                  ARRAY(SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(m.windows -> 'activity_kinds') = 'array'
                                                              THEN m.windows -> 'activity_kinds' ELSE '[]' END)) AS kinds
-          FROM (SELECT s.as_of, min(s.model_id) AS model_id FROM reco.churn_scores s
-                WHERE s.tenant_id = _tid GROUP BY s.as_of) AS x
-          LEFT JOIN reco.models m ON m.model_id = x.model_id) AS d
-    WHERE d.as_of + d.window_days <= _end
-    ORDER BY d.as_of DESC LIMIT 1;
+          FROM days d
+          LEFT JOIN reco.models m ON m.model_id = (SELECT s.model_id FROM reco.churn_scores s
+                                                   WHERE s.tenant_id = _tid AND s.as_of = d.as_of LIMIT 1)
+          WHERE d.as_of IS NOT NULL) AS x
+    WHERE x.as_of + x.window_days <= _end
+    ORDER BY x.as_of DESC LIMIT 1;
     IF _matured.as_of IS NOT NULL THEN
         _curves := reco._console_churn_curves(_tid, _matured.as_of, _matured.window_days, _matured.kinds);
     END IF;
@@ -202,24 +210,28 @@ BEGIN
                    FROM (SELECT * FROM reco.models m WHERE m.tenant_id = _tid AND m.purpose = 'churn'
                          ORDER BY m.version DESC LIMIT 50) AS m),
         'importance', CASE WHEN _model.model_id IS NOT NULL THEN reco._console_churn_importance(_tid, _model.model_id) END,
+        -- the latest scoring in one pass: users per (bin of 0.05, tier), whence the totals, tiers and histogram
         'scores', CASE WHEN _as_of IS NOT NULL THEN (
+            WITH g AS (
+                SELECT least(width_bucket(s.probability, 0, 1, 20), 20) AS bin, s.tier, count(*) AS users,
+                       sum(s.probability) AS total, min(s.model_id) AS first_model, max(s.model_id) AS last_model,
+                       max(s.scored_at) AS scored_at
+                FROM reco.churn_scores s WHERE s.tenant_id = _tid AND s.as_of = _as_of
+                GROUP BY 1, 2
+            )
             SELECT json_build_object(
-                'as_of', _as_of, 'users', count(*), 'mean', avg(s.probability),
-                'scored_at', max(s.scored_at),
-                'versions', (SELECT json_agg(DISTINCT m.version) FROM reco.churn_scores s2
-                             JOIN reco.models m ON m.model_id = s2.model_id
-                             WHERE s2.tenant_id = _tid AND s2.as_of = _as_of),
-                'tiers', json_build_object('high', count(*) FILTER (WHERE s.tier = 'high'),
-                                           'medium', count(*) FILTER (WHERE s.tier = 'medium'),
-                                           'low', count(*) FILTER (WHERE s.tier = 'low')),
-                'histogram', (SELECT json_agg(json_build_object('low', (b - 1) / 20.0, 'high', b / 20.0,
-                                                                'users', coalesce(h.users, 0)) ORDER BY b)
-                              FROM generate_series(1, 20) AS b
-                              LEFT JOIN (SELECT least(width_bucket(s3.probability, 0, 1, 20), 20) AS bin,
-                                                count(*) AS users
-                                         FROM reco.churn_scores s3 WHERE s3.tenant_id = _tid AND s3.as_of = _as_of
-                                         GROUP BY 1) AS h ON h.bin = b))
-            FROM reco.churn_scores s WHERE s.tenant_id = _tid AND s.as_of = _as_of) END,
+                'as_of', _as_of, 'users', sum(g.users), 'mean', sum(g.total) / sum(g.users),
+                'scored_at', max(g.scored_at),
+                'versions', (SELECT json_agg(m.version ORDER BY m.version) FROM reco.models m
+                             WHERE m.model_id IN (min(g.first_model), max(g.last_model))),
+                'tiers', json_build_object('high', coalesce(sum(g.users) FILTER (WHERE g.tier = 'high'), 0),
+                                           'medium', coalesce(sum(g.users) FILTER (WHERE g.tier = 'medium'), 0),
+                                           'low', coalesce(sum(g.users) FILTER (WHERE g.tier = 'low'), 0)),
+                'histogram', (SELECT json_agg(json_build_object('low', ((b - 1) / 20.0)::float8, 'high', (b / 20.0)::float8,
+                                                                'users', (SELECT coalesce(sum(g2.users), 0) FROM g AS g2
+                                                                          WHERE g2.bin = b)) ORDER BY b)
+                              FROM generate_series(1, 20) AS b))
+            FROM g) END,
         'top', (SELECT coalesce(json_agg(json_build_object(
                            'user_id', u.user_id, 'probability', s.probability, 'tier', s.tier, 'reasons', s.reasons,
                            'version', m.version) ORDER BY s.probability DESC, u.user_id), '[]')

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '.[test]')")
 
@@ -250,3 +251,40 @@ def test_a_list_the_database_refuses_shows_why(world, web, retention):
     text = web.get("/console/churn?budget=100").text
     assert "tenant has no &lt;churn&gt; scores" in text and "Score first." in text
     assert 'id="list-cost"' not in text
+
+
+def test_importance_of_a_model_without_coefficients(world):
+    """A model of another kind: its own feature_importance (object or array), else the mean |contribution|
+    of each feature among the reasons of its latest scores. In a transaction rolled back."""
+    with db(world) as conn:
+        tid = world["tenant_id"]
+        ids = {}
+        for version, params in ((7, {"feature_importance": {"sessions": 3, "failures": -5.5}}),
+                                (8, {"feature_importance": [{"feature": "tenure", "gain": 2.5},
+                                                            {"feature": "paid", "gain": 0.5}]}),
+                                (9, {})):
+            ids[version] = conn.execute(
+                "INSERT INTO reco.models (tenant_id, version, kind, features, params) VALUES (%s, %s, 'lightgbm',"
+                " '{}', %s) RETURNING model_id", (tid, version, Jsonb(params))).fetchone()["model_id"]
+        conn.execute(
+            "INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier, reasons)"
+            " SELECT %s, current_date - 60, u.user_key, %s, 0.5, 'medium', jsonb_build_array("
+            "   jsonb_build_object('feature', 'recency',"
+            "                      'contribution', 0.2 * row_number() OVER (ORDER BY u.user_key)),"
+            "   jsonb_build_object('feature', 'plan', 'contribution', -0.1))"
+            " FROM (SELECT user_key FROM reco.users WHERE tenant_id = %s ORDER BY user_key LIMIT 4) AS u",
+            (tid, ids[9], tid))
+
+        def importance(version):
+            return conn.execute("SELECT reco._console_churn_importance(%s, %s) AS i",
+                                (tid, ids[version])).fetchone()["i"]
+
+        assert importance(7) == {"source": "model", "features": [{"feature": "failures", "importance": 5.5},
+                                                                 {"feature": "sessions", "importance": 3}]}
+        assert [f["feature"] for f in importance(8)["features"]] == ["tenure", "paid"]
+        by_reasons = importance(9)
+        assert by_reasons["source"] == "reasons"
+        # recency: mean |0.2, 0.4, 0.6, 0.8| = 0.5; plan: 0.1
+        assert [(f["feature"], round(f["importance"], 6), f["users"]) for f in by_reasons["features"]] == [
+            ("recency", 0.5, 4), ("plan", 0.1, 4)]
+        conn.rollback()
