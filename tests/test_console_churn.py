@@ -288,3 +288,20 @@ def test_importance_of_a_model_without_coefficients(world):
         assert [(f["feature"], round(f["importance"], 6), f["users"]) for f in by_reasons["features"]] == [
             ("recency", 0.5, 4), ("plan", 0.1, 4)]
         conn.rollback()
+
+
+def test_before_any_list_matured_the_assumed_rates_are_said_so(world, web, retention):
+    with psycopg.connect(world["url"], autocommit=True) as conn:
+        conn.execute("""CREATE OR REPLACE FUNCTION reco.retention_effects(p_tenant text DEFAULT NULL)
+            RETURNS TABLE (action text, tier text, lists bigint, treated bigint, treated_churned bigint,
+                           held_out bigint, held_out_churned bigint, churn_treated float8, churn_held_out float8,
+                           win_back_rate float8, ci_low float8, ci_high float8, p_value float8, significant boolean,
+                           assumed_rate float8, rate_in_use float8, source text)
+            LANGUAGE sql STABLE AS $$
+                SELECT a, t, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, NULL::float8, NULL::float8,
+                       NULL::float8, NULL::float8, NULL::float8, NULL::float8, false, r, r, 'assumed'
+                FROM (VALUES ('coupon', 0.3), ('sms', 0.1)) AS x(a, r), unnest('{high,medium,low}'::text[]) AS t
+            $$""")
+    text = web.get("/console/churn").text
+    assert 'id="win-back"' not in text
+    assert "No list has matured yet" in text and "coupon 30.0% · sms 10.0%" in text
