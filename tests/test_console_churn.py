@@ -41,7 +41,11 @@ def world(server_url, template_db) -> Iterator[dict]:
             key = conn.execute("SELECT reco.create_api_key('default', 'churn page')").fetchone()[0]
             conn.execute("SELECT reco.create_tenant('fresh')")
             fresh = conn.execute("SELECT reco.create_api_key('fresh', 'no model')").fetchone()[0]
-        yield {"url": url, "key": key, "fresh": fresh, **churn}
+            conn.execute("SELECT reco.create_tenant('unscored')")
+            conn.execute("INSERT INTO reco.models (tenant_id, version, kind, features, metrics, active)"
+                         " VALUES (reco._tenant_id('unscored'), 1, 'logistic', '{recency}', '{\"auc\": 0.6789}', true)")
+            unscored = conn.execute("SELECT reco.create_api_key('unscored', 'a model, no scores')").fetchone()[0]
+        yield {"url": url, "key": key, "fresh": fresh, "unscored": unscored, **churn}
 
 
 def login(client: TestClient, key: str) -> None:
@@ -88,14 +92,17 @@ def test_the_page_shows_the_model_registry_scores_and_importance_of_the_database
     assert r.status_code == 200, r.text
     text = r.text
     with db(world) as conn:
-        active = conn.execute("SELECT version, kind, metrics FROM reco.models WHERE active").fetchone()
-        versions = conn.execute("SELECT version, metrics ->> 'auc' AS auc FROM reco.models ORDER BY version").fetchall()
+        tid = world["tenant_id"]
+        active = conn.execute("SELECT version, kind, metrics FROM reco.models WHERE active AND tenant_id = %s",
+                              (tid,)).fetchone()
+        versions = conn.execute("SELECT version, metrics ->> 'auc' AS auc FROM reco.models WHERE tenant_id = %s"
+                                " ORDER BY version", (tid,)).fetchall()
         tiers = {t["tier"]: t["n"] for t in conn.execute(
             "SELECT tier, count(*) AS n FROM reco.churn_scores WHERE as_of = %s GROUP BY tier", (world["latest"],))}
         probs = [row["probability"] for row in conn.execute(
             "SELECT probability FROM reco.churn_scores WHERE as_of = %s", (world["latest"],)).fetchall()]
         coefs = conn.execute("SELECT feature, coef FROM reco.model_coefficients c JOIN reco.models m USING (model_id)"
-                             " WHERE m.active ORDER BY abs(coef) DESC").fetchall()
+                             " WHERE m.active AND m.tenant_id = %s ORDER BY abs(coef) DESC", (tid,)).fetchall()
         top = conn.execute("SELECT u.user_id, s.probability FROM reco.churn_scores s JOIN reco.users u"
                            " USING (tenant_id, user_key) WHERE s.as_of = %s ORDER BY s.probability DESC, s.user_key"
                            " LIMIT 3", (world["latest"],)).fetchall()
@@ -174,6 +181,18 @@ def test_a_tenant_without_a_model_is_told_how_to_train_one(world, anon):
     with db(world) as conn:
         page = conn.execute("SELECT reco.console_churn('fresh') AS p").fetchone()["p"]
     assert page["model"] is None and page["models"] == [] and page["scores"] is None and page["top"] == []
+
+
+def test_a_model_that_scored_no_one_says_how_to_score(world, anon, retention):
+    login(anon, world["unscored"])
+    text = anon.get("/console/churn?budget=100").text
+    assert 'id="model-auc">0.6789<' in text and "has scored no one yet" in text
+    assert "CALL reco.run_job(&#39;churn_score&#39;);" in text
+    assert "histogram" not in charts(text) and 'id="top-risk"' not in text
+    # the list is made from the scores: the page says there are none rather than asking for one
+    assert "The list is made from the churn scores: none yet." in text and 'id="list-cost"' not in text
+    with db(world) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM reco.test_stored_lists").fetchone()["n"] == 0
 
 
 def test_the_nav_links_the_page(world, web):

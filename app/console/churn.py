@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
@@ -60,20 +61,21 @@ def charts(page: dict) -> dict[str, dict]:
     unit = {"type": "num", "xrange": [0, 1], "height": 240}
     hist = (page.get("scores") or {}).get("histogram") or []
     if hist:
-        out["histogram"] = {**unit, "xtitle": "churn probability", "ylabel": "users",
+        out["histogram"] = {**unit, "xtitle": "churn probability", "xlabel": "probability", "ylabel": "users",
                             "x": [(float(b["low"]) + float(b["high"])) / 2 for b in hist],
                             "series": [{"label": "users", "kind": "bars", "scale": "y",
                                         "values": [b["users"] for b in hist]}]}
     matured = page.get("matured") or {}
     if matured.get("roc"):
         x, y = _series(matured["roc"], "fpr", "tpr")
-        out["roc"] = {**unit, "yrange": [0, 1], "xtitle": "false positive rate", "ylabel": "true positive rate",
+        out["roc"] = {**unit, "yrange": [0, 1], "xtitle": "false positive rate", "xlabel": "FPR",
+                      "ylabel": "true positive rate",
                       "x": x, "series": [{"label": "ROC", "kind": "line", "scale": "y", "values": y},
                                          {"label": "chance", "kind": "dash", "scale": "y", "values": x}]}
     if matured.get("pr"):
         x, y = _series(matured["pr"], "recall", "precision")
         base = matured["churners"] / matured["users"] if matured.get("users") else None
-        out["pr"] = {**unit, "yrange": [0, 1], "xtitle": "recall", "ylabel": "precision", "x": x,
+        out["pr"] = {**unit, "yrange": [0, 1], "xtitle": "recall", "xlabel": "recall", "ylabel": "precision", "x": x,
                      "series": [{"label": "precision", "kind": "line", "scale": "y", "values": y}]
                      + ([{"label": "churn rate", "kind": "dash", "scale": "y", "values": [base] * len(x)}]
                         if base is not None else [])}
@@ -81,7 +83,7 @@ def charts(page: dict) -> dict[str, dict]:
     if calibration:
         x, y = _series(calibration, "predicted", "observed")
         out["calibration"] = {**unit, "yrange": [0, 1], "points": True, "xtitle": "predicted churn probability",
-                              "ylabel": "observed churn rate", "x": x,
+                              "xlabel": "predicted", "ylabel": "observed churn rate", "x": x,
                               "series": [{"label": "observed", "kind": "line", "scale": "y", "values": y},
                                          {"label": "perfect", "kind": "dash", "scale": "y", "values": x}]}
     return out
@@ -118,6 +120,9 @@ async def churn(request: Request, budget: str | None = None) -> Response:
                        "hint": diag.message_hint if diag else None}
         if isinstance(listing, str):
             listing = json.loads(listing)
-    return render(request, "churn.html", tenant=data["tenant"], d=page, charts=charts(page),
+    model = page.get("model")
+    # the metrics a model stored (keys may be missing: a model of another job version): absent keys read as None
+    metrics = defaultdict(lambda: None, (model or {}).get("metrics") or {})
+    return render(request, "churn.html", tenant=data["tenant"], d=page, met=metrics, charts=charts(page),
                   bars=importance_bars(page.get("importance")), effects=rates(page["retention"].get("effects")),
                   listing=listing, budget=amount, budget_error=budget_error, budget_max=slider_max(amount))
