@@ -96,9 +96,9 @@ def importance_bars(importance: dict | None, width: int = 220) -> list[dict]:
 
 
 def rates(effects: list[dict] | None) -> list[dict]:
-    """retention_effects' rows in action, tier order."""
-    rows = effects or []
-    return sorted(rows, key=lambda r: (str(r.get("action")), TIERS.index(r["tier"]) if r.get("tier") in TIERS else 9))
+    """retention_effects' rows in action, tier order (a column the retention loop does not return reads as None)."""
+    rows = [defaultdict(lambda: None, r) for r in effects or []]
+    return sorted(rows, key=lambda r: (str(r["action"]), TIERS.index(r["tier"]) if r["tier"] in TIERS else 9))
 
 
 @router.get("/churn")
