@@ -342,3 +342,119 @@ def console_app(url: str, **settings: Any) -> FastAPI:
     if not any(getattr(r, "path", "").startswith("/console") for r in app.routes):
         app.include_router(console.router)
     return app
+
+
+XSS_CHURN_USER = '<script>alert("churn")</script>'
+
+
+def seed_churn(url: str, tenant: str = "default", users: int = 40, xss: bool = True) -> dict:
+    """A hand-made churn state (what the churn jobs would leave; migration 0024's tables): events, two
+    logistic model versions (v2 active, with coefficients and a calibration table), a matured scoring
+    30 days ago (users c01..c{users/2} were active in the 14 days after it, the others churned) and the
+    latest scoring 2 days ago with reasons, the riskiest user named XSS_CHURN_USER (unless not xss). Returns the days,
+    the churned ids and the model ids."""
+    today = datetime.now(UTC).date()
+    matured, latest = today - timedelta(days=30), today - timedelta(days=2)
+    ids = [f"c{i:02d}" for i in range(1, users + 1)] + ([XSS_CHURN_USER] if xss else [])
+    stayed = set(ids[: users // 2])
+
+    def at(day, hour: int = 12) -> str:
+        return f"{day.isoformat()}T{hour:02d}:00:00Z"
+
+    events = [{"event_id": f"churn-{n}-{k}", "user_id": u, "feature_id": "churn-feature", "occurred_at": at(d)}
+              for n, u in enumerate(ids)
+              for k, d in enumerate([matured - timedelta(days=10), matured - timedelta(days=3)]
+                                    + ([matured + timedelta(days=3)] if u in stayed else []))]
+    events.append({"event_id": "churn-last", "user_id": ids[0], "feature_id": "churn-feature",
+                   "occurred_at": at(today - timedelta(days=1))})
+    rng = random.Random(26)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb([{"feature_id": "churn-feature"}]), tenant))
+        conn.execute("SELECT reco.ingest_events(%s, %s)", (Jsonb(events), tenant))
+        tid = conn.execute("SELECT reco._tenant_id(%s) AS t", (tenant,)).fetchone()["t"]
+        keys = {r["user_id"]: r["user_key"] for r in conn.execute(
+            "SELECT user_id, user_key FROM reco.users WHERE tenant_id = %s AND user_id = ANY (%s)", (tid, ids))}
+        windows = Jsonb({"churn_window_days": 14, "activity_kinds": [], "observation_days": 30})
+        features = ["days_since_last", "active_days_30", "failure_rate"]
+        model = {}
+        for version, active, metrics in (
+                (1, False, {"auc": 0.7112, "brier": 0.2031, "validation_rows": 300, "validation_churners": 70}),
+                (2, True, {"auc": 0.8347, "brier": 0.1408, "validation_rows": 420, "validation_churners": 96,
+                           "calibration": [{"rows": 42, "predicted": round(0.05 + 0.1 * b, 4),
+                                            "observed": round(0.04 + 0.1 * b + 0.01 * (b % 3), 4)}
+                                           for b in range(10)]})):
+            model[version] = conn.execute(
+                "INSERT INTO reco.models (tenant_id, version, kind, windows, features, metrics, params, active,"
+                " activated_at) VALUES (%s, %s, 'logistic', %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)"
+                " RETURNING model_id", (tid, version, windows, features, Jsonb(metrics),
+                                        Jsonb({"intercept": -1.1, "l2": 1.0}), active, active)).fetchone()["model_id"]
+            for feature, coef in zip(features, (1.9 / version, -1.2, 0.45 * version), strict=True):
+                conn.execute("INSERT INTO reco.model_coefficients VALUES (%s, %s, %s, 10, 3, %s)",
+                             (tid, model[version], feature, coef))
+
+        def tier(p: float) -> str:
+            return "high" if p >= 0.7 else "medium" if p >= 0.4 else "low"
+
+        rows = []
+        for n, u in enumerate(ids):
+            # the matured scoring: the churners mostly above the stayers (some overlap: AUC < 1)
+            p = round(min(0.97, (0.45 if u not in stayed else 0.1) + 0.5 * rng.random()), 4)
+            rows.append((tid, matured, keys[u], model[1], p, tier(p), Jsonb([])))
+            q = 0.99 if u == XSS_CHURN_USER else round(0.02 + 0.9 * rng.random(), 4)
+            reasons = [{"feature": "days_since_last", "value": 5 + n, "contribution": round(2 * q, 3)},
+                       {"feature": "active_days_30", "value": 30 - n % 30, "contribution": round(-0.5 * q, 3)}]
+            rows.append((tid, latest, keys[u], model[2], q, tier(q), Jsonb(reasons)))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier,"
+                            " reasons) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+    return {"matured": matured, "latest": latest, "churned": set(ids) - stayed, "ids": ids, "models": model,
+            "tenant_id": tid}
+
+
+RETENTION_STAND_IN = """
+CREATE TABLE IF NOT EXISTS reco.test_stored_lists (budget numeric);
+-- the retention loop's signature (h-retain): stores the list, returns its users; here the riskiest first,
+-- 5.00 a coupon, while the budget lasts, every 10th held out
+CREATE FUNCTION reco.retention_list(p_budget numeric, p_actions jsonb DEFAULT NULL, p_tenant text DEFAULT NULL)
+RETURNS TABLE (list_id int, rank int, user_id text, action text, tier text, probability float8, value numeric,
+               win_back_rate float8, rate_source text, cost numeric, expected_profit numeric, held_out boolean)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO reco.test_stored_lists VALUES (p_budget);
+    RETURN QUERY
+    SELECT 1, s.n::int, s.user_id, 'coupon'::text, s.tier, s.probability, 40::numeric, 0.3::float8,
+           CASE WHEN s.tier = 'high' THEN 'measured' ELSE 'assumed' END, 5::numeric,
+           round((s.probability * 0.3 * 40 - 5)::numeric, 4), s.n % 10 = 0
+    FROM (SELECT u.user_id, c.tier, c.probability, row_number() OVER (ORDER BY c.probability DESC, u.user_id) AS n
+          FROM reco.churn_scores c JOIN reco.users u USING (tenant_id, user_key)
+          WHERE c.tenant_id = reco._tenant_id(p_tenant)
+            AND c.as_of = (SELECT max(as_of) FROM reco.churn_scores WHERE tenant_id = reco._tenant_id(p_tenant))) AS s
+    WHERE (s.n - s.n / 10) * 5 <= p_budget;
+END $$;
+CREATE FUNCTION reco.retention_effects(p_tenant text DEFAULT NULL)
+RETURNS TABLE (action text, tier text, lists bigint, treated bigint, treated_churned bigint, held_out bigint,
+               held_out_churned bigint, churn_treated float8, churn_held_out float8, win_back_rate float8,
+               ci_low float8, ci_high float8, p_value float8, significant boolean, assumed_rate float8,
+               rate_in_use float8, source text)
+LANGUAGE sql STABLE AS $$
+    VALUES ('coupon', 'high', 3::bigint, 400::bigint, 120::bigint, 44::bigint, 25::bigint, 0.3, 0.5682, 0.4720,
+            0.3102, 0.5981, 0.0004, true, 0.3, 0.4720, 'measured'),
+           ('coupon', 'low', 3, 80, 8, 9, 1, 0.1, 0.1111, 0.1, -2.1, 0.92, 0.91, false, 0.3, 0.3, 'assumed')
+$$;
+"""
+
+
+def no_retention_loop(url: str) -> None:
+    """Drop reco.retention_list and reco.retention_effects (a test database's: real or stand-ins)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION IF EXISTS reco.retention_list(numeric, jsonb, text);"
+                     " DROP FUNCTION IF EXISTS reco.retention_effects(text);"
+                     " DROP TABLE IF EXISTS reco.test_stored_lists")
+
+
+def retention_stand_in(url: str) -> None:
+    """reco.retention_list and reco.retention_effects with the retention loop's signatures and known rows
+    (RETENTION_STAND_IN; each list it makes adds a row to reco.test_stored_lists), replacing real ones."""
+    no_retention_loop(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RETENTION_STAND_IN)

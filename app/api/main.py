@@ -29,6 +29,7 @@ from app.api.guards import RequestGuard
 from app.api.limits import BodyLimit
 from app.api.metrics import MetricsMiddleware, configure_logging
 from app.api.state import ApiState
+from app.console import churn as console_churn
 from app.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(retention.router, tags=["retention"])
     app.include_router(docs.router)
     app.include_router(console.router)  # the web console under /console (app/console)
+    app.include_router(console_churn.router)  # its churn page (app/console/churn.py)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(psycopg.Error, db_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -68,6 +68,12 @@
         o.fill = color + "aa";
         o.width = 0;
         o.points = { show: false };
+      } else if (s.kind === "dash") {
+        // a reference line (chance, perfect calibration, the base rate): thin, grey, dashed
+        o.stroke = "#9aa3ad";
+        o.width = 1.5;
+        o.dash = [6, 4];
+        o.points = { show: false };
       } else if (s.kind === "points") {
         o.paths = function () { return null; };
         o.points = { show: true, size: 11, width: 2, stroke: "#c0392b", fill: "#ffffff" };
@@ -78,6 +84,7 @@
       series.push(o);
     });
     var xaxis = { grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d5d9df" } };
+    if (spec.xtitle) xaxis.label = spec.xtitle;
     if (spec.type === "time") {
       xaxis.values = timeTicks;
       xaxis.size = 52;
@@ -95,13 +102,13 @@
                   size: 56, values: function (u, vals) { return vals.map(fmt); } }];
     var scales = {
       x: { time: spec.type === "time",
-           range: function (u, min, max) {
+           range: spec.xrange ? function () { return spec.xrange; } : function (u, min, max) {
              // one point: uPlot hands a range of its own (a day in ms: 1,000 days here); centre it instead
              if (spec.x.length === 1) { min = max = spec.x[0]; }
              var pad = spec.type === "time" ? (hasBars ? day / 2 : (min === max ? day : 0)) : (min === max ? 1 : 0.5);
              return [min - pad, max + pad];
            } },
-      y: { range: function (u, min, max) {
+      y: { range: spec.yrange ? function () { return spec.yrange; } : function (u, min, max) {
              if (zero) return [0, max > 0 ? max * 1.08 : 1];
              var span = (max - min) || Math.abs(max) || 1;
              return [min - span * 0.1, max + span * 0.1];
@@ -226,6 +233,17 @@
         fig.setAttribute("data-rendered", "error");
         throw err;
       }
+    });
+    // a GET form that follows its slider (the churn page's budget): submitted when the slider is let go,
+    // the number box beside it
+    // showing the value while it moves
+    document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+      form.querySelectorAll("input[type=range]").forEach(function (range) {
+        // the range has no name: the number box beside it (its twin) is what the form sends
+        var twin = form.querySelector("input[type=number]");
+        range.addEventListener("input", function () { if (twin) twin.value = range.value; });
+        range.addEventListener("change", function () { form.requestSubmit(); });
+      });
     });
     var pending = null;
     window.addEventListener("resize", function () {
