@@ -185,7 +185,7 @@ BEGIN
         _curves := reco._console_churn_curves(_tid, _matured.as_of, _matured.window_days, _matured.kinds);
     END IF;
     -- the retention loop's measured win-back rates, where it is installed
-    IF to_regprocedure('reco.retention_effects(text)') IS NOT NULL THEN
+    IF to_regprocedure('reco.retention_effects(text,timestamptz)') IS NOT NULL THEN
         BEGIN
             EXECUTE 'SELECT json_agg(to_jsonb(e)) FROM reco.retention_effects($1) AS e' INTO _effects USING _slug;
         EXCEPTION WHEN OTHERS THEN
@@ -243,7 +243,7 @@ BEGIN
         -- whether the registry can be switched from SQL (the hint under the registry)
         'can_activate', to_regprocedure('reco.activate_model(text,integer)') IS NOT NULL,
         'retention', json_build_object(
-            'list', to_regprocedure('reco.retention_list(numeric,jsonb,text)') IS NOT NULL,
+            'list', to_regprocedure('reco.retention_list(numeric,jsonb,text,timestamptz)') IS NOT NULL,
             'effects', _effects, 'effects_error', _effects_error));
 END $$;
 COMMENT ON FUNCTION reco.console_churn(text) IS
@@ -276,7 +276,7 @@ DECLARE
     _message text;
     _hint text;
 BEGIN
-    IF to_regprocedure('reco.retention_list(numeric,jsonb,text)') IS NULL THEN
+    IF to_regprocedure('reco.retention_list(numeric,jsonb,text,timestamptz)') IS NULL THEN
         RETURN NULL;  -- the retention loop is not installed: nothing to show
     END IF;
     IF p_budget IS NULL OR p_budget < 0 OR p_budget > 1e9 THEN
