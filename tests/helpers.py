@@ -367,6 +367,10 @@ def seed_churn(url: str, tenant: str = "default", users: int = 40, xss: bool = T
                                     + ([matured + timedelta(days=3)] if u in stayed else []))]
     events.append({"event_id": "churn-last", "user_id": ids[0], "feature_id": "churn-feature",
                    "occurred_at": at(today - timedelta(days=1))})
+    # a payment each within the last 30 days (after the matured window): the retention list's value per user
+    events += [{"event_id": f"churn-pay-{n}", "user_id": u, "feature_id": "churn-feature", "kind": "payment",
+                "props": {"amount": 20 + n % 5 * 10}, "occurred_at": at(today - timedelta(days=5))}
+               for n, u in enumerate(ids)]
     rng = random.Random(26)
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb([{"feature_id": "churn-feature"}]), tenant))
@@ -415,7 +419,8 @@ RETENTION_STAND_IN = """
 CREATE TABLE IF NOT EXISTS reco.test_stored_lists (budget numeric);
 -- the retention loop's signature (h-retain): stores the list, returns its users; here the riskiest first,
 -- 5.00 a coupon, while the budget lasts, every 10th held out
-CREATE FUNCTION reco.retention_list(p_budget numeric, p_actions jsonb DEFAULT NULL, p_tenant text DEFAULT NULL)
+CREATE FUNCTION reco.retention_list(p_budget numeric, p_actions jsonb DEFAULT NULL, p_tenant text DEFAULT NULL,
+                                    p_at timestamptz DEFAULT now())
 RETURNS TABLE (list_id int, rank int, user_id text, action text, tier text, probability float8, value numeric,
                win_back_rate float8, rate_source text, cost numeric, expected_profit numeric, held_out boolean)
 LANGUAGE plpgsql AS $$
@@ -431,7 +436,7 @@ BEGIN
             AND c.as_of = (SELECT max(as_of) FROM reco.churn_scores WHERE tenant_id = reco._tenant_id(p_tenant))) AS s
     WHERE (s.n - s.n / 10) * 5 <= p_budget;
 END $$;
-CREATE FUNCTION reco.retention_effects(p_tenant text DEFAULT NULL)
+CREATE FUNCTION reco.retention_effects(p_tenant text DEFAULT NULL, p_at timestamptz DEFAULT now())
 RETURNS TABLE (action text, tier text, lists bigint, treated bigint, treated_churned bigint, held_out bigint,
                held_out_churned bigint, churn_treated float8, churn_held_out float8, win_back_rate float8,
                ci_low float8, ci_high float8, p_value float8, significant boolean, assumed_rate float8,
@@ -447,8 +452,8 @@ $$;
 def no_retention_loop(url: str) -> None:
     """Drop reco.retention_list and reco.retention_effects (a test database's: real or stand-ins)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP FUNCTION IF EXISTS reco.retention_list(numeric, jsonb, text);"
-                     " DROP FUNCTION IF EXISTS reco.retention_effects(text);"
+        conn.execute("DROP FUNCTION IF EXISTS reco.retention_list(numeric, jsonb, text, timestamptz);"
+                     " DROP FUNCTION IF EXISTS reco.retention_effects(text, timestamptz);"
                      " DROP TABLE IF EXISTS reco.test_stored_lists")
 
 

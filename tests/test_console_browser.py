@@ -36,7 +36,6 @@ from tests.helpers import (  # noqa: E402
     XSS_NAME,
     console_app,
     database,
-    retention_stand_in,
     seed_churn,
     seed_demo,
     seed_experiment,
@@ -94,12 +93,8 @@ def server(server_url, template_db, tmp_path_factory) -> Iterator[dict]:
                 {"user_id": XSS_ID, "feature_id": f, "occurred_at": when} for f in ("plain", "xss-feature")]),))
             hostile = conn.execute("SELECT reco.create_api_key('hostile', 'xss')").fetchone()[0]
         seed_experiment(url, key, users=400)
-        # a churn state (models, scores) and, until the retention loop is merged, its functions as stand-ins
+        # a churn state (models, scores, payments): the churn page's charts and its real retention list
         seed_churn(url, users=300, xss=False)
-        with psycopg.connect(url) as conn:
-            installed = conn.execute("SELECT to_regprocedure('reco.retention_list(numeric,jsonb,text)')").fetchone()[0]
-        if installed is None:
-            retention_stand_in(url)
         with psycopg.connect(url) as conn:
             user = conn.execute(
                 "SELECT u.user_id FROM reco.users u JOIN reco.interactions i USING (tenant_id, user_key)"

@@ -205,8 +205,8 @@ def test_the_nav_links_the_page(world, web):
 def test_without_the_retention_loop_the_page_shows_none_of_it(world, web):
     no_retention_loop(world["url"])
     with db(world) as conn:
-        assert conn.execute("SELECT to_regprocedure('reco.retention_list(numeric,jsonb,text)') AS f").fetchone()[
-            "f"] is None
+        found = conn.execute("SELECT to_regprocedure('reco.retention_list(numeric,jsonb,text,timestamptz)') AS f")
+        assert found.fetchone()["f"] is None
         assert conn.execute("SELECT reco.console_churn_list(500) AS l").fetchone()["l"] is None
     text = web.get("/console/churn?budget=300").text
     assert "Retention list" not in text and "Expected profit" not in text and 'type="range"' not in text
