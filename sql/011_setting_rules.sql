@@ -13,6 +13,7 @@
 --        interval  a JSON string PostgreSQL reads as an interval, lo..hi seconds
 --        choice    a JSON string among choices
 --        names     a JSON array of at most hi distinct names (1-63 characters)
+--        name      a JSON string of 1-63 characters (an event kind, a prop)
 --        weights   a JSON object of at most 100 names, each to a number in lo..hi
 CREATE OR REPLACE FUNCTION reco.setting_rules()
 RETURNS TABLE (key text, kind text, lo numeric, hi numeric, unit text, choices text[])
@@ -60,7 +61,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ('plan_window_days', 'integer', 1, 400, 'days', NULL),
         -- evaluation and tuning
         ('evaluation_users', 'integer', 0, 100000000, 'users (0 = all)', NULL),
-        ('tune_min_gain', 'number', 0, 1000000, 'standard errors', NULL)
+        ('tune_min_gain', 'number', 0, 1000000, 'standard errors', NULL),
+        -- churn (sql/082_churn_features.sql)
+        ('churn_window_days', 'integer', 1, 3650, 'days', NULL),
+        ('churn_observation_days', 'integer', 8, 3650, 'days', NULL),
+        ('churn_activity_kinds', 'names', 0, 50, 'event kinds (none = every kind)', NULL),
+        ('churn_snapshot_every_days', 'integer', 1, 365, 'days', NULL),
+        ('churn_train_snapshots', 'integer', 1, 520, 'snapshot days', NULL),
+        ('churn_validation_snapshots', 'integer', 1, 52, 'snapshot days', NULL),
+        ('churn_min_history_days', 'integer', 0, 3650, 'days', NULL),
+        ('churn_min_churners', 'integer', 1, 1000000000, 'users', NULL),
+        ('churn_tier_high', 'number', 0, 1, 'probability', NULL),
+        ('churn_tier_medium', 'number', 0, 1, 'probability', NULL),
+        ('churn_l2', 'number', 0, 1000000, 'L2 weight', NULL),
+        ('churn_lightgbm_min_rows', 'integer', 0, 1000000000, 'training rows', NULL),
+        ('churn_payment_kind', 'name', NULL, NULL, 'event kind', NULL),
+        ('churn_payment_prop', 'name', NULL, NULL, 'prop name', NULL),
+        ('churn_psi_retrain', 'number', 0, 100, 'PSI', NULL),
+        ('churn_auc_drop_retrain', 'number', 0, 1, 'AUC', NULL)
     ) AS r(key, kind, lo, hi, unit, choices)
 $$;
 COMMENT ON FUNCTION reco.setting_rules() IS
@@ -85,6 +103,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE p_kind
         WHEN 'interval' THEN format('%s to %s', reco._seconds_text(p_lo), reco._seconds_text(p_hi))
         WHEN 'names' THEN format('at most %s', p_hi)
+        WHEN 'name' THEN '1-63 characters'
         WHEN 'weights' THEN format('each %s to %s', p_lo, p_hi)
         ELSE format('%s to %s', p_lo, p_hi)
     END
@@ -112,7 +131,7 @@ BEGIN
     END IF;
     SELECT * INTO _r FROM reco.setting_rules() AS r WHERE r.key = p_key;
     _want := CASE _r.kind WHEN 'integer' THEN 'number' WHEN 'number' THEN 'number' WHEN 'interval' THEN 'string'
-                          WHEN 'choice' THEN 'string' WHEN 'names' THEN 'array' WHEN 'weights' THEN 'object'
+                          WHEN 'choice' THEN 'string' WHEN 'name' THEN 'string' WHEN 'names' THEN 'array' WHEN 'weights' THEN 'object'
                           ELSE jsonb_typeof(_default) END;
     IF p_value IS NULL OR jsonb_typeof(p_value) <> _want THEN
         RAISE EXCEPTION 'setting "%" takes a JSON %, not %', p_key, _want, coalesce(jsonb_typeof(p_value), 'NULL')
@@ -141,6 +160,10 @@ BEGIN
     ELSIF _r.kind = 'choice' THEN
         IF (p_value #>> '{}') <> ALL (_r.choices) THEN
             _bad := 'one of ' || array_to_string(_r.choices, ', ');
+        END IF;
+    ELSIF _r.kind = 'name' THEN
+        IF length(p_value #>> '{}') NOT BETWEEN 1 AND 63 THEN
+            _bad := 'a name of 1-63 characters';
         END IF;
     ELSIF _r.kind = 'names' THEN
         IF jsonb_array_length(p_value) > _r.hi
