@@ -73,7 +73,8 @@ def load(conn, rows: list[tuple[str, date, int, float]], progress: Callable[[int
     for key, value in SETTINGS.items():
         cur.execute("SELECT reco.set_setting(%s, %s, %s)", (key, Jsonb(value), TENANT))
     cur.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb([{"feature_id": "cd", "name": "CD"}]), TENANT))
-    have = cur.execute("SELECT count(*) FROM reco.events WHERE tenant_id = reco._tenant_id(%s)", (TENANT,)).fetchone()[0]
+    have = cur.execute("SELECT count(*) FROM reco.events WHERE tenant_id = reco._tenant_id(%s)",
+                       (TENANT,)).fetchone()[0]
     if have >= len(rows):
         return 0
     accepted = 0
@@ -149,7 +150,7 @@ def run(url: str, cache: Path, log: Callable[[str], None] = print, live_samples:
                     """SELECT s.probability FROM reco._churn_matrix(%s, ARRAY[%s::date]) AS f
                        CROSS JOIN LATERAL (SELECT * FROM reco._churn_terms(%s)) AS t
                        CROSS JOIN LATERAL reco._churn_logistic(f.x, t.features, t.pos, t.mean, t.scale, t.coef,
-                                                               t.intercept) AS s
+                                                               t.intercept, t.log) AS s
                        ORDER BY f.user_key""", (tid, CUTOFF, m["model_id"]))])
             res.models[kind] = {"version": version, "auc": auc(y, p), "brier": brier(y, p),
                                 "calibration": calibration(y, p), "validation_auc": tr.metrics[kind]["auc"]}
@@ -196,7 +197,8 @@ def report(res: Result, out: Callable[[str], None] = print) -> bool:
         out(f"{row['rows']:>6} {row['predicted']:>10.3f} {row['observed']:>10.3f}")
     out("")
     rate = res.scoring_rows / res.scoring_seconds if res.scoring_seconds else 0.0
-    out(f"features + scoring ({res.active}): {res.scoring_rows} users in {res.scoring_seconds:.2f} s = {rate:,.0f} rows/s")
+    out(f"features + scoring ({res.active}): {res.scoring_rows} users in {res.scoring_seconds:.2f} s "
+        f"= {rate:,.0f} rows/s")
     ratio = res.live_ms[0] / res.floor_ms[0] if res.floor_ms[0] else float("nan")
     out(f"live single-user score (reco.churn_score_live): median {res.live_ms[0]:.2f} ms, p99 {res.live_ms[1]:.2f} ms; "
         f"floor (SELECT 1): median {res.floor_ms[0]:.3f} ms, p99 {res.floor_ms[1]:.3f} ms; ratio {ratio:.1f}x")

@@ -37,6 +37,10 @@ from app.cli_settings import settings_app  # noqa: E402
 
 app.add_typer(settings_app, name="settings")
 
+from app.cli_churn import bench_churn, churn_app  # noqa: E402
+
+app.add_typer(churn_app, name="churn")
+
 
 def _external() -> bool:
     if get_settings().database_url:
@@ -482,6 +486,7 @@ def demo(
 bench_app = typer.Typer(help="Benchmarks that print numbers (in a separate <db>_bench database).",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+bench_app.command("churn")(bench_churn)
 
 
 def _demo_files(users: int, features: int, days: int, seed: int, shape: str = "saas") -> Path:

@@ -31,34 +31,38 @@ COMMENT ON FUNCTION reco._churn_tier(int, float8) IS
 
 -- one user's probability and top reasons: p = σ(intercept + Σ coef · (g(x) − mean) / scale), the reasons the
 -- three largest positive terms (what raises the risk most); p_pos: each model feature's place in x
+DROP FUNCTION IF EXISTS reco._churn_logistic(float8[], text[], int[], float8[], float8[], float8[], float8);
 CREATE OR REPLACE FUNCTION reco._churn_logistic(p_x float8[], p_features text[], p_pos int[], p_mean float8[],
-                                                p_scale float8[], p_coef float8[], p_intercept float8)
+                                                p_scale float8[], p_coef float8[], p_intercept float8,
+                                                p_log boolean[])
 RETURNS TABLE (probability float8, reasons jsonb)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    WITH t AS (
-        SELECT f.feature, coalesce(p_x[f.pos], 0) AS value,
-               f.coef * (reco._churn_transform(f.feature, coalesce(p_x[f.pos], 0)) - f.mean) / f.scale AS contribution
-        FROM unnest(p_features, p_pos, p_mean, p_scale, p_coef) AS f(feature, pos, mean, scale, coef)
-    )
     SELECT 1 / (1 + exp(-least(greatest(p_intercept + coalesce(sum(t.contribution), 0), -700), 700))),
-           coalesce((SELECT jsonb_agg(jsonb_build_object('feature', r.feature, 'value', round(r.value::numeric, 4),
-                                                         'contribution', round(r.contribution::numeric, 4))
-                                      ORDER BY r.contribution DESC)
-                     FROM (SELECT * FROM t WHERE t.contribution > 0 ORDER BY t.contribution DESC LIMIT 3) AS r), '[]')
-    FROM t
+           coalesce(jsonb_agg(jsonb_build_object('feature', t.feature, 'value', round(t.value::numeric, 4),
+                                                 'contribution', round(t.contribution::numeric, 4))
+                              ORDER BY t.contribution DESC) FILTER (WHERE t.rank <= 3 AND t.contribution > 0), '[]')
+    FROM (SELECT c.feature, c.value, c.contribution, row_number() OVER (ORDER BY c.contribution DESC) AS rank
+          FROM (SELECT f.feature, coalesce(p_x[f.pos], 0) AS value,
+                       f.coef * (CASE WHEN f.lg THEN ln(1 + greatest(coalesce(p_x[f.pos], 0), 0))
+                                      ELSE coalesce(p_x[f.pos], 0) END - f.mean) / f.scale AS contribution
+                FROM unnest(p_features, p_pos, p_mean, p_scale, p_coef, p_log)
+                     AS f(feature, pos, mean, scale, coef, lg)) AS c) AS t
 $$;
-COMMENT ON FUNCTION reco._churn_logistic(float8[], text[], int[], float8[], float8[], float8[], float8) IS
+COMMENT ON FUNCTION reco._churn_logistic(float8[], text[], int[], float8[], float8[], float8[], float8, boolean[]) IS
     'internal: a logistic churn model''s probability and top-3 reasons (coef · z) for one feature row';
 
 -- a logistic model's terms as arrays, each feature's place in today's reco.churn_feature_names()
+DROP FUNCTION IF EXISTS reco._churn_terms(int) CASCADE;
 CREATE OR REPLACE FUNCTION reco._churn_terms(p_model_id int)
-RETURNS TABLE (features text[], pos int[], mean float8[], scale float8[], coef float8[], intercept float8)
+RETURNS TABLE (features text[], pos int[], mean float8[], scale float8[], coef float8[], intercept float8,
+               log boolean[])
 LANGUAGE sql STABLE AS $$
     SELECT array_agg(c.feature ORDER BY c.feature), array_agg(array_position(reco.churn_feature_names(), c.feature)
                                                               ORDER BY c.feature),
            array_agg(c.mean ORDER BY c.feature), array_agg(c.scale ORDER BY c.feature),
            array_agg(c.coef ORDER BY c.feature),
-           (SELECT (m.params ->> 'intercept')::float8 FROM reco.models m WHERE m.model_id = p_model_id)
+           (SELECT (m.params ->> 'intercept')::float8 FROM reco.models m WHERE m.model_id = p_model_id),
+           array_agg(c.feature = ANY (reco._churn_log_features()) ORDER BY c.feature)
     FROM reco.model_coefficients c WHERE c.model_id = p_model_id
 $$;
 COMMENT ON FUNCTION reco._churn_terms(int) IS 'internal: a logistic churn model''s coefficient rows as arrays';
@@ -70,14 +74,17 @@ LANGUAGE plpgsql AS $$
 DECLARE
     _t record;
     _n bigint;
+    _high float8 := reco.setting('churn_tier_high', p_tenant_id)::float8;
+    _medium float8 := reco.setting('churn_tier_medium', p_tenant_id)::float8;
 BEGIN
     SELECT * INTO _t FROM reco._churn_terms(p_model_id);
     DELETE FROM reco.churn_scores WHERE tenant_id = p_tenant_id AND as_of = p_as_of;
     INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier, reasons)
     SELECT p_tenant_id, p_as_of, m.user_key, p_model_id, s.probability,
-           reco._churn_tier(p_tenant_id, s.probability), s.reasons
+           CASE WHEN s.probability >= _high THEN 'high' WHEN s.probability >= _medium THEN 'medium' ELSE 'low' END,
+           s.reasons
     FROM reco._churn_matrix(p_tenant_id, ARRAY[p_as_of]) AS m
-    CROSS JOIN LATERAL reco._churn_logistic(m.x, _t.features, _t.pos, _t.mean, _t.scale, _t.coef, _t.intercept) AS s;
+    CROSS JOIN LATERAL reco._churn_logistic(m.x, _t.features, _t.pos, _t.mean, _t.scale, _t.coef, _t.intercept, _t.log) AS s;
     GET DIAGNOSTICS _n = ROW_COUNT;
     RETURN _n;
 END $$;
@@ -320,7 +327,7 @@ BEGIN
     SELECT * INTO _t FROM reco._churn_terms(_m.model_id);
     RETURN QUERY
     SELECT s.probability, reco._churn_tier(_tid, s.probability), s.reasons, _m.version, _m.kind, _day
-    FROM reco._churn_logistic(_x, _t.features, _t.pos, _t.mean, _t.scale, _t.coef, _t.intercept) AS s;
+    FROM reco._churn_logistic(_x, _t.features, _t.pos, _t.mean, _t.scale, _t.coef, _t.intercept, _t.log) AS s;
 END $$;
 COMMENT ON FUNCTION reco.churn_score_live(text, text, date) IS
 $c$one user's churn probability, tier and top reasons computed now in SQL from its events before p_as_of (default:

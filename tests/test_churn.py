@@ -266,7 +266,8 @@ def test_train_score_activate_rollback_and_live(conn):
     n, day, version, kind = score(conn, "default")
     assert n > 50 and kind == "logistic"
     row = conn.execute("""SELECT u.user_id, s.probability, s.tier, s.reasons FROM reco.churn_scores s
-                          JOIN reco.users u USING (tenant_id, user_key) ORDER BY s.probability DESC LIMIT 1""").fetchone()
+                          JOIN reco.users u USING (tenant_id, user_key)
+                          ORDER BY s.probability DESC LIMIT 1""").fetchone()
     live = conn.execute("SELECT * FROM reco.churn_score_live('default', %s, %s)", (row["user_id"], day)).fetchone()
     assert live["probability"] == pytest.approx(row["probability"], rel=1e-9)
     assert live["tier"] == row["tier"] == "high" and live["model_version"] == version
