@@ -314,3 +314,32 @@ def test_jobs_defer_without_python_and_run_from_the_runner(conn):
     run = conn.execute("SELECT status, rows_written, message FROM reco.job_runs WHERE job = 'churn_score' "
                        "ORDER BY run_id DESC LIMIT 1").fetchone()
     assert run["status"] == "succeeded" and run["rows_written"] > 0 and "scored" in run["message"]
+
+
+def test_rest_user_churn(conn, db_url):
+    from tests.helpers import client_for, error
+
+    planted_history(conn, users=120, days=150)
+    r = train(conn, "default")
+    conn.execute("SELECT reco.activate_model('default', %s)", (r.versions["logistic"],))
+    score(conn, "default")
+    key = conn.execute("SELECT reco.create_api_key('default', 'churn tests') AS k").fetchone()["k"]
+    top = conn.execute("""SELECT u.user_id, s.probability, s.tier, s.as_of FROM reco.churn_scores s
+                          JOIN reco.users u USING (tenant_id, user_key)
+                          ORDER BY s.probability DESC LIMIT 1""").fetchone()
+    with client_for(db_url) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        body = client.get(f"/v1/users/{top['user_id']}/churn").json()
+        assert body["probability"] == pytest.approx(top["probability"], abs=1e-4)
+        assert (body["tier"], body["as_of"], body["source"]) == (top["tier"], str(top["as_of"]), "scores")
+        assert body["model_version"] == r.versions["logistic"] and body["reasons"]
+        # no stored score: computed live from the coefficient rows
+        conn.execute("DELETE FROM reco.churn_scores")
+        live = client.get(f"/v1/users/{top['user_id']}/churn").json()
+        assert live["source"] == "live" and live["model_version"] == r.versions["logistic"]
+        assert 0 <= live["probability"] <= 1
+        assert "unknown user" in error(client.get("/v1/users/nobody/churn"), 404, "not_found")["message"]
+        long = client.get(f"/v1/users/{'x' * 201}/churn")
+        assert long.status_code == 422 and "user_id" in long.text
+        client.headers["Authorization"] = "Bearer nope"
+        assert client.get(f"/v1/users/{top['user_id']}/churn").status_code == 401
