@@ -343,3 +343,38 @@ def test_rest_user_churn(conn, db_url):
         assert long.status_code == 422 and "user_id" in long.text
         client.headers["Authorization"] = "Bearer nope"
         assert client.get(f"/v1/users/{top['user_id']}/churn").status_code == 401
+
+
+def test_monitoring_drift_matured_auc_and_retrain_trigger(conn, db_url):
+    from tests.helpers import client_for
+
+    planted_history(conn, users=200, days=150)
+    r = train(conn, "default")
+    conn.execute("SELECT reco.activate_model('default', %s)", (r.versions["logistic"],))
+    end = conn.execute("SELECT reco._churn_data_end(1) AS d").fetchone()["d"]
+    # a past scoring day whose labels have matured, then today's: both through the job's SQL scoring
+    conn.execute("SELECT reco.churn_score(%s)", (end - timedelta(days=20),))
+    conn.execute("CALL reco.run_job('churn_score', 'default')")
+    checks = {(c["check_name"], c["subject"]): c for c in conn.execute("SELECT * FROM reco.churn_monitor('default')")}
+    assert checks[("score_psi", "probability")]["value"] >= 0
+    assert 0 <= checks[("score_ks", "probability")]["value"] <= 1
+    matured = checks[("matured_auc", "probability")]
+    assert matured["detail"]["as_of"] == str(end - timedelta(days=20)) and matured["value"] > 0.6
+    assert ("feature_psi", "recency_days") in checks
+    # the stored AUC equals numpy's on the same scores and labels
+    rows = conn.execute("""SELECT s.probability, l.churned FROM reco.churn_scores s
+                           JOIN reco._churn_labels(1, ARRAY[%s::date]) l USING (as_of, user_key)""",
+                        (end - timedelta(days=20),)).fetchall()
+    assert matured["value"] == pytest.approx(auc(np.array([x["churned"] for x in rows]),
+                                                 np.array([x["probability"] for x in rows])))
+    assert conn.execute("SELECT count(*) AS n FROM reco.job_queue").fetchone()["n"] == 0
+    # a threshold the drift passes: the next scoring queues churn_train for the loop, and says so
+    conn.execute("SELECT reco.set_setting('churn_psi_retrain', '0')")
+    conn.execute("CALL reco.run_job('churn_score', 'default')")
+    run = conn.execute("SELECT message FROM reco.job_runs WHERE job = 'churn_score' ORDER BY run_id DESC LIMIT 1"
+                       ).fetchone()
+    assert "retrain queued: score_psi" in run["message"]
+    assert conn.execute("SELECT reason FROM reco.job_queue WHERE job = 'churn_train'").fetchone()["reason"]
+    with client_for(db_url) as client:
+        text = client.get("/metrics").text
+    assert "reco_churn_retrain_due{tenant=\"*\"} 1.0" in text and "reco_churn_score_psi" in text
