@@ -15,6 +15,19 @@ ON CONFLICT (name) DO UPDATE
         depends_on = excluded.depends_on, position = excluded.position,
         description = excluded.description, in_all = excluded.in_all;
 
+COMMENT ON TABLE reco.models IS
+$c$the model registry: one row per trained churn model version of a tenant (kind logistic or lightgbm, the
+definitions it was trained with in windows, its features, validation metrics: auc, brier, calibration, the
+monitoring bins; params; LightGBM's model in model_blob); at most one active per tenant (reco.activate_model,
+reco.rollback_model)$c$;
+COMMENT ON TABLE reco.model_coefficients IS
+$c$a logistic churn model's terms, one row per feature: p = σ(intercept + Σ coef · (g(x) − mean) / scale), g = ln(1 + x)
+for the heavy-tailed features; SQL scores with them (reco.churn_score, reco.churn_score_live)$c$;
+COMMENT ON TABLE reco.churn_scores IS
+$c$churn scores per scoring day (as_of: the features read the events before it): probability, tier, the top reasons
+[{feature, value, contribution}] and the model that scored; the latest as_of is the current score, older days feed
+the monitoring (AUC on matured labels)$c$;
+
 -- ---------------------------------------------------------------------------------------
 -- Scoring with the logistic regression's rows
 -- ---------------------------------------------------------------------------------------

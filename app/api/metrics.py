@@ -57,7 +57,7 @@ def render(jobs: list[tuple] | None = None, per_tenant: bool = False, churn: lis
         text = generate_latest(registry)
     else:
         text = generate_latest()
-    if churn and not per_tenant:
+    if churn is not None and not per_tenant:
         churn = by_churn(churn)
     return text + generate_latest(_JobRegistry(jobs)) + generate_latest(_ChurnRegistry(churn or []))
 
@@ -69,6 +69,8 @@ def by_churn(rows: list[tuple]) -> list[tuple]:
         values = [v for v in values if v is not None]
         return f(values) if values else None
 
+    if not rows:
+        return [("*", None, None, None, None, False, None)]
     cols = list(zip(*rows, strict=True))
     return [("*", None, pick(cols[2], min), pick(cols[3], max), pick(cols[4], min), any(cols[5]), pick(cols[6], min))]
 
