@@ -80,18 +80,16 @@ def score_cmd(tenant: TenantOpt = None, as_of: AsOf = None) -> None:
 
 @churn_app.command("models")
 def models_cmd(tenant: TenantOpt = None) -> None:
-    """The tenant's churn model versions with their validation AUC and Brier score."""
-    from rich.table import Table
-
+    """The tenant's churn model versions with their validation AUC and Brier score, one line each."""
     with db.connect() as conn:
         rows = conn.execute("SELECT * FROM reco.churn_models(%s)", (tenant,)).fetchall()
-    table = Table("version", "kind", "active", "trained", "AUC", "Brier", "train rows", "validation rows", "note")
     for r in rows:
-        table.add_row(str(r["version"]), r["kind"], "yes" if r["active"] else "", f"{r['trained_at']:%Y-%m-%d %H:%M}",
-                      f"{r['auc']:.4f}" if r["auc"] is not None else "-",
-                      f"{r['brier']:.4f}" if r["brier"] is not None else "-",
-                      f"{r['train_rows'] or 0:,}", f"{r['validation_rows'] or 0:,}", r["note"])
-    console.print(table)
+        auc = f"{r['auc']:.4f}" if r["auc"] is not None else "-"
+        brier = f"{r['brier']:.4f}" if r["brier"] is not None else "-"
+        console.print(f"v{r['version']} {r['kind']}{' (active)' if r['active'] else ''}: validation AUC {auc}, "
+                      f"Brier {brier}; {r['train_rows'] or 0:,} train / {r['validation_rows'] or 0:,} validation rows; "
+                      f"trained {r['trained_at']:%Y-%m-%d %H:%M}" + (f"; {r['note']}" if r["note"] else ""),
+                      markup=False, highlight=False)
     if not rows:
         console.print("no churn model yet: `reco churn train`", markup=False)
 

@@ -378,3 +378,35 @@ def test_monitoring_drift_matured_auc_and_retrain_trigger(conn, db_url):
     with client_for(db_url) as client:
         text = client.get("/metrics").text
     assert "reco_churn_retrain_due{tenant=\"*\"} 1.0" in text and "reco_churn_score_psi" in text
+
+
+def test_cli_churn(cli_env, conn):
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["churn", "train"])
+    assert res.exit_code == 1 and "no events" in res.output
+    planted_history(conn, users=150, days=150)
+    res = runner.invoke(app, ["churn", "train"])
+    assert res.exit_code == 0, res.output
+    assert "validation AUC" in res.output and "(active)" in res.output
+    runs = [r["status"] for r in conn.execute(
+        "SELECT status FROM reco.job_runs WHERE job = 'churn_train' ORDER BY run_id")]
+    assert runs == ["failed", "succeeded"]
+    res = runner.invoke(app, ["churn", "models"])
+    assert res.exit_code == 0 and "logistic" in res.output
+    logistic = conn.execute("SELECT version FROM reco.models WHERE kind = 'logistic'").fetchone()["version"]
+    res = runner.invoke(app, ["churn", "activate", str(logistic)])
+    assert res.exit_code == 0 and f"active: version {logistic}" in res.output
+    res = runner.invoke(app, ["churn", "score"])
+    assert res.exit_code == 0 and "users scored" in res.output and "tiers:" in res.output
+    user = conn.execute("SELECT u.user_id FROM reco.churn_scores s JOIN reco.users u USING (tenant_id, user_key) "
+                        "LIMIT 1").fetchone()["user_id"]
+    res = runner.invoke(app, ["churn", "user", user])
+    assert res.exit_code == 0 and json.loads(res.stdout)["model_version"] == logistic
+    res = runner.invoke(app, ["churn", "score", "--as-of", "yesterday"])
+    assert res.exit_code != 0 and "YYYY-MM-DD" in res.output
