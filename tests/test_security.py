@@ -87,6 +87,14 @@ def after_jobs(conn, slug: str, key: str) -> None:
     # a repair of a value stored before the settings' rules (sql/090_setting_repair.sql)
     conn.execute("""INSERT INTO reco.setting_repairs (tenant_id, place, key, stored, repaired, reason)
                     VALUES (reco._tenant_id(%s), 'setting', 'candidates', '50.0', '50', 'normalised')""", (slug,))
+    # a churn model with a coefficient row and a score (sql/083_churn_models.sql)
+    tid = conn.execute("SELECT reco._tenant_id(%s) AS t", (slug,)).fetchone()["t"]
+    conn.execute("SELECT reco._churn_register(%s, 'logistic', '{}', '{recency_days}', '{}', '{\"intercept\": 0}', "
+                 "NULL, '[{\"feature\": \"recency_days\", \"mean\": 0, \"scale\": 1, \"coef\": 1}]')", (tid,))
+    conn.execute("""INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier)
+                    SELECT %s, current_date, min(user_key),
+                           (SELECT max(model_id) FROM reco.models WHERE tenant_id = %s), 0.5, 'medium'
+                    FROM reco.users WHERE tenant_id = %s""", (tid, tid, tid))
 
 
 @pytest.fixture
@@ -388,7 +396,7 @@ def test_reco_api_may_call_only_functions_that_take_a_key(two):
             "api_create_experiment", "api_experiment_report", "api_popular", "api_readiness"} <= names
     for f in callable_:
         assert f["prosecdef"], f["fn"]
-        if f["proname"] in ("api_readiness", "api_job_health"):
+        if f["proname"] in ("api_readiness", "api_job_health", "api_churn_health"):
             assert f["pronargs"] == 0
             continue
         # the credential itself, hashed in the database (a key, or the console's session token)
