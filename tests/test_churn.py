@@ -343,6 +343,12 @@ def test_rest_user_churn(conn, db_url):
         assert long.status_code == 422 and "user_id" in long.text
         client.headers["Authorization"] = "Bearer nope"
         assert client.get(f"/v1/users/{top['user_id']}/churn").status_code == 401
+    # erasure removes the user's scores too
+    score(conn, "default")
+    erased = conn.execute("SELECT reco.erase_user(%s) AS e", (top["user_id"],)).fetchone()["e"]
+    assert erased["churn_scores"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM reco.churn_scores s WHERE NOT EXISTS (SELECT 1 FROM reco.users u "
+                        "WHERE u.tenant_id = s.tenant_id AND u.user_key = s.user_key)").fetchone()["n"] == 0
 
 
 def test_monitoring_drift_matured_auc_and_retrain_trigger(conn, db_url):
