@@ -283,6 +283,14 @@ def test_train_score_activate_rollback_and_live(conn):
                         "FROM reco.churn_scores").fetchone()["n"] > 0
     with pytest.raises(psycopg.errors.FeatureNotSupported):
         conn.execute("SELECT reco.churn_score()")
+    # under pg_cron (no Python) the LightGBM scoring is deferred to the loop, the old scores kept and said so
+    conn.execute("CALL reco.run_job('churn_score', 'default')")
+    run = conn.execute("SELECT status, message FROM reco.job_runs WHERE job = 'churn_score' ORDER BY run_id DESC"
+                       ).fetchone()
+    assert run["status"] == "deferred" and "LightGBM" in run["message"] and str(day) in run["message"]
+    runs = run_job(_url(conn), "churn_score", "default")   # the loop's way: Python scores it
+    assert runs[-1]["status"] == "succeeded" and runs[-1]["rows_written"] == n
+    assert conn.execute("SELECT count(*) AS n FROM reco.job_queue").fetchone()["n"] == 0
 
     # rollback: back to the version active before, then refused when none was
     back = conn.execute("SELECT reco.rollback_model('default') AS r").fetchone()["r"]
