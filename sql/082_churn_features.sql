@@ -93,7 +93,8 @@ COMMENT ON FUNCTION reco._churn_number(text) IS 'internal: a prop''s text as a n
 -- score). One statement: its text is built once here, the user filter spliced in, and planned with the values.
 CREATE OR REPLACE FUNCTION reco._churn_matrix(p_tenant_id int, p_days date[], p_user int DEFAULT NULL)
 RETURNS TABLE (as_of date, user_key int, x float8[])
-LANGUAGE plpgsql STABLE AS $f$
+-- the aggregate sorts the tenant's events by user: in memory, not in temporary files (2.5 s of 9 s for 1M events)
+LANGUAGE plpgsql STABLE SET work_mem = '256MB' AS $f$
 DECLARE
     _kinds text[] := ARRAY(SELECT jsonb_array_elements_text(reco.setting('churn_activity_kinds', p_tenant_id)));
     _obs int := reco.setting('churn_observation_days', p_tenant_id)::int;
@@ -123,15 +124,13 @@ BEGIN
                count(DISTINCT dago) FILTER (WHERE act) AS ad_total,
                count(*) FILTER (WHERE act AND dago <= 7) AS ev7,
                count(*) FILTER (WHERE act AND dago <= $6) AS ev_obs,
-               count(*) FILTER (WHERE act AND dago > 7 AND dago <= $6) AS ev_prev,
                count(*) FILTER (WHERE act) AS ev_total,
                count(DISTINCT feature_key) FILTER (WHERE act AND dago <= $6) AS df_obs,
                count(*) FILTER (WHERE act AND dago <= $6 AND success) AS succ_obs,
                count(*) FILTER (WHERE act AND dago <= $6 AND NOT success) AS fail_obs,
                count(*) FILTER (WHERE act AND dago <= 7 AND NOT success) AS fail7,
                count(*) FILTER (WHERE act AND dago <= 7 AND success IS NOT NULL) AS known7,
-               count(*) FILTER (WHERE act AND dago > 7 AND dago <= $6 AND NOT success) AS failp,
-               count(*) FILTER (WHERE act AND dago > 7 AND dago <= $6 AND success IS NOT NULL) AS knownp,
+               count(*) FILTER (WHERE act AND dago <= $6 AND success IS NOT NULL) AS known_obs,
                count(*) FILTER (WHERE act AND dago <= $6 AND weekend) AS wk_obs,
                count(*) FILTER (WHERE act AND dago <= $6 AND night) AS nt_obs,
                coalesce(sum(amount), 0) AS m_total,
@@ -153,11 +152,11 @@ BEGIN
     )
     SELECT a.as_of, a.user_key, ARRAY[
         a.recency, a.tenure, a.ad7, a.ad_obs, a.ad_total, a.ev7, a.ev_obs, a.ev_total, a.df_obs,
-        ln((a.ev7 / 7.0 + 0.1) / (a.ev_prev / greatest($6 - 7, 1)::float8 + 0.1)),
+        ln((a.ev7 / 7.0 + 0.1) / ((a.ev_obs - a.ev7) / greatest($6 - 7, 1)::float8 + 0.1)),
         (a.succ_obs + 1.0) / (a.succ_obs + a.fail_obs + 2.0),
         (a.fail7 + 0.5) / (a.known7 + 1.0),
-        (a.failp + 0.5) / (a.knownp + 1.0),
-        (a.fail7 + 0.5) / (a.known7 + 1.0) - (a.failp + 0.5) / (a.knownp + 1.0),
+        (a.fail_obs - a.fail7 + 0.5) / (a.known_obs - a.known7 + 1.0),
+        (a.fail7 + 0.5) / (a.known7 + 1.0) - (a.fail_obs - a.fail7 + 0.5) / (a.known_obs - a.known7 + 1.0),
         (a.tenure - a.recency) / greatest(a.ad_total - 1, 1),
         a.recency * a.ad_total / (a.tenure + 1.0),
         a.wk_obs / greatest(a.ev_obs, 1)::float8,
