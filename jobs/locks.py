@@ -15,6 +15,7 @@ LOCK_KEYS: dict[str, int] = {
     "ingest": 7_281_201,  # ingest (shared) against erasure and the bandit counts: (key, tenant id)
     "experiment_start": 7_281_300,  # one experiment start per scenario: (key, hashtext(tenant id/scenario))
     "import_stage": 7_281_400,  # a live import's staging table: (key, hashtext(table name))
+    "churn_models": 7_281_101,  # churn model versions registered/activated one at a time: (key, tenant id)
     "retention_list": 7_281_500,  # one retention list drawn at a time: (key, tenant id)
 }
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from jobs import mark_fresh, vacuum_rewritten
+from jobs.churn import score_for_runner, train_for_runner
 from jobs.cron import next_run
 from jobs.ease import write_ease_weights
 from jobs.evaluate import evaluate_for_runner
@@ -26,6 +27,8 @@ PYTHON_STEPS: dict[str, tuple[str, Callable[[psycopg.Connection, str | None], in
     "embeddings": ("svd", write_svd_factors),
     "tune": ("tune", tune_for_runner),
     "evaluate": ("evaluate", evaluate_for_runner),
+    "churn_train": ("churn_train", train_for_runner),
+    "churn_score": ("churn_score", score_for_runner),
 }
 
 

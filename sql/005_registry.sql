@@ -24,6 +24,7 @@ DECLARE
         WHEN 'ingest' THEN 7281201            -- ingest (shared) against erasure and the bandit counts: (key, tenant)
         WHEN 'experiment_start' THEN 7281300  -- one experiment start per scenario: (key, hashtext(tenant/scenario))
         WHEN 'import_stage' THEN 7281400      -- a live import's staging table: (key, hashtext(table name))
+        WHEN 'churn_models' THEN 7281101      -- churn model versions registered/activated one at a time: (key, tenant)
         WHEN 'retention_list' THEN 7281500    -- one retention list drawn at a time: (key, tenant)
     END;
 BEGIN
@@ -43,7 +44,7 @@ CREATE OR REPLACE FUNCTION reco.lock_keys()
 RETURNS TABLE (name text, key int)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT n, reco.lock_key(n)
-    FROM unnest('{migrate,event_partitions,job,exposures,ingest,experiment_start,import_stage,retention_list}'::text[]) AS n
+    FROM unnest('{migrate,event_partitions,job,exposures,ingest,experiment_start,import_stage,churn_models,retention_list}'::text[]) AS n
 $$;
 COMMENT ON FUNCTION reco.lock_keys() IS
 $c$every named advisory lock and its key (reco.lock_key). Example:

@@ -203,6 +203,33 @@ INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
 ON CONFLICT (key) DO UPDATE
     SET default_value = excluded.default_value, description = excluded.description;
 
+-- churn definitions, models and monitoring (sql/082_churn_features.sql … 084_churn_monitoring.sql)
+INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
+    ('churn_window_days', '14',
+     'churn label: a user is churned at a snapshot when no activity event falls in the next this many days'),
+    ('churn_observation_days', '30',
+     'churn features: the recent window the counts and rates read (events, active days, failures, payments, exposures); its last 7 days are compared with the rest for the trends'),
+    ('churn_activity_kinds', '[]',
+     'event kinds that count as activity for churn (recency, frequency, labels); empty = every kind'),
+    ('churn_snapshot_every_days', '7', 'churn training: days between two snapshot days (rolling snapshots)'),
+    ('churn_train_snapshots', '12', 'churn training: the most snapshot days trained on (the newest matured before validation)'),
+    ('churn_validation_snapshots', '1', 'churn training: the newest matured snapshot days kept for validation (the time split)'),
+    ('churn_min_history_days', '7',
+     'churn: a user is labelled, trained on and scored only once its first activity is at least this many days old'),
+    ('churn_min_churners', '20',
+     'churn training is refused (with a message, no model) when training or validation has fewer churners, or fewer retained users, than this'),
+    ('churn_tier_high', '0.7', 'churn tier high: probability at or above this'),
+    ('churn_tier_medium', '0.4', 'churn tier medium: probability at or above this (and below churn_tier_high); below it, low'),
+    ('churn_l2', '1.0', 'churn logistic regression: L2 penalty on the standardised coefficients (the intercept is not penalised)'),
+    ('churn_lightgbm_min_rows', '2000',
+     'churn training also fits gradient-boosted trees (LightGBM) when the training snapshots hold at least this many rows'),
+    ('churn_psi_retrain', '0.25',
+     'churn monitoring: a score PSI (training validation vs latest scoring) above this queues churn_train'),
+    ('churn_auc_drop_retrain', '0.05',
+     'churn monitoring: an AUC on newly matured labels this far below the validation AUC queues churn_train')
+ON CONFLICT (key) DO UPDATE
+    SET default_value = excluded.default_value, description = excluded.description;
+
 -- churn's monetary value and the retention list (sql/087_retention.sql, sql/088_retention_loop.sql)
 INSERT INTO reco.setting_definitions (key, default_value, description) VALUES
     ('churn_payment_kind', '"payment"',

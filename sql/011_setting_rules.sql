@@ -14,6 +14,7 @@
 --        interval  a JSON string PostgreSQL reads as an interval, lo..hi seconds
 --        choice    a JSON string among choices
 --        names     a JSON array of at most hi distinct names (1-63 characters)
+--        name      a JSON string of 1-63 characters (an event kind, a prop)
 --        weights   a JSON object of at most 100 names, each to a number in lo..hi
 --        name      a JSON string of lo..hi characters (an event kind, a prop, an attribute; "" where allowed)
 CREATE OR REPLACE FUNCTION reco.setting_rules()
@@ -75,7 +76,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ('retention_cooldown', 'interval', 0, 366 * 86400, 'interval', NULL),
         ('retention_alpha', 'number', 0.0001, 0.5, 'significance level', NULL),
         ('retention_min_held_out', 'integer', 1, 1000000, 'held-out users per action and tier', NULL),
-        ('retention_qini_min_lists', 'integer', 1, 1000, 'matured lists', NULL)
+        ('retention_qini_min_lists', 'integer', 1, 1000, 'matured lists', NULL),
+        -- churn (sql/082_churn_features.sql)
+        ('churn_window_days', 'integer', 1, 3650, 'days', NULL),
+        ('churn_observation_days', 'integer', 8, 3650, 'days', NULL),
+        ('churn_activity_kinds', 'names', 0, 50, 'event kinds (none = every kind)', NULL),
+        ('churn_snapshot_every_days', 'integer', 1, 365, 'days', NULL),
+        ('churn_train_snapshots', 'integer', 1, 520, 'snapshot days', NULL),
+        ('churn_validation_snapshots', 'integer', 1, 52, 'snapshot days', NULL),
+        ('churn_min_history_days', 'integer', 0, 3650, 'days', NULL),
+        ('churn_min_churners', 'integer', 1, 1000000000, 'users', NULL),
+        ('churn_tier_high', 'number', 0, 1, 'probability', NULL),
+        ('churn_tier_medium', 'number', 0, 1, 'probability', NULL),
+        ('churn_l2', 'number', 0, 1000000, 'L2 weight', NULL),
+        ('churn_lightgbm_min_rows', 'integer', 0, 1000000000, 'training rows', NULL),
+        ('churn_psi_retrain', 'number', 0, 100, 'PSI', NULL),
+        ('churn_auc_drop_retrain', 'number', 0, 1, 'AUC', NULL)
     ) AS r(key, kind, lo, hi, unit, choices)
 $$;
 COMMENT ON FUNCTION reco.setting_rules() IS

@@ -12,14 +12,17 @@ CREATE OR REPLACE FUNCTION reco.experiment_neutral_settings()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '{evaluation_users,tune_min_gain,exposure_retention,rebase_after,max_future,max_event_age,
-             plan_window_days,
-             churn_payment_kind,churn_payment_prop,retention_value_alpha,retention_value_attribute,retention_holdout,
+             plan_window_days,churn_window_days,churn_observation_days,churn_activity_kinds,
+             churn_snapshot_every_days,churn_train_snapshots,churn_validation_snapshots,churn_min_history_days,
+             churn_min_churners,churn_tier_high,churn_tier_medium,churn_l2,churn_lightgbm_min_rows,churn_payment_kind,
+             churn_payment_prop,churn_psi_retrain,churn_auc_drop_retrain,
+             retention_value_alpha,retention_value_attribute,retention_holdout,
              retention_window_days,retention_max_contacts,retention_cap_window,retention_cooldown,retention_alpha,
              retention_min_held_out,retention_qini_min_lists}'::text[]
 $$;
 COMMENT ON FUNCTION reco.experiment_neutral_settings() IS
 $c$the settings that do not change what an experiment's variants serve (evaluation and tune parameters, retention,
-the decay epoch's rebase point, ingest bounds, /plan's window, the retention lists' settings): changed freely under a running experiment. Every
+the decay epoch's rebase point, ingest bounds, /plan's window, the churn definitions and models, the retention lists' settings): changed freely under a running experiment. Every
 other setting is read by the arms, directly (weights, MMR, candidates) or through the jobs (neighbour model, K, τ).$c$;
 
 CREATE OR REPLACE FUNCTION reco.settings_change_blockers(p_tenant_id int, p_keys text[])

@@ -238,7 +238,7 @@ BEGIN
     GET DIAGNOSTICS _n = ROW_COUNT;
     _counts := jsonb_build_object('event_ids', _n);
     PERFORM reco._bandit_forget(_tid, _key, NULL);  -- the arms no longer count their exposures
-    FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures,user_daily_uses}'::text[] LOOP
+    FOREACH _table IN ARRAY '{events,interactions,user_vectors,usercf_scores,exposures,user_daily_uses,churn_scores}'::text[] LOOP
         EXECUTE format('DELETE FROM reco.%I WHERE tenant_id = $1 AND user_key = $2', _table) USING _tid, _key;
         GET DIAGNOSTICS _n = ROW_COUNT;
         _counts := _counts || jsonb_build_object(_table, _n);
@@ -247,7 +247,7 @@ BEGIN
     RETURN _counts || jsonb_build_object('users', 1, 'exposures', (_counts ->> 'exposures')::bigint + _pending);
 END $$;
 COMMENT ON FUNCTION reco.erase_user(text, text) IS
-$c$erase a user everywhere (events and their ids, interactions, user vector and UserCF row, exposures, the user row), for
+$c$erase a user everywhere (events and their ids, interactions, user vector and UserCF row, exposures, churn scores, the user row), for
 privacy requests; returns the rows deleted per table. The bandit arms stop counting the user's exposures
 at once; the other aggregates (stats, priors, neighbours) after the next jobs. Unknown user: no_data_found.
 Example: SELECT reco.erase_user('U42');$c$;

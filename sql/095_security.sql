@@ -288,7 +288,7 @@ BEGIN
                    -- the REST API and the console: a credential first, or the two operations functions
                    WHEN p.proname LIKE 'api\_%' AND p.pronargs >= 1 AND p.proargtypes[0] = 'text'::regtype
                         AND p.proargnames[1] IN ('p_key', 'p_auth', 'p_session') THEN 'api'
-                   WHEN p.proname IN ('api_readiness', 'api_job_health') AND p.pronargs = 0 THEN 'api'
+                   WHEN p.proname IN ('api_readiness', 'api_job_health', 'api_churn_health') AND p.pronargs = 0 THEN 'api'
                    -- the jobs: their bodies (reco.jobs.procedure) and what run_job calls with the owner's rights
                    WHEN 'reco.' || p.proname IN (SELECT j.procedure FROM reco.jobs j)
                         OR p.proname IN ('tune', 'fail_orphaned_job_runs', '_analyze_if_stale') THEN 'jobs'

@@ -87,10 +87,15 @@ def after_jobs(conn, slug: str, key: str) -> None:
     # a repair of a value stored before the settings' rules (sql/090_setting_repair.sql)
     conn.execute("""INSERT INTO reco.setting_repairs (tenant_id, place, key, stored, repaired, reason)
                     VALUES (reco._tenant_id(%s), 'setting', 'candidates', '50.0', '50', 'normalised')""", (slug,))
-    # churn scores (the churn job's) and a retention list with its actions and do-not-contact list (sql/087)
+    # a churn model with a coefficient row (sql/083_churn_models.sql), its scores, and a retention list with its
+    # actions and do-not-contact list (sql/087)
+    tid = conn.execute("SELECT reco._tenant_id(%s) AS t", (slug,)).fetchone()["t"]
+    conn.execute("SELECT reco._churn_register(%s, 'logistic', '{}', '{recency_days}', '{}', '{\"intercept\": 0}', "
+                 "NULL, '[{\"feature\": \"recency_days\", \"mean\": 0, \"scale\": 1, \"coef\": 1}]')", (tid,))
     conn.execute("""INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier)
-                    SELECT tenant_id, current_date, user_key, 1, 0.8, 'high' FROM reco.users
-                    WHERE tenant_id = reco._tenant_id(%s)""", (slug,))
+                    SELECT %s, current_date, user_key,
+                           (SELECT max(model_id) FROM reco.models WHERE tenant_id = %s), 0.8, 'high'
+                    FROM reco.users WHERE tenant_id = %s""", (tid, tid, tid))
     conn.execute("SELECT reco.set_retention_action('email', 0.01, 0.05, %s)", (slug,))
     conn.execute("SELECT reco.add_do_not_contact(%s, 'test', %s)", (f"{p}-U0", slug))
     conn.execute("SELECT reco.set_setting('retention_holdout', '0', %s)", (slug,))
@@ -399,7 +404,7 @@ def test_reco_api_may_call_only_functions_that_take_a_key(two):
             "api_create_experiment", "api_experiment_report", "api_popular", "api_readiness"} <= names
     for f in callable_:
         assert f["prosecdef"], f["fn"]
-        if f["proname"] in ("api_readiness", "api_job_health"):
+        if f["proname"] in ("api_readiness", "api_job_health", "api_churn_health"):
             assert f["pronargs"] == 0
             continue
         # the credential itself, hashed in the database (a key, or the console's session token)

@@ -58,7 +58,8 @@ async def prometheus(st: State, request: Request) -> Response:
     """The process metrics, and the job metrics read from reco.job_runs (see app/observability/): per
     tenant for a scraper that sends ``Authorization: Bearer <RECO_METRICS_TOKEN>``, else summed over
     tenants (tenant "*"), so a stranger learns no tenant's name."""
-    return Response(metrics.render(await st.job_health(), per_tenant=scraper_authorised(st, request)),
+    return Response(metrics.render(await st.job_health(), per_tenant=scraper_authorised(st, request),
+                                   churn=await st.churn_health()),
                     media_type=metrics.CONTENT_TYPE)
 
 

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import console
-from app.api import catalog, docs, experiments, health, retention, serving
+from app.api import catalog, churn, docs, experiments, health, retention, serving
 from app.api.errors import (
     ApiError,
     api_error_handler,
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(health.router, tags=["operations"])
     app.include_router(experiments.router, tags=["experiments"])
     app.include_router(retention.router, tags=["retention"])
+    app.include_router(churn.router, tags=["churn"])
     app.include_router(docs.router)
     app.include_router(console.router)  # the web console under /console (app/console)
     app.include_router(console_churn.router)  # its churn page (app/console/churn.py)

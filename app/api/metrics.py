@@ -45,7 +45,7 @@ log = logging.getLogger("pgreco.request")
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
-def render(jobs: list[tuple] | None = None, per_tenant: bool = False) -> bytes:
+def render(jobs: list[tuple] | None = None, per_tenant: bool = False, churn: list[tuple] | None = None) -> bytes:
     """The exposition text: the process metrics, then the job metrics given (as read from the
     database by ApiState.job_health; None = the database could not be read), per tenant for an
     authorised scraper (RECO_METRICS_TOKEN), else summed over tenants: no tenant slug is shown."""
@@ -57,7 +57,51 @@ def render(jobs: list[tuple] | None = None, per_tenant: bool = False) -> bytes:
         text = generate_latest(registry)
     else:
         text = generate_latest()
-    return text + generate_latest(_JobRegistry(jobs))
+    if churn is not None and not per_tenant:
+        churn = by_churn(churn)
+    return text + generate_latest(_JobRegistry(jobs)) + generate_latest(_ChurnRegistry(churn or []))
+
+
+def by_churn(rows: list[tuple]) -> list[tuple]:
+    """The churn monitoring over every tenant (tenant "*"): the largest score PSI, the lowest matured AUC and
+    validation AUC, whether any tenant's retrain is due, the oldest latest scoring day."""
+    def pick(values, f):
+        values = [v for v in values if v is not None]
+        return f(values) if values else None
+
+    if not rows:
+        return [("*", None, None, None, None, False, None)]
+    cols = list(zip(*rows, strict=True))
+    return [("*", None, pick(cols[2], min), pick(cols[3], max), pick(cols[4], min), any(cols[5]), pick(cols[6], min))]
+
+
+class _ChurnRegistry:
+    """One scrape's churn model metrics (reco.api_churn_health; sql/084_churn_monitoring.sql)."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows = rows
+
+    def collect(self):
+        fams = {
+            "auc": GaugeMetricFamily("reco_churn_validation_auc", "the active churn model's AUC on its time-split "
+                                     "validation", labels=["tenant"]),
+            "psi": GaugeMetricFamily("reco_churn_score_psi", "PSI of the latest churn scores against the active "
+                                     "model's validation (NaN: not checked yet)", labels=["tenant"]),
+            "matured": GaugeMetricFamily("reco_churn_matured_auc", "AUC of the newest stored churn scores whose "
+                                         "labels have matured (NaN: none yet)", labels=["tenant"]),
+            "due": GaugeMetricFamily("reco_churn_retrain_due", "1 when the churn monitoring queued a retrain "
+                                     "(drift or AUC decay past its setting)", labels=["tenant"]),
+            "day": GaugeMetricFamily("reco_churn_scored_day_timestamp_seconds", "the latest churn scoring day "
+                                     "(Unix time of its 00:00 UTC; 0 = none)", labels=["tenant"]),
+        }
+        nan = float("nan")
+        for tenant, _version, auc, psi, matured, due, day in self.rows:
+            fams["auc"].add_metric([tenant], nan if auc is None else auc)
+            fams["psi"].add_metric([tenant], nan if psi is None else psi)
+            fams["matured"].add_metric([tenant], nan if matured is None else matured)
+            fams["due"].add_metric([tenant], 1 if due else 0)
+            fams["day"].add_metric([tenant], day or 0)
+        yield from fams.values()
 
 
 def by_job(jobs: list[tuple]) -> list[tuple]:

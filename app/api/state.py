@@ -382,4 +382,15 @@ class ApiState:
         except (psycopg.Error, PoolTimeout):
             return None
 
+    async def churn_health(self) -> list[tuple] | None:
+        """Per tenant with an active churn model: the latest monitoring (reco.api_churn_health, read from the
+        model's row at scrape time). None when the database is away or not migrated that far."""
+        try:
+            async with self.connection(self.reads) as conn, conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 2000")
+                cur = await conn.execute("SELECT * FROM reco.api_churn_health()")
+                return await cur.fetchall()
+        except (psycopg.Error, PoolTimeout):
+            return None
+
 

@@ -14,6 +14,7 @@ import typer
 
 from app.cli import (
     bench,
+    churn,
     data,
     db,
     demo,
@@ -54,8 +55,12 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("jobs", jobs.jobs_app),
     ("tenants", tenants.tenants_app),
     ("keys", keys.keys_app),
+    ("churn", churn.churn_app),
     ("retention", retention.retention_app),
 ]
+
+#: `reco bench churn` lives with the churn commands (app/cli/churn.py)
+bench.bench_app.command("churn")(churn.bench_churn)
 
 for _commands in COMMANDS:
     app.add_typer(_commands)
