@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from app import churn_sim
+from app.tools import churn_sim
 from app.tools.demodata import generate
 
 END = datetime(2026, 10, 1, tzinfo=UTC)

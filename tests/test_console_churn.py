@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 pytest.importorskip("jinja2", reason="the console needs jinja2 (pip install -e '.[test]')")
 
-from app.console import routes  # noqa: E402
+from app.console import auth, render  # noqa: E402
 from app.console.churn import budget_of, slider_max  # noqa: E402
 from tests.helpers import (  # noqa: E402
     XSS_CHURN_USER,
@@ -121,7 +121,7 @@ def test_the_page_shows_the_model_registry_scores_and_importance_of_the_database
                        text[text.index('id="importance"'):])
     assert [(f, float(c)) for f, c in shown] == [(c["feature"], round(c["coef"], 3)) for c in coefs]
     # the riskiest users, riskiest first, linked to their page
-    order = [text.index(f'href="/console/user?id={routes.q(t["user_id"])}"') for t in top]
+    order = [text.index(f'href="/console/user?id={render.q(t["user_id"])}"') for t in top]
     assert order == sorted(order)
     assert "calibration" in charts(text)
     assert "SELECT reco.console_churn(&#39;default&#39;);" in text
@@ -155,7 +155,7 @@ def test_user_ids_stay_text(world, web):
     text = web.get("/console/churn").text
     assert XSS_CHURN_USER not in text and "<script>alert" not in text
     assert "&lt;script&gt;alert(&#34;churn&#34;)&lt;/script&gt;" in text
-    assert f'href="/console/user?id={routes.q(XSS_CHURN_USER)}"' in text
+    assert f'href="/console/user?id={render.q(XSS_CHURN_USER)}"' in text
 
 
 def test_no_session_no_data(world, anon):
@@ -164,7 +164,7 @@ def test_no_session_no_data(world, anon):
         r = anon.get("/console/churn?budget=100", headers=headers)
         assert r.status_code == 303 and r.headers["location"].startswith("/console/login?next=")
         assert "c01" not in r.text and "logistic" not in r.text
-    anon.cookies.set(routes.COOKIE, "pgs_" + "0" * 64, path="/console")
+    anon.cookies.set(auth.COOKIE, "pgs_" + "0" * 64, path="/console")
     assert anon.get("/console/churn").status_code == 303
     # a bearer key works (scripts), its own tenant only
     anon.cookies.clear()

@@ -75,6 +75,6 @@ def test_components_agree(conn):
 
 
 def test_console_legend_names_every_component():
-    from app.console.routes import COMPONENTS as LEGEND
+    from app.console.views import COMPONENTS as LEGEND
 
     assert tuple(LEGEND) == COMPONENTS

@@ -20,7 +20,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.api.fairness import console_budget
-from app.console.routes import PREFIX, Unavailable, credential, page_data, query, render
+from app.console.auth import credential
+from app.console.data import Unavailable, page_data, query
+from app.console.render import PREFIX, render
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(console_budget)])  # app.api.fairness
 

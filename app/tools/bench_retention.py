@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from app import churn_sim, db
+from app import db
+from app.tools import churn_sim
 from app.tools.demodata import BAND_P, INDUSTRY_P, SIZE_P
 
 ROUND_DAYS = 15
