@@ -16,6 +16,8 @@ BEGIN
     FOR _w IN
         SELECT p.oid::regprocedure FROM pg_proc p
         LEFT JOIN (VALUES
+        ('reco.api_console_churn(text)', 'json', 'p_auth text'),
+        ('reco.api_console_churn_list(text, numeric, integer)', 'json', 'p_auth text, p_budget numeric, p_limit integer DEFAULT 20'),
         ('reco.api_console_evaluations(text, integer)', 'json', 'p_auth text, p_limit integer DEFAULT 50'),
         ('reco.api_console_events_per_day(text, integer)', 'TABLE(day date, events bigint, users bigint, successes bigint, failures bigint)', 'p_auth text, p_days integer DEFAULT 30'),
         ('reco.api_console_experiment(text, text)', 'json', 'p_auth text, p_name text'),
@@ -35,7 +37,8 @@ BEGIN
         ('reco.api_upsert_features(text, jsonb)', 'jsonb', 'p_key text, p_features jsonb'),
         ('reco.api_upsert_plans(text, jsonb)', 'jsonb', 'p_key text, p_plans jsonb'),
         ('reco.api_upsert_scenario(text, text, jsonb, text)', 'jsonb', 'p_key text, p_name text, p_overrides jsonb DEFAULT ''{}''::jsonb, p_description text DEFAULT ''''::text'),
-        ('reco.api_upsert_users(text, jsonb)', 'jsonb', 'p_key text, p_users jsonb')
+        ('reco.api_upsert_users(text, jsonb)', 'jsonb', 'p_key text, p_users jsonb'),
+        ('reco.api_user_churn(text, text)', 'jsonb', 'p_key text, p_user text')
         ) AS k(signature, result, arguments)
           ON to_regprocedure(k.signature) = p.oid
         WHERE p.pronamespace = 'reco'::regnamespace
@@ -47,6 +50,18 @@ BEGIN
         EXECUTE format('DROP FUNCTION %s', _w);
     END LOOP;
 END $drop$;
+
+CREATE OR REPLACE FUNCTION reco.api_console_churn(p_auth text)
+RETURNS json
+LANGUAGE sql STABLE AS $$SELECT * FROM reco.console_churn((reco._console_auth($1)).slug)$$;
+COMMENT ON FUNCTION reco.api_console_churn(text) IS
+    'reco.console_churn for the tenant of the console session (or API key) p_auth: what the console (role reco_api) calls instead (generated: sql/094_api_wrappers.sql)';
+
+CREATE OR REPLACE FUNCTION reco.api_console_churn_list(p_auth text, p_budget numeric, p_limit integer DEFAULT 20)
+RETURNS json
+LANGUAGE sql VOLATILE AS $$SELECT * FROM reco.console_churn_list($2, $3, (reco._console_auth($1)).slug)$$;
+COMMENT ON FUNCTION reco.api_console_churn_list(text, numeric, integer) IS
+    'reco.console_churn_list for the tenant of the console session (or API key) p_auth: what the console (role reco_api) calls instead (generated: sql/094_api_wrappers.sql)';
 
 CREATE OR REPLACE FUNCTION reco.api_console_evaluations(p_auth text, p_limit integer DEFAULT 50)
 RETURNS json
@@ -167,3 +182,9 @@ RETURNS jsonb
 LANGUAGE sql VOLATILE AS $$SELECT * FROM reco.upsert_users($2, (reco._api_key($1)).slug)$$;
 COMMENT ON FUNCTION reco.api_upsert_users(text, jsonb) IS
     'reco.upsert_users for the tenant of the API key p_key: what the REST API (role reco_api) calls instead (generated: sql/094_api_wrappers.sql)';
+
+CREATE OR REPLACE FUNCTION reco.api_user_churn(p_key text, p_user text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$SELECT * FROM reco.user_churn($2, (reco._api_key($1)).slug)$$;
+COMMENT ON FUNCTION reco.api_user_churn(text, text) IS
+    'reco.user_churn for the tenant of the API key p_key: what the REST API (role reco_api) calls instead (generated: sql/094_api_wrappers.sql)';
