@@ -209,7 +209,7 @@ COMMENT ON FUNCTION reco.job_embeddings(int) IS
 -- ---------------------------------------------------------------------------------------
 --
 -- Sync contract: a model is named in setting neighbor_model's check (reco._neighbor_models, sql/035_model_helpers.sql), in
--- reco.job_feature_neighbors below, in jobs/ease.py (EASE, numpy) and in app/tune.py's search.
+-- reco.job_feature_neighbors below, in jobs/ease.py (EASE, numpy) and in jobs/tune.py's search.
 --
 -- Every model reads R as binary (a user used a feature or not): the time decay and repeat uses
 -- weigh a user's own features when serving (ItemCF = Σ strength(u, j)·S(j, i)), but similarities

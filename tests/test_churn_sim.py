@@ -1,4 +1,4 @@
-"""Planted churn in generated data (app/churn_sim.py through `reco generate --churn`): off, the files are those
+"""Planted churn in generated data (app/tools/churn_sim.py through `reco generate --churn`): off, the files are those
 of before; on, users leave (no event after), fade and fail more before, by plan and segment, and the truth is
 written next to the CSVs."""
 

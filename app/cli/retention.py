@@ -1,5 +1,5 @@
 """`reco retention …`: the budgeted retention list and its loop (sql/087_retention.sql, sql/088_retention_loop.sql),
-readably. No logic here: each command is one SQL call; the benchmark lives in app/bench_retention.py."""
+readably. No logic here: each command is one SQL call; the benchmark lives in app/tools/bench_retention.py."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def bench(users: Annotated[int, typer.Option(help="generated users with planted 
           budget: Annotated[float, typer.Option(help="each list's budget for paid actions")] = 1000.0,
           out: Annotated[Path | None, typer.Option(help="also write the numbers as JSON here")] = None,
           tenant: TenantOpt = None) -> None:
-    """The loop on generated data with planted churn (app/bench_retention.py): measured vs planted win-back rates,
+    """The loop on generated data with planted churn (app/tools/bench_retention.py): measured vs planted win-back rates,
     uplift-aware vs assumed-rate lists' realised profit, precision at the list's threshold, the truth's AUC."""
     from app.tools.bench_retention import print_result, run
 

@@ -1,7 +1,7 @@
 """The retention loop on generated data with planted churn (`reco retention bench`; `reco bench churn` may call
 ``run`` and ``print_result``).
 
-Two tenants hold the same generated users (app/churn_sim.py: hazard by plan and segment, the disengage-fade-leave
+Two tenants hold the same generated users (app/tools/churn_sim.py: hazard by plan and segment, the disengage-fade-leave
 process, the planted win-back rates per action and tier). Every round (15 days apart, longer than the retention
 window, so each list has matured before the next):
 

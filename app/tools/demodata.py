@@ -183,7 +183,7 @@ def generate(out_dir: Path, *, users: int = 5000, features: int = 24, days: int 
     each user's last adoption in the generator's own ranking of that step (its choice rule without
     the random draw, knowing the user's hidden taste), for the users with two adoptions or more:
     the best any recommender can do on ``reco evaluate``'s holdout (see ceiling_metrics).
-    ``churn`` (saas shape): plant churn (app/churn_sim.py) and write its truth next to the CSVs; off, the
+    ``churn`` (saas shape): plant churn (app/tools/churn_sim.py) and write its truth next to the CSVs; off, the
     files are those of before."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
