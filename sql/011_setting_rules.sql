@@ -14,7 +14,6 @@
 --        interval  a JSON string PostgreSQL reads as an interval, lo..hi seconds
 --        choice    a JSON string among choices
 --        names     a JSON array of at most hi distinct names (1-63 characters)
---        name      a JSON string of 1-63 characters (an event kind, a prop)
 --        weights   a JSON object of at most 100 names, each to a number in lo..hi
 --        name      a JSON string of lo..hi characters (an event kind, a prop, an attribute; "" where allowed)
 CREATE OR REPLACE FUNCTION reco.setting_rules()

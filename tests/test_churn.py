@@ -62,7 +62,7 @@ def planted_history(conn, users: int = 300, days: int = 150, seed: int = 3) -> d
 def test_settings_are_validated(conn):
     assert conn.execute("SELECT reco.check_setting('churn_payment_kind', '\"purchase\"') AS v").fetchone()["v"] \
         == "purchase"
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="1-63 characters"):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="1 to 63 characters"):
         conn.execute("SELECT reco.check_setting('churn_payment_prop', '\"\"')")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="between 0 and 1"):
         conn.execute("SELECT reco.set_setting('churn_tier_high', '1.5')")
