@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from app.db import with_dbname
 from app.migrate import migrate
-from tests.helpers import DAY, GENEROUS, PATIENT, ROOT, client_for, ingest
+from tests.helpers import DAY, GENEROUS, PATIENT, ROOT, client_for, day, features, ingest, ingest_successes
 
 # Starlette's TestClient sends "Host: testserver": a trusted host in the tests (RECO_TRUSTED_HOSTS)
 os.environ.setdefault("RECO_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,0.0.0.0,testserver")
@@ -242,3 +242,35 @@ def world(conn):
     conn.execute("SELECT reco.set_setting('segment_attributes', '[\"industry\"]')")
     conn.execute("CALL reco.run_job('all')")
     return conn
+
+
+@pytest.fixture
+def tiny(conn):
+    """Fillers (one feature each, never held out) make popularity p1 > p2 > p3; E1 adopts p1 then
+    x (held out); E2 adopts p2 then p1 (held out). In the evaluation scope the popularity of the
+    remaining data is p1 7, p2 5, p3 2, x 0."""
+    features(conn, ["p1", "p2", "p3", "x"])
+    events = [(f"F{i}", "p1", day(1)) for i in range(6)] + [(f"G{i}", "p2", day(1)) for i in range(4)]
+    events += [(f"H{i}", "p3", day(1)) for i in range(2)]
+    events += [("E1", "p1", day(2)), ("E1", "x", day(4)), ("E2", "p2", day(2)), ("E2", "p1", day(4))]
+    ingest_successes(conn, events)
+    conn.execute("CALL reco.run_job('all')")
+    return conn
+
+
+@pytest.fixture
+def roles(server_url) -> Iterator:
+    """make(kind) -> a new role name (LOGIN unless kind says otherwise); dropped at the end."""
+    made: list[str] = []
+
+    def make(options: str = "LOGIN") -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_url, autocommit=True) as c:
+            c.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(name)))
+        made.append(name)
+        return name
+
+    yield make
+    with psycopg.connect(server_url, autocommit=True) as c:
+        for name in reversed(made):
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
