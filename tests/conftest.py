@@ -14,6 +14,7 @@ helpers are in tests/helpers.py. A test module never imports another test module
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import uuid
@@ -46,9 +47,9 @@ def _docker_engine_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """URL of a maintenance database on the server the tests use."""
+@contextlib.contextmanager
+def _server() -> Iterator[str]:
+    """The server the tests use (the first source that applies), as the URL of a maintenance database."""
     url = os.environ.get("RECO_TEST_DATABASE_URL")
     if url:
         yield url
@@ -64,20 +65,112 @@ def server_url() -> Iterator[str]:
     server = EmbeddedServer(ROOT / ".reco" / "test", ephemeral=True)
     was_running = server.status().running
     server.start()
-    yield server.url("postgres")
-    if not was_running:
-        server.stop()
+    try:
+        yield server.url("postgres")
+    finally:
+        if not was_running:
+            server.stop()
 
 
-@pytest.fixture(scope="session")
-def template_db(server_url: str) -> Iterator[str]:
+def _may_create_databases(server_url: str) -> bool:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        return conn.execute("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+
+
+@contextlib.contextmanager
+def _template(server_url: str) -> Iterator[str]:
+    """A migrated template database on the server (dropped after): every test database is a clone of it."""
+    if not _may_create_databases(server_url):
+        pytest.exit(f"the tests create a database per test, and the role of {server_url} may not "
+                    "(ALTER ROLE ... CREATEDB, or use a superuser's URL in RECO_TEST_DATABASE_URL)", returncode=4)
     name = f"reco_tpl_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    migrate(with_dbname(server_url, name))
-    yield name
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        migrate(with_dbname(server_url, name))
+        yield name
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# --- parallel runs (pytest-xdist: make test runs `pytest -n <workers> --dist loadgroup`) --------------
+#
+# The controller (the process that starts the workers) starts the server and migrates the template once,
+# before the first worker starts, and hands both to every worker (workerinput); each worker then clones
+# its own databases from that template (named after its pid), as a serial run does. So the cluster-wide
+# roles are created by one migration only, and no worker starts or stops the server. Tests that share
+# state no per-test database isolates are kept in one xdist group, run by one worker one after another:
+# those that use `cron_db` (pg_cron schedules jobs in a single database, cron.database_name), and those
+# marked `@pytest.mark.serial("why")` (they run one after another, while the other workers go on).
+
+SERIAL_GROUPS = {"cron_db": "pg_cron"}
+
+
+class _SharedServer:
+    """xdist controller plugin: the server and the template, made at the first worker, ended at unconfigure."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self.url: str | None = None
+        self.template: str | None = None
+
+    def pytest_configure_node(self, node) -> None:
+        if self.url is None:
+            self.url = self._stack.enter_context(_server())
+            self.template = self._stack.enter_context(_template(self.url))
+        node.workerinput["reco_server_url"] = self.url
+        node.workerinput["reco_template_db"] = self.template
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self._stack.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serial(reason): in a parallel run, in the xdist group 'serial': run one "
+                                       "after another by one worker (state a per-test database does not isolate)")
+    distributing = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no" \
+        and bool(config.getoption("tx", None))
+    if distributing and not hasattr(config, "workerinput"):
+        if config.getoption("dist") == "load":  # -n without --dist: keep the groups (loadgroup is load + groups)
+            config.option.dist = "loadgroup"
+        config.pluginmanager.register(_SharedServer(), "reco-shared-server")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which names a test after its group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        groups = {group for fixture, group in SERIAL_GROUPS.items() if fixture in item.fixturenames}
+        if item.get_closest_marker("serial"):
+            groups.add("serial")
+        for group in sorted(groups):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _from_controller(request: pytest.FixtureRequest, key: str) -> str | None:
+    return getattr(request.config, "workerinput", {}).get(key)
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a maintenance database on the server the tests use."""
+    shared = _from_controller(request, "reco_server_url")
+    if shared:
+        yield shared
+        return
+    with _server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_db(request: pytest.FixtureRequest, server_url: str) -> Iterator[str]:
+    """The migrated template database (made once per run: by the xdist controller, else by this session)."""
+    shared = _from_controller(request, "reco_template_db")
+    if shared:
+        yield shared
+        return
+    with _template(server_url) as name:
+        yield name
 
 
 _counter = itertools.count()

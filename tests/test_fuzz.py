@@ -337,7 +337,8 @@ def test_a_write_whose_connection_dies_mid_statement_does_not_claim_nothing_was_
             "event_id": "cut-1", "user_id": "U1", "feature_id": "a", "occurred_at": DAY})))
         thread.start()
         pids = wait_for(lambda: [r["pid"] for r in seeded.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgreco-api' AND wait_event_type = 'Lock'")],
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'pgreco-api' AND wait_event_type = 'Lock'")],
             what="the ingest to wait for the lock")
         seeded.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
         thread.join(PATIENT)
