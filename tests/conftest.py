@@ -176,17 +176,77 @@ def template_db(request: pytest.FixtureRequest, server_url: str) -> Iterator[str
 _counter = itertools.count()
 
 
+# --- presets: the data sets many tests start from, seeded once per session and cloned -----------------
+#
+# A test that takes `world` or `seeded` (or a fixture built on one: `api`, `flaky`) gets a clone of a
+# template that already holds that data set, instead of a clone of the bare template seeded anew: the same
+# rows, settings, job runs and key, in a database of its own, without running the jobs again for each test.
+# Only conftest's own fixture counts (a module's fixture of the same name is seeded as it says).
+
+_PRESET = pytest.StashKey[tuple[str, object]]()
+
+
+def _preset_of(request: pytest.FixtureRequest) -> str | None:
+    defs = request.node._fixtureinfo.name2fixturedefs
+    for name in PRESETS:
+        fixturedefs = defs.get(name)
+        if fixturedefs and getattr(fixturedefs[-1].func, "__module__", None) == __name__:
+            return name
+    return None
+
+
+def _preset_data(request: pytest.FixtureRequest, name: str) -> object:
+    """What the preset's seeding returned, when this test's database is a clone of preset ``name``."""
+    preset = request.node.stash.get(_PRESET, None)
+    return preset[1] if preset and preset[0] == name else None
+
+
+def _clone(server_url: str, name: str, template: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def _presets(server_url: str, template_db: str) -> Iterator[dict]:
+    """name -> (template database, what its seeding returned); each made at its first use (this process's)."""
+    made: dict[str, tuple[str, object]] = {}
+    yield made
+    for template, _ in made.values():
+        _drop(server_url, template)
+
+
+def _preset_template(made: dict, server_url: str, template_db: str, name: str) -> tuple[str, object]:
+    if name not in made:
+        template = f"reco_pre_{name}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        _clone(server_url, template, template_db)
+        url = with_dbname(server_url, template)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            data = PRESETS[name](conn)
+            pid = conn.info.backend_pid
+        with psycopg.connect(server_url, autocommit=True) as conn:  # a template has no sessions when cloned
+            conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, int(PATIENT * 1000)))
+        made[name] = (template, True if data is None else data)
+    return made[name]
+
+
 @pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+def db_url(request: pytest.FixtureRequest, server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test (holding the preset data set the test asks for, if any)."""
     name = f"reco_t{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+    template = template_db
+    preset = _preset_of(request)
+    if preset:
+        template, data = _preset_template(request.getfixturevalue("_presets"), server_url, template_db, preset)
+        request.node.stash[_PRESET] = (preset, data)
+    _clone(server_url, name, template)
     yield with_dbname(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _drop(server_url, name)
 
 
 @pytest.fixture
@@ -255,8 +315,7 @@ def patient_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- data the API and engine tests share -----------------------------------------------------------
 
-@pytest.fixture
-def seeded(conn):
+def _seed_seeded(conn) -> str:
     """a, b, c (category x), d (y), p paid-only; a few users with events; jobs run; a key."""
     conn.execute("SELECT reco.upsert_features(%s)", (Jsonb([
         {"feature_id": "a", "category": "x"}, {"feature_id": "b", "category": "x"},
@@ -268,7 +327,14 @@ def seeded(conn):
     conn.execute("SELECT reco.upsert_plans(%s)", (Jsonb([
         {"plan_id": "free", "price": 0, "quota": 100}, {"plan_id": "pro", "price": 20}]),))
     conn.execute("CALL reco.run_job('all')")
-    conn.key = conn.execute("SELECT reco.create_api_key('default', 'tests') AS k").fetchone()["k"]
+    return conn.execute("SELECT reco.create_api_key('default', 'tests') AS k").fetchone()["k"]
+
+
+@pytest.fixture
+def seeded(request, conn):
+    """a, b, c (category x), d (y), p paid-only; a few users with events; jobs run; a key
+    (in ``seeded.key``)."""
+    conn.key = _preset_data(request, "seeded") or _seed_seeded(conn)
     return conn
 
 
@@ -308,8 +374,7 @@ def flaky(seeded):
     return fail_next
 
 
-@pytest.fixture
-def world(conn):
+def _seed_world(conn) -> None:
     """a, b, c in category x; d in y; p paid-only in z; e inactive.
     U1 (retail): a b; U2 (retail): a b c; U3 (media): a; U4 (media): d; U5 (media, paid): p d."""
     conn.execute("""SELECT reco.upsert_features(%s)""", (Jsonb([
@@ -334,6 +399,14 @@ def world(conn):
     conn.execute("SELECT reco.set_setting('min_segment_users', '1')")
     conn.execute("SELECT reco.set_setting('segment_attributes', '[\"industry\"]')")
     conn.execute("CALL reco.run_job('all')")
+
+
+@pytest.fixture
+def world(request, conn):
+    """a, b, c in category x; d in y; p paid-only in z; e inactive.
+    U1 (retail): a b; U2 (retail): a b c; U3 (media): a; U4 (media): d; U5 (media, paid): p d."""
+    if not _preset_data(request, "world"):
+        _seed_world(conn)
     return conn
 
 
@@ -367,3 +440,7 @@ def roles(server_url) -> Iterator:
     with psycopg.connect(server_url, autocommit=True) as c:
         for name in reversed(made):
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+#: the data sets db_url can start from (see "presets" above): fixture name -> seeding function
+PRESETS = {"world": _seed_world, "seeded": _seed_seeded}
