@@ -137,14 +137,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_SharedServer(), "reco-shared-server")
 
 
+#: the modules whose tests take longest (a serial run's --durations): started first, so that a parallel
+#: run does not end with one worker still busy on them while the others are idle
+SLOW_FIRST = ["test_tune", "test_fuzz", "test_cli", "test_experiments_arms", "test_tune_decisions", "test_wheel",
+              "test_decisions", "test_stats"]
+
+
+def _module_scoped(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture of its own module's scope (built once per module and process)."""
+    defs = getattr(item, "_fixtureinfo", None)
+    return bool(defs) and any(fd[-1].scope == "module" for fd in defs.name2fixturedefs.values() if fd)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which names a test after its group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         groups = {group for fixture, group in SERIAL_GROUPS.items() if fixture in item.fixturenames}
         if item.get_closest_marker("serial"):
             groups.add("serial")
+        if _module_scoped(item):  # the module in one worker: its module fixture is built once, not per worker
+            groups.add(item.module.__name__.rsplit(".", 1)[-1])
         for group in sorted(groups):
             item.add_marker(pytest.mark.xdist_group(group))
+    # the same order in every process (xdist checks): the slow modules first, the rest as collected
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
 
 
 def _from_controller(request: pytest.FixtureRequest, key: str) -> str | None:
