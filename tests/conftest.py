@@ -5,11 +5,14 @@
 2. testcontainers with a pgvector image, when a Docker engine answers;
 3. otherwise the embedded server, in ``.reco/test`` (started for the session, stopped after).
 
-A migrated template database is built once per session; each test gets a fresh clone
-(``CREATE DATABASE ... TEMPLATE``), as procrastinate's test suite does.
+A migrated template database is built once per run (by the xdist controller in a parallel run, see
+"parallel runs" below); each test gets a fresh clone (``CREATE DATABASE ... TEMPLATE``), as
+procrastinate's test suite does; the common data sets (``world``, ``seeded``) are cloned ready-made
+("presets" below).
 
-The fixtures several modules use (``seeded``, ``api``, ``world``, ``flaky``) are here too; plain
-helpers are in tests/helpers.py. A test module never imports another test module.
+The fixtures several modules use (``seeded``, ``api``, ``world``, ``tiny``, ``flaky``, ``roles``) are
+here too; plain helpers are in tests/helpers.py. A test module never imports another test module
+(tests/test_suite_layout.py checks). docs/testing.md describes all of it.
 """
 
 from __future__ import annotations
