@@ -129,7 +129,27 @@ class _SharedServer:
         self._stack.close()
 
 
+class _GroupIds:
+    """xdist worker plugin: the group in the test's id (``<nodeid>@<group>``), which is how loadgroup sees it.
+    xdist 3.8 writes ``item._nodeid``, which pytest 9.2 no longer reads (the id is ``item._id``): without
+    this, the groups are silently ignored and grouped tests run on several workers at once."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not config.getvalue("loadgroup"):
+            return
+        for item in items:
+            names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                            for m in item.iter_markers("xdist_group")})
+            if names and "@" not in item.nodeid and hasattr(item, "_id"):
+                from _pytest.nodeid import coerce_node_id
+
+                item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(_GroupIds(), "reco-group-ids")
     config.addinivalue_line("markers", "serial(reason): in a parallel run, in the xdist group 'serial': run one "
                                        "after another by one worker (state a per-test database does not isolate)")
     distributing = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no" \
