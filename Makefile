@@ -44,12 +44,18 @@ $(VENV)/.chromium:
 	fi
 	@if command -v chromium >/dev/null 2>&1; then mkdir -p $(VENV) && touch $@; fi
 
+# the suite in TEST_WORKERS parallel processes (pytest-xdist), each cloning its own databases from one
+# migrated template on the one server; more workers than cores, since a test mostly waits on PostgreSQL
+# (docs/testing.md has the measurements). make test TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(VENV)/.installed-test $(VENV)/.chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 # the suite again on PostgreSQL 15 with pg_cron (Debian packages; root): the pg_cron tests run
 test-pg-cron: $(VENV)/.installed-test
-	url=$$(.ci/pg-cron-server start) && RECO_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q
+	url=$$(.ci/pg-cron-server start) && RECO_TEST_DATABASE_URL=$$url $(BIN)/python -m pytest -q $(PARALLEL)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app jobs tests migrations docs/gen

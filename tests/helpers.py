@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import pwd
 import random
+import re
+import shutil
 import socket
 import threading
 import time
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
@@ -463,3 +468,143 @@ def retention_stand_in(url: str) -> None:
     no_retention_loop(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(RETENTION_STAND_IN)
+
+
+# --- calls and data sets several modules share ----------------------------------------------------
+
+def recommend(conn, user: str, k: int = 10, options: dict | None = None) -> list[dict]:
+    return conn.execute("SELECT * FROM reco.recommend_features(%s, %s, %s)",
+                        (user, k, Jsonb(options or {}))).fetchall()
+
+
+def day(d: int, hour: int = 12) -> str:
+    """An instant of October 2026 (day ``d``, ``hour`` o'clock UTC)."""
+    return f"2026-10-{d:02d}T{hour:02d}:00:00Z"
+
+
+def ingest_successes(conn, events: list[tuple[str, str, str]], tenant: str | None = None) -> None:
+    """Events (user, feature, time), each a success, all accepted (in ``tenant``, or the default one)."""
+    report = conn.execute("SELECT reco.ingest_events(%s, %s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": t, "success": True} for u, f, t in events]), tenant)
+    ).fetchone()["r"]
+    assert report["rejected"] == [] and report["accepted"] == len(events)
+
+
+def features(conn, ids: str | list[str], tenant: str | None = None) -> None:
+    """Features with these ids, each in a category of its own (c-<id>)."""
+    conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(
+        [{"feature_id": f, "category": f"c-{f}"} for f in ids]), tenant))
+
+
+CRAFTED_PAIRS = 10
+CRAFTED_NOISE = 20
+
+
+def crafted(conn, tenant: str | None = None) -> None:
+    """The tune job's crafted data set (tests/test_tune.py's docstring): each user's next feature follows the
+    one used most recently, while an old, often-used one points elsewhere; τ 365 days, jobs run."""
+    now = datetime.now(UTC)
+    at = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
+    features = ([{"feature_id": f"A{k}", "category": "a"} for k in range(CRAFTED_PAIRS)]
+                + [{"feature_id": f"B{k}", "category": "b"} for k in range(CRAFTED_PAIRS)]
+                + [{"feature_id": f"N{n}", "category": "n"} for n in range(CRAFTED_NOISE)])
+    conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(features), tenant))
+    events = []
+    # teachers: A_k then B_k a month ago (where the pairs are learned), a noise feature last
+    for t in range(100):
+        k = t % CRAFTED_PAIRS
+        events += [(f"T{t}", f"A{k}", at(30.2)), (f"T{t}", f"B{k}", at(30.1)),
+                   (f"T{t}", f"N{t % CRAFTED_NOISE}", at(1))]
+    # students: A_j used five times two months ago, A_k two days ago, B_k yesterday (held out)
+    for u in range(150):
+        k, j = u % CRAFTED_PAIRS, (u % CRAFTED_PAIRS + 1 + u // CRAFTED_PAIRS % (CRAFTED_PAIRS - 1)) % CRAFTED_PAIRS
+        events += [(f"S{u}", f"A{j}", at(60 - r / 10)) for r in range(5)]
+        events += [(f"S{u}", f"A{k}", at(2)), (f"S{u}", f"B{k}", at(1))]
+    report = conn.execute("SELECT reco.ingest_events(%s, %s) AS r", (Jsonb(
+        [{"user_id": u, "feature_id": f, "occurred_at": t} for u, f, t in events]), tenant)).fetchone()["r"]
+    assert report["rejected"] == [] and report["accepted"] == len(events)
+    conn.execute("SELECT reco.set_setting('decay_tau_days', '365', %s)", (tenant,))
+    conn.execute("SELECT reco.rebuild_interactions(%s)", (tenant,))
+    conn.execute("CALL reco.run_job('all', %s)", (tenant,))
+
+
+def create_experiment(conn, name: str, variants: list[dict], **options) -> int:
+    """reco.create_experiment with these variants and options; its id."""
+    return conn.execute("SELECT reco.create_experiment(%s, %s, %s) AS id",
+                        (name, Jsonb(variants), Jsonb(options))).fetchone()["id"]
+
+
+def simulate_experiment(conn, name: str, rates: dict[str, float], users: int = 3000, seed: float = 0.3) -> None:
+    """Serve every user once in the experiment's scenario, then a use of a shown feature with the
+    variant's probability (drawn in SQL, seeded)."""
+    key = conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
+    conn.execute("SELECT reco.upsert_users(jsonb_agg(jsonb_build_object('user_id', 'sim-' || g)))"
+                 " FROM generate_series(1, %s::int) g", (users,))
+    # a third of them used a feature three days before (the pre-period of CUPED)
+    conn.execute("SELECT reco.ingest_events(jsonb_agg(jsonb_build_object('event_id', 'pre-' || g,"
+                 " 'user_id', 'sim-' || g, 'feature_id', 'a', 'occurred_at', now() - interval '3 days')))"
+                 " FROM generate_series(1, %s::int, 3) g", (users,))
+    conn.execute("""CREATE TEMP TABLE served AS
+                    SELECT 'sim-' || g AS id,
+                           reco.api_serve(%s, 'recommendations', 'sim-' || g, 3, '{}', %s || g, true, false)::jsonb AS b
+                    FROM generate_series(1, %s::int) g""", (key, name, users))
+    conn.execute("SELECT setseed(%s)", (seed,))
+    conn.execute("""SELECT reco.ingest_events(jsonb_agg(jsonb_build_object(
+                        'event_id', 'c-' || id, 'user_id', id, 'feature_id', b -> 'items' -> 0 ->> 'feature_id',
+                        'occurred_at', now())))
+                    FROM served WHERE random() < (%s::jsonb ->> (b ->> 'variant'))::float8""", (Jsonb(rates),))
+    conn.execute("DROP TABLE served")
+
+
+def experiment_report(conn, name: str) -> list[dict]:
+    """reco.experiment_report's rows."""
+    return conn.execute("SELECT * FROM reco.experiment_report(%s)", (name,)).fetchall()
+
+
+def form_token(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    m = re.search(r'name="csrf" value="([0-9a-f]*)"', html)
+    assert m, "no CSRF token in the form"
+    return m.group(1)
+
+
+def post_login(client: TestClient, data: dict, headers: dict | None = None):
+    """The login form as a browser sends it: fetched first (its token and cookie), then posted."""
+    token = form_token(client.get("/console/login").text)
+    return client.post("/console/login", data={"csrf": token, **data}, headers=headers)
+
+
+def login(client: TestClient, key: str, next_url: str = "/console") -> None:
+    """Log ``client`` into the console with ``key`` (the session cookie stays in the client)."""
+    r = post_login(client, {"key": key, "next": next_url})
+    assert r.status_code == 303, r.text
+
+
+#: the OS user the embedded server's tests connect as (another local user than the server's)
+OTHER_USER = "nobody"
+
+
+def need_other_user() -> None:
+    """Skip unless this process may act as OTHER_USER (root, runuser, the user exists)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test connects as another OS user (runuser -u nobody)")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is not installed: cannot act as another OS user")
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        pytest.skip(f"no OS user {OTHER_USER!r} to connect as")
+
+
+def connect_as(db_url: str, role: str) -> psycopg.Connection:
+    """An autocommit connection to ``db_url`` as ``role`` (rows as dicts)."""
+    return psycopg.connect(as_role(db_url, role), autocommit=True, row_factory=dict_row)
+
+
+def denied(c: psycopg.Connection, query: str, params=None) -> bool:
+    """Whether ``query`` fails with insufficient_privilege."""
+    try:
+        c.execute(query, params)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False

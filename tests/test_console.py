@@ -29,6 +29,9 @@ from tests.helpers import (  # noqa: E402
     XSS_USER,
     console_app,
     database,
+    form_token,
+    login,
+    post_login,
     seed_demo,
     seed_experiment,
 )
@@ -68,24 +71,6 @@ def world(server_url, template_db, tmp_path_factory) -> Iterator[dict]:
 def anon(world) -> Iterator[TestClient]:
     with TestClient(console_app(world["url"]), follow_redirects=False) as client:
         yield client
-
-
-def form_token(html: str) -> str:
-    """The CSRF token a page's form carries."""
-    m = re.search(r'name="csrf" value="([0-9a-f]*)"', html)
-    assert m, "no CSRF token in the form"
-    return m.group(1)
-
-
-def post_login(client: TestClient, data: dict, headers: dict | None = None):
-    """The login form as a browser sends it: fetched first (its token and cookie), then posted."""
-    token = form_token(client.get("/console/login").text)
-    return client.post("/console/login", data={"csrf": token, **data}, headers=headers)
-
-
-def login(client: TestClient, key: str, next_url: str = "/console") -> None:
-    r = post_login(client, {"key": key, "next": next_url})
-    assert r.status_code == 303, r.text
 
 
 def sessions(url: str) -> list[dict]:

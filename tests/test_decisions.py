@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from app.tools import peeking
-from tests.test_experiments import _report, _simulate, create
+from tests.helpers import create_experiment as create
+from tests.helpers import experiment_report as _report
+from tests.helpers import simulate_experiment as _simulate
 
 LIMIT = 0.055
 

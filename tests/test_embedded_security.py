@@ -21,20 +21,8 @@ import psycopg
 import pytest
 
 from app.embedded import POSTGRES_BIN_PATH, SOCKET_PARENT, SYSTEM_USER, EmbeddedServer
-from tests.helpers import PATIENT
-
-OTHER_USER = "nobody"
-
-
-def _need_other_user() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the test connects as another OS user (runuser -u nobody)")
-    if shutil.which("runuser") is None:
-        pytest.skip("runuser is not installed: cannot act as another OS user")
-    try:
-        pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        pytest.skip(f"no OS user {OTHER_USER!r} to connect as")
+from tests.helpers import OTHER_USER, PATIENT
+from tests.helpers import need_other_user as _need_other_user
 
 
 def _as_other(*cmd: str) -> subprocess.CompletedProcess:

@@ -9,12 +9,7 @@ import psycopg.sql
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.helpers import DAY, PATIENT, ingest, wait_for
-
-
-def recommend(conn, user: str, k: int = 10, options: dict | None = None) -> list[dict]:
-    return conn.execute("SELECT * FROM reco.recommend_features(%s, %s, %s)",
-                        (user, k, Jsonb(options or {}))).fetchall()
+from tests.helpers import DAY, PATIENT, ingest, recommend, wait_for
 
 
 def test_jobs_log_their_runs(world):

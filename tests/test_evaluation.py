@@ -10,21 +10,8 @@ import pytest
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
-
-def day(d: int, hour: int = 12) -> str:
-    return f"2026-10-{d:02d}T{hour:02d}:00:00Z"
-
-
-def ingest(conn, events: list[tuple[str, str, str]], tenant: str | None = None) -> None:
-    report = conn.execute("SELECT reco.ingest_events(%s, %s) AS r", (Jsonb(
-        [{"user_id": u, "feature_id": f, "occurred_at": t, "success": True} for u, f, t in events]), tenant)
-    ).fetchone()["r"]
-    assert report["rejected"] == [] and report["accepted"] == len(events)
-
-
-def features(conn, ids: str | list[str], tenant: str | None = None) -> None:
-    conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(
-        [{"feature_id": f, "category": f"c-{f}"} for f in ids]), tenant))
+from tests.helpers import day, features
+from tests.helpers import ingest_successes as ingest
 
 
 def test_rebuild_interactions_matches_ingest(conn):
@@ -59,20 +46,6 @@ def test_rebuild_interactions_matches_ingest(conn):
     assert w[("U1", "a")] == pytest.approx(math.exp(at(day(1))) * 1.2 + math.exp(at(day(3))))
     assert w[("U1", "b")] == pytest.approx(0.3 * math.exp(at(day(5))))
     assert w[("U2", "b")] == pytest.approx(math.exp(at(day(9, 8))))
-
-
-@pytest.fixture
-def tiny(conn):
-    """Fillers (one feature each, never held out) make popularity p1 > p2 > p3; E1 adopts p1 then
-    x (held out); E2 adopts p2 then p1 (held out). In the evaluation scope the popularity of the
-    remaining data is p1 7, p2 5, p3 2, x 0."""
-    features(conn, ["p1", "p2", "p3", "x"])
-    events = [(f"F{i}", "p1", day(1)) for i in range(6)] + [(f"G{i}", "p2", day(1)) for i in range(4)]
-    events += [(f"H{i}", "p3", day(1)) for i in range(2)]
-    events += [("E1", "p1", day(2)), ("E1", "x", day(4)), ("E2", "p2", day(2)), ("E2", "p1", day(4))]
-    ingest(conn, events)
-    conn.execute("CALL reco.run_job('all')")
-    return conn
 
 
 def test_metrics_on_a_hand_computed_split(tiny):

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.test_evaluation import day, features, ingest
-from tests.test_tune import _crafted
+from tests.helpers import crafted as _crafted
+from tests.helpers import day, features
+from tests.helpers import ingest_successes as ingest
 
 EASE = {"neighbor_model": "ease", "neighbors_k": 20, "ease_lambda": 250}
 

@@ -10,14 +10,12 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.helpers import client_for
+from tests.helpers import create_experiment as create
+from tests.helpers import experiment_report as _report
+from tests.helpers import simulate_experiment as _simulate
 
 POP_ONLY = {"weight_itemcf": 0, "weight_usercf": 0, "weight_prior": 0, "weight_popularity": 1, "weight_session": 0,
             "weight_explore": 0}
-
-
-def create(conn, name: str, variants: list[dict], **options) -> int:
-    return conn.execute("SELECT reco.create_experiment(%s, %s, %s) AS id",
-                        (name, Jsonb(variants), Jsonb(options))).fetchone()["id"]
 
 
 def assignments(conn, scenario: str, n: int) -> list[dict]:
@@ -233,32 +231,6 @@ def test_user_metrics_come_from_exposures_and_events(world):
 
 
 # --- the report ---------------------------------------------------------------------------------
-
-def _simulate(conn, name: str, rates: dict[str, float], users: int = 3000, seed: float = 0.3) -> None:
-    """Serve every user once in the experiment's scenario, then a use of a shown feature with the
-    variant's probability (drawn in SQL, seeded)."""
-    key = conn.execute("SELECT reco.create_api_key() AS k").fetchone()["k"]
-    conn.execute("SELECT reco.upsert_users(jsonb_agg(jsonb_build_object('user_id', 'sim-' || g)))"
-                 " FROM generate_series(1, %s::int) g", (users,))
-    # a third of them used a feature three days before (the pre-period of CUPED)
-    conn.execute("SELECT reco.ingest_events(jsonb_agg(jsonb_build_object('event_id', 'pre-' || g,"
-                 " 'user_id', 'sim-' || g, 'feature_id', 'a', 'occurred_at', now() - interval '3 days')))"
-                 " FROM generate_series(1, %s::int, 3) g", (users,))
-    conn.execute("""CREATE TEMP TABLE served AS
-                    SELECT 'sim-' || g AS id,
-                           reco.api_serve(%s, 'recommendations', 'sim-' || g, 3, '{}', %s || g, true, false)::jsonb AS b
-                    FROM generate_series(1, %s::int) g""", (key, name, users))
-    conn.execute("SELECT setseed(%s)", (seed,))
-    conn.execute("""SELECT reco.ingest_events(jsonb_agg(jsonb_build_object(
-                        'event_id', 'c-' || id, 'user_id', id, 'feature_id', b -> 'items' -> 0 ->> 'feature_id',
-                        'occurred_at', now())))
-                    FROM served WHERE random() < (%s::jsonb ->> (b ->> 'variant'))::float8""", (Jsonb(rates),))
-    conn.execute("DROP TABLE served")
-
-
-def _report(conn, name: str) -> list[dict]:
-    return conn.execute("SELECT * FROM reco.experiment_report(%s)", (name,)).fetchall()
-
 
 def test_report_finds_a_planted_lift_and_not_a_null_one(world):
     create(world, "ab", [{"name": "control"}, {"name": "b", "overrides": POP_ONLY}],

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
-from tests.test_engine import recommend
-from tests.test_tune import _crafted
+from tests.helpers import crafted as _crafted
+from tests.helpers import recommend
 
 
 def _experiment(conn, name: str = "boost", overrides: dict | None = None, scenario: str = "default",
@@ -138,8 +138,7 @@ def test_the_report_and_the_console_show_changes_made_while_it_ran(world, db_url
     world.execute("SELECT reco.set_setting('weight_prior', '0.03')")
     assert len(world.execute("SELECT * FROM reco.experiment_settings_changes('boost')").fetchall()) == 2
 
-    from tests.helpers import console_app
-    from tests.test_console import login
+    from tests.helpers import console_app, login
     key = world.execute("SELECT reco.create_api_key('default', 'console') AS k").fetchone()["k"]
     with TestClient(console_app(db_url), follow_redirects=False) as client:
         login(client, key)

@@ -168,7 +168,8 @@ def _waiting_on_ingest_lock(conn, deadline: float = 60.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if conn.execute("""SELECT count(*) AS n FROM pg_stat_activity
-                           WHERE application_name = 'pgreco-api' AND wait_event_type = 'Lock'""").fetchone()["n"]:
+                           WHERE datname = current_database() AND application_name = 'pgreco-api'
+                             AND wait_event_type = 'Lock'""").fetchone()["n"]:
             return
         time.sleep(0.02)
     raise AssertionError("the API's write never reached the database")

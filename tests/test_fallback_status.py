@@ -83,8 +83,7 @@ def test_the_console_overview_shows_the_fallback(world, db_url):
     job = next(j for j in overview["jobs"] if j["job"] == "feature_neighbors")
     assert job["waiting_since"] is not None and job["status"] == "deferred"
 
-    from tests.helpers import console_app
-    from tests.test_console import login
+    from tests.helpers import console_app, login
     key = world.execute("SELECT reco.create_api_key('default', 'console') AS k").fetchone()["k"]
     with TestClient(console_app(db_url), follow_redirects=False) as client:
         login(client, key)

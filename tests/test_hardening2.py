@@ -18,9 +18,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from app.embedded import EmbeddedServer
-from tests.helpers import DAY, client_for
-from tests.test_embedded_security import OTHER_USER, _need_other_user
-from tests.test_security import connect_as, denied, roles  # noqa: F401  (the fixture)
+from tests.helpers import DAY, OTHER_USER, client_for, connect_as, denied
+from tests.helpers import need_other_user as _need_other_user
 
 
 @pytest.fixture

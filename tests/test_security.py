@@ -10,18 +10,16 @@ its own, with a unique name, and drops them."""
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from app.db import API_ROLE, as_role
 from app.migrate import apply_sql
+from tests.helpers import connect_as, denied
 
 DAYS = [f"2026-10-{d:02d}T12:00:00Z" for d in range(1, 29)]
 A, B = "acme", "globex"
@@ -117,36 +115,6 @@ def two(conn):
         conn.execute("""SELECT reco.set_tenant_budget(%s, '{"events_per_s": 5000}')""", (slug,))
     conn.keys = keys
     return conn
-
-
-@pytest.fixture
-def roles(server_url) -> Iterator:
-    """make(kind) -> a new role name (LOGIN unless kind says otherwise); dropped at the end."""
-    made: list[str] = []
-
-    def make(options: str = "LOGIN") -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server_url, autocommit=True) as c:
-            c.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(name)))
-        made.append(name)
-        return name
-
-    yield make
-    with psycopg.connect(server_url, autocommit=True) as c:
-        for name in reversed(made):
-            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def connect_as(db_url: str, role: str) -> psycopg.Connection:
-    return psycopg.connect(as_role(db_url, role), autocommit=True, row_factory=dict_row)
-
-
-def denied(c: psycopg.Connection, query: str, params=None) -> bool:
-    try:
-        c.execute(query, params)
-    except psycopg.errors.InsufficientPrivilege:
-        return True
-    return False
 
 
 def relations(conn, kinds: str = "rpv") -> list[dict]:

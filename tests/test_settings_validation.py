@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.test_engine import recommend
+from tests.helpers import recommend
 
 # values from issue 24 item 4 (each made every request fail) and a few more of every kind
 REFUSED = [

@@ -6,40 +6,13 @@ long decay τ (365 days, the tenant's setting here) lets the old repeated featur
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.helpers import CRAFTED_NOISE as NOISE  # noqa: F401
+from tests.helpers import CRAFTED_PAIRS as PAIRS  # noqa: F401
+from tests.helpers import crafted as _crafted
 from tests.helpers import wait_for
-
-PAIRS = 10
-NOISE = 20
-
-
-def _crafted(conn, tenant: str | None = None) -> None:
-    now = datetime.now(UTC)
-    at = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
-    features = ([{"feature_id": f"A{k}", "category": "a"} for k in range(PAIRS)]
-                + [{"feature_id": f"B{k}", "category": "b"} for k in range(PAIRS)]
-                + [{"feature_id": f"N{n}", "category": "n"} for n in range(NOISE)])
-    conn.execute("SELECT reco.upsert_features(%s, %s)", (Jsonb(features), tenant))
-    events = []
-    # teachers: A_k then B_k a month ago (where the pairs are learned), a noise feature last
-    for t in range(100):
-        k = t % PAIRS
-        events += [(f"T{t}", f"A{k}", at(30.2)), (f"T{t}", f"B{k}", at(30.1)), (f"T{t}", f"N{t % NOISE}", at(1))]
-    # students: A_j used five times two months ago, A_k two days ago, B_k yesterday (held out)
-    for u in range(150):
-        k, j = u % PAIRS, (u % PAIRS + 1 + u // PAIRS % (PAIRS - 1)) % PAIRS
-        events += [(f"S{u}", f"A{j}", at(60 - r / 10)) for r in range(5)]
-        events += [(f"S{u}", f"A{k}", at(2)), (f"S{u}", f"B{k}", at(1))]
-    report = conn.execute("SELECT reco.ingest_events(%s, %s) AS r", (Jsonb(
-        [{"user_id": u, "feature_id": f, "occurred_at": t} for u, f, t in events]), tenant)).fetchone()["r"]
-    assert report["rejected"] == [] and report["accepted"] == len(events)
-    conn.execute("SELECT reco.set_setting('decay_tau_days', '365', %s)", (tenant,))
-    conn.execute("SELECT reco.rebuild_interactions(%s)", (tenant,))
-    conn.execute("CALL reco.run_job('all', %s)", (tenant,))
 
 
 def _trials(conn) -> list[dict]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.test_evaluation import tiny  # noqa: F401  (fixture)
-from tests.test_tune import _crafted
+from tests.helpers import crafted as _crafted
 
 COMPONENTS = ("itemcf", "usercf", "prior", "popularity")
 

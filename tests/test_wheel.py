@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from app.migrate import alembic_head
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 #: what a build needs: the project file, the readme it names, the packages' folders
 SOURCES = ["pyproject.toml", "README.md", "app", "jobs", "sql", "migrations"]

@@ -1,5 +1,6 @@
 """`reco churn …`: train, score, list, activate and roll back the churn models, one user's score; and
-`reco bench churn` (the CDNOW benchmark, app/tools/bench_churn.py), registered on the bench group by app/cli/__init__.py."""
+`reco bench churn` (the CDNOW benchmark, app/tools/bench_churn.py), registered on the bench group by
+app/cli/__init__.py."""
 
 from __future__ import annotations
 

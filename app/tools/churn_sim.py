@@ -1,4 +1,5 @@
-"""Planted churn for generated data (`reco generate --churn`) and the retention benchmark (app/tools/bench_retention.py).
+"""Planted churn for generated data (`reco generate --churn`) and the retention benchmark
+(app/tools/bench_retention.py).
 
 The truth is planted, so a churn model and the retention loop can be checked against it:
 
