@@ -229,7 +229,7 @@ def test_pg_cron_schedule(cron_db):
     first = cron_db.execute("SELECT * FROM reco.schedule_jobs()").fetchall()
     assert [r["jobname"] for r in first] == [f"pgreco-{j}" for j in (
         "maintenance", "feature_stats", "cohort_priors", "feature_neighbors", "embeddings", "bandit", "evaluate",
-        "tune")]
+        "tune", "churn_train", "churn_score")]
     cron = cron_db.execute("SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'pgreco-bandit'").fetchone()
     assert cron == {"jobname": "pgreco-bandit", "schedule": "*/10 * * * *", "command": "CALL reco.run_job('bandit')"}
     # re-running updates the same cron jobs (a changed schedule included), never duplicates them
