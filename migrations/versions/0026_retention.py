@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (DDL lines)
 """Retention: the actions a tenant may take to win a user back (reco.retention_actions), the do-not-contact
 list, the lists themselves (reco.retention_lists, one per call of reco.retention_list, with the holdout's
 experiment) and their contacts (reco.retention_contacts: who, which action, expected profit, held out or
