@@ -208,6 +208,14 @@ LANGUAGE sql STABLE AS $$
                 'held_out', c.held_out, 'retained', c.retained) ORDER BY c.rank)
             FROM (SELECT * FROM reco.retention_list_contacts(l.list_id, t.slug) LIMIT p_limit) AS c), '[]'),
         'truncated', l.users > p_limit)
+        -- an empty list says why it can be empty (the usual cause: no value per user)
+        || CASE WHEN l.users = 0 THEN jsonb_build_object('note',
+               'nobody has a positive expected profit E = p × r × V − cost: V, a user''s value, is '
+               || 'retention_value_alpha × their payments of the last 30 days (events of kind churn_payment_kind with '
+               || 'the amount in prop churn_payment_prop) or the user attribute named by retention_value_attribute; '
+               || 'with neither, V is 0 for everyone. Also check that the tenant has churn scores '
+               || '(reco.churn_scores) and users not on the do-not-contact list, in cooldown or at their contact cap.')
+           ELSE '{}'::jsonb END
     FROM reco.retention_lists l JOIN reco.tenants t ON t.tenant_id = l.tenant_id
     WHERE l.list_id = p_list_id AND l.tenant_id = p_tenant_id
 $$;

@@ -206,15 +206,19 @@ def test_an_insignificant_measurement_keeps_the_assumed_rate(conn):
 def test_rest_makes_and_reads_the_list(api, seeded):
     seeded.execute("""INSERT INTO reco.churn_scores (tenant_id, as_of, user_key, model_id, probability, tier)
                       SELECT tenant_id, current_date, user_key, 1, 0.9, 'high' FROM reco.users""")
-    seeded.execute("SELECT reco.set_setting('retention_value_attribute', '\"value\"')")
     seeded.execute("SELECT reco.set_setting('retention_holdout', '0')")
+    # no value per user yet (no payments, no value attribute): an empty list that says why
+    empty = api.post("/v1/retention/list", json={"budget": 5})
+    assert empty.status_code == 201 and empty.json()["users"] == 0, empty.text
+    assert "retention_value_attribute" in empty.json()["note"] and "churn_payment_kind" in empty.json()["note"]
+    seeded.execute("SELECT reco.set_setting('retention_value_attribute', '\"value\"')")
     seeded.execute("UPDATE reco.users SET attributes = attributes || '{\"value\": 100}' WHERE user_id IN ('U1', 'U2')")
     res = api.post("/v1/retention/list", json={"budget": 5, "actions": {"coupon": {"cost": 5, "win_back_rate": 0.3},
                                                                          "push": {"cost": 0, "win_back_rate": 0.03}}})
     assert res.status_code == 201, res.text
     body = res.json()
     assert body["budget"] == 5 and body["users"] == 2 == len(body["contacts"])
-    assert {c["user_id"] for c in body["contacts"]} == {"U1", "U2"}
+    assert {c["user_id"] for c in body["contacts"]} == {"U1", "U2"} and "note" not in body
     # one coupon fits the budget (E 22 each: the lower key first); the other user gets a push (2.7)
     assert [(c["user_id"], c["action"], c["expected_profit"]) for c in body["contacts"]] == [
         ("U1", "coupon", 22), ("U2", "push", 2.7)]
