@@ -40,21 +40,18 @@ class ChurnDataError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    y = np.asarray(y, dtype=bool)
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); nan without both classes."""
+    y, p = np.asarray(y, dtype=bool), np.asarray(p, dtype=float)
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
         return float("nan")
     order = np.argsort(p, kind="mergesort")
+    sp = p[order]
+    edges = np.flatnonzero(np.diff(sp)) + 1  # runs of equal scores share their average rank
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [len(sp)]))
     ranks = np.empty(len(p), dtype=float)
-    sp = np.asarray(p)[order]
-    i = 0
-    while i < len(sp):  # average ranks over ties
-        j = i
-        while j + 1 < len(sp) and sp[j + 1] == sp[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 

@@ -40,12 +40,6 @@ LANGUAGE sql STABLE AS $$
         SELECT count(*) AS n, count(*) FILTER (WHERE churned) AS pos, count(*) FILTER (WHERE NOT churned) AS neg,
                avg((probability - churned::int) ^ 2)::float8 AS brier
         FROM s
-    ), ranked AS (  -- the average rank of each probability among all (ties share it)
-        SELECT churned, avg(r) OVER (PARTITION BY probability) AS r
-        FROM (SELECT churned, probability, row_number() OVER (ORDER BY probability) AS r FROM s) AS x
-    ), auc AS (
-        SELECT ((sum(r) FILTER (WHERE churned) - t.pos * (t.pos + 1) / 2.0) / nullif(t.pos * t.neg, 0))::float8 AS auc
-        FROM ranked CROSS JOIN totals t GROUP BY t.pos, t.neg
     ), buckets AS (  -- users per 0.01 of probability (k: the largest threshold k / 100 at or below it)
         SELECT least(floor(probability::numeric * 100)::int, 100) AS k,
                count(*) FILTER (WHERE churned) AS pos, count(*) FILTER (WHERE NOT churned) AS neg
@@ -63,7 +57,7 @@ LANGUAGE sql STABLE AS $$
     )
     SELECT json_build_object(
         'as_of', p_as_of, 'window_days', p_window, 'users', t.n, 'churners', t.pos,
-        'auc', (SELECT auc FROM auc), 'brier', t.brier,
+        'auc', (SELECT reco._churn_auc(array_agg(probability), array_agg(churned)) FROM s), 'brier', t.brier,
         'roc', (SELECT json_agg(json_build_object('threshold', g.t, 'fpr', g.fp::float8 / t.neg,
                                                   'tpr', g.tp::float8 / t.pos) ORDER BY g.t DESC)
                 FROM grid g),

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.churn import auc as churn_auc
+
 WINDOW_DAYS = 14  # the churn window of the truth's probability (the product's default churn_window_days)
 FADE_DAYS = 14.0  # mean days from disengaging to leaving
 FADE_SHAPE = 4  # Erlang shape of the fade's length (4: neither memoryless nor fixed)
@@ -151,18 +153,6 @@ class ChurnPlan:
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties averaged); None without both classes."""
-    score, label = np.asarray(score, float), np.asarray(label, bool)
-    n1, n0 = int(label.sum()), int((~label).sum())
-    if n1 == 0 or n0 == 0:
-        return None
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    s = score[order]
-    # average ranks of ties
-    edges = np.flatnonzero(np.diff(s)) + 1
-    starts = np.concatenate(([0], edges))
-    ends = np.concatenate((edges, [len(s)]))
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    """Area under the ROC curve (jobs.churn.auc: Mann-Whitney, ties averaged); None without both classes."""
+    value = churn_auc(label, score)
+    return None if np.isnan(value) else value
